@@ -1,0 +1,98 @@
+"""Typed settings, read from the environment (and ``local.settings.json`` ``Values`` locally).
+
+``APP_SETTINGS`` is the one list of every setting the app reads; ``local.settings.sample.json``
+and the Bicep app settings are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    default: str | None
+    description: str
+    #: Set by the deployment (Bicep) as an app setting; False for local-only settings.
+    deployed: bool = True
+
+
+APP_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("LOG_ANALYTICS_WORKSPACE_ID", None,
+                "Log Analytics workspace id (customerId GUID). When set, every query goes to Log Analytics."),
+    SettingSpec("LOG_ANALYTICS_ENDPOINT", None,
+                "Log Analytics query API base URL; default is the public cloud endpoint.", deployed=False),
+    SettingSpec("LOG_QUERY_TIMEOUT_SECONDS", "180", "Server timeout for one Log Analytics query."),
+    SettingSpec("AZURE_CLIENT_ID", None,
+                "Client id of the user-assigned managed identity used for Log Analytics and Table Storage."),
+    SettingSpec("ACS_LOCAL_STORE", ".data/acs-logs.duckdb",
+                "Embedded DuckDB log store used when no workspace id is set.", deployed=False),
+    SettingSpec("SUMMARY_STORAGE", "AzureWebJobsStorage",
+                "Name of the storage connection (setting prefix) that holds the summary table."),
+    SettingSpec("SUMMARY_TABLE", "DeliverySummaries", "Azure Table Storage table for daily summaries."),
+    SettingSpec("DAILY_SUMMARY_SCHEDULE", "0 30 1 * * *", "NCRONTAB schedule (UTC) of the daily summary timer."),
+    SettingSpec("SUMMARY_LOOKBACK_DAYS", "3", "Days recomputed on every run, since status events arrive late."),
+    SettingSpec("SUMMARY_BACKFILL_DAYS", "14", "Days checked for missing summaries and backfilled."),
+    SettingSpec("STATUS_GRACE_HOURS", "72", "How long after a send status events are still looked for."),
+)
+
+_SPECS = {spec.name: spec for spec in APP_SETTINGS}
+
+
+def load_local_settings(path: str | Path = "local.settings.json") -> None:
+    """Copy ``Values`` from a Core Tools ``local.settings.json`` into the environment (not overriding)."""
+    file = Path(path)
+    if not file.is_file():
+        return
+    values = json.loads(file.read_text(encoding="utf-8")).get("Values", {})
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
+def get(name: str) -> str | None:
+    spec = _SPECS[name]
+    value = os.environ.get(name)
+    return value if value not in (None, "") else spec.default
+
+
+def get_int(name: str) -> int:
+    value = get(name)
+    if value is None:
+        raise ValueError(f"setting {name} is required")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a whole number, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace_id: str | None
+    log_analytics_endpoint: str | None
+    query_timeout_seconds: int
+    client_id: str | None
+    local_store: str
+    summary_storage: str
+    summary_table: str
+    summary_lookback_days: int
+    summary_backfill_days: int
+    status_grace_hours: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            workspace_id=get("LOG_ANALYTICS_WORKSPACE_ID"),
+            log_analytics_endpoint=get("LOG_ANALYTICS_ENDPOINT"),
+            query_timeout_seconds=get_int("LOG_QUERY_TIMEOUT_SECONDS"),
+            client_id=get("AZURE_CLIENT_ID"),
+            local_store=get("ACS_LOCAL_STORE") or ".data/acs-logs.duckdb",
+            summary_storage=get("SUMMARY_STORAGE") or "AzureWebJobsStorage",
+            summary_table=get("SUMMARY_TABLE") or "DeliverySummaries",
+            summary_lookback_days=get_int("SUMMARY_LOOKBACK_DAYS"),
+            summary_backfill_days=get_int("SUMMARY_BACKFILL_DAYS"),
+            status_grace_hours=get_int("STATUS_GRACE_HOURS"),
+        )
