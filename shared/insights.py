@@ -1,0 +1,269 @@
+"""The use cases: trace, search, stats, bounces and the daily summary aggregation.
+
+Each builds its KQL with :mod:`shared.kql.builder`, runs it on a :class:`LogSource` and turns
+rows into the response models of :mod:`shared.models`. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from shared.kql import builder
+from shared.kql.builder import Window
+from shared.kql.query import KqlQuery
+from shared.logs.source import LogSource, QueryResult
+from shared.models import (
+    STATS_ROW_MODELS,
+    BounceList,
+    BounceRow,
+    BouncesParams,
+    Completeness,
+    SearchPage,
+    SearchParams,
+    SearchRow,
+    SendInfo,
+    StatsParams,
+    StatsResult,
+    StatusEvent,
+    TraceParams,
+    TraceRecipient,
+    TraceResult,
+)
+from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
+
+#: How far past "now" a trace still looks, for clocks that run slightly ahead.
+TRACE_CLOCK_TOLERANCE = timedelta(minutes=5)
+#: A recipient whose latest event is one of these is resolved (a distribution list's members
+#: are traced as recipients of their own).
+RESOLVING_STATUSES = frozenset(FINAL_STATUSES) | {"Expanded"}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake(column: str) -> str:
+    """KQL output column -> model field: ``_ResourceId`` -> ``resource_id``, ``P95DurationSeconds`` -> ``p95_...``."""
+    return _CAMEL.sub("_", column.lstrip("_")).lower()
+
+
+def _fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {snake(key): value for key, value in record.items()}
+
+
+class InvalidToken(ValueError):
+    """A continuation token that is malformed or belongs to another query."""
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    window_start: datetime
+    window_end: datetime
+    send_time: datetime
+    skip: int
+    filters: str
+
+    def encode(self) -> str:
+        payload = {
+            "w": [self.window_start.isoformat(), self.window_end.isoformat()],
+            "t": self.send_time.isoformat(),
+            "s": self.skip,
+            "f": self.filters,
+        }
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> PageCursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            payload = json.loads(raw)
+            start, end = (datetime.fromisoformat(value) for value in payload["w"])
+            cursor = cls(start, end, datetime.fromisoformat(payload["t"]), int(payload["s"]), str(payload["f"]))
+        except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+            raise InvalidToken("continuationToken is not a token this service issued") from exc
+        if any(value.tzinfo is None for value in (start, end, cursor.send_time)) or cursor.skip < 0:
+            raise InvalidToken("continuationToken is not a token this service issued")
+        return cursor
+
+
+def _filters_fingerprint(params: SearchParams) -> str:
+    relevant = params.model_dump(mode="json", exclude={"top", "continuation_token", "from_", "to"})
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Insights:
+    def __init__(
+        self,
+        source: LogSource,
+        *,
+        status_grace: timedelta = builder.DEFAULT_STATUS_GRACE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.source = source
+        self.status_grace = status_grace
+        self.clock = clock
+
+    # -- query construction (also used by `python -m shared kql`) ----------------------------
+
+    def window(self, start: datetime, end: datetime) -> Window:
+        return Window(start, end, self.status_grace)
+
+    def trace_query(self, params: TraceParams) -> KqlQuery:
+        now = self.clock()
+        window = Window(now - timedelta(days=params.lookback_days), now + TRACE_CLOCK_TOLERANCE, timedelta(0))
+        return builder.build_trace_query(params.message_id, window)
+
+    def _search_plan(self, params: SearchParams) -> tuple[KqlQuery, PageCursor | None, str]:
+        fingerprint = _filters_fingerprint(params)
+        cursor = None
+        if params.continuation_token:
+            cursor = PageCursor.decode(params.continuation_token)
+            if cursor.filters != fingerprint:
+                raise InvalidToken("continuationToken belongs to a search with other filters")
+            start, end = cursor.window_start, cursor.window_end
+            if (params.from_ and params.from_ != start) or (params.to and params.to != end):
+                raise InvalidToken("continuationToken belongs to a search with another time window")
+        else:
+            start, end = params.window(self.clock())
+        query = builder.build_search_query(
+            params,
+            self.window(start, end),
+            # Datetimes in Log Analytics carry 100 ns ticks; a cursor truncated to microseconds must
+            # still include every row that Python sees as equal to it.
+            cursor_end=None if cursor is None else cursor.send_time + timedelta(microseconds=1),
+            skip=0 if cursor is None else cursor.skip,
+        )
+        return query, cursor, fingerprint
+
+    def search_query(self, params: SearchParams) -> KqlQuery:
+        return self._search_plan(params)[0]
+
+    def stats_query(self, kind: str, params: StatsParams) -> KqlQuery:
+        return builder.build_stats_query(kind, params, self.window(*params.window(self.clock())))
+
+    def bounces_query(self, params: BouncesParams) -> KqlQuery:
+        return builder.build_bounces_query(params, self.window(*params.window(self.clock())))
+
+    def daily_summary_query(self, day: date) -> KqlQuery:
+        return builder.build_daily_summary_query(datetime.combine(day, time(0), UTC), self.status_grace)
+
+    # -- use cases ----------------------------------------------------------------------------
+
+    def trace(self, params: TraceParams) -> TraceResult:
+        result = self.source.run(self.trace_query(params))
+        return assemble_trace(params.message_id, result)
+
+    def search(self, params: SearchParams) -> SearchPage:
+        query, cursor, fingerprint = self._search_plan(params)
+        result = self.source.run(query)
+        rows = [SearchRow.model_validate(_fields(record)) for record in result.records()]
+        if cursor is not None:
+            rows = rows[cursor.skip:]
+        page, more = rows[: params.top], len(rows) > params.top
+        token = None
+        if more and page:
+            last = page[-1].send_time
+            ties = sum(1 for row in page if row.send_time == last)
+            if cursor is not None and cursor.send_time == last:
+                ties += cursor.skip
+            start, end = query.timespan[0], query.timespan[1] - self.status_grace
+            token = PageCursor(start, end, last, ties, fingerprint).encode()
+        return SearchPage(value=page, continuation_token=token, **_partial(result))
+
+    def stats(self, kind: str, params: StatsParams) -> StatsResult:
+        query = self.stats_query(kind, params)
+        completeness_query = builder.build_completeness_query(self.window(*params.window(self.clock())))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            value_future = pool.submit(self.source.run, query)
+            completeness_future = pool.submit(self.source.run, completeness_query)
+            result, completeness_result = value_future.result(), completeness_future.result()
+        model = STATS_ROW_MODELS[kind]
+        value = [model.model_validate(_fields(record)).model_dump(mode="json") for record in result.records()]
+        records = completeness_result.records()
+        completeness = Completeness(
+            pending_recipients=int((records[0].get("PendingRecipients") if records else 0) or 0),
+            latest_event_time=records[0].get("LatestEventTime") if records else None,
+        )
+        warnings = [w for w in (result.partial_error, completeness_result.partial_error) if w]
+        return StatsResult(value=value, completeness=completeness,
+                           partial=True if warnings else None, warning="; ".join(warnings) or None)
+
+    def bounces(self, params: BouncesParams) -> BounceList:
+        result = self.source.run(self.bounces_query(params))
+        rows = [BounceRow.model_validate(_fields(record)) for record in result.records()]
+        return BounceList(value=rows, **_partial(result))
+
+    def daily_summary(self, day: date) -> tuple[list[dict[str, Any]], str | None]:
+        """Per-dimension aggregates for sends of one UTC day, and a partial-result warning if any."""
+        result = self.source.run(self.daily_summary_query(day))
+        return result.records(), result.partial_error
+
+    def run_query(self, query: KqlQuery) -> QueryResult:
+        return self.source.run(query)
+
+
+def _partial(result: QueryResult) -> dict[str, Any]:
+    if result.partial_error:
+        return {"partial": True, "warning": result.partial_error}
+    return {}
+
+
+def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
+    """Rows of the trace query (send / event / final) -> the trace contract."""
+    send: SendInfo | None = None
+    message_events: list[StatusEvent] = []
+    events_by_recipient: dict[tuple[str, str | None], list[StatusEvent]] = {}
+    domains: dict[tuple[str, str | None], str | None] = {}
+    finals: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for record in result.records():
+        kind = record.get("RowKind")
+        fields = _fields(record)
+        if kind == "send":
+            send = SendInfo.model_validate(fields)
+        elif kind == "event":
+            event = StatusEvent.model_validate({**fields, "time": record["TimeGenerated"]})
+            recipient = record.get("RecipientId")
+            if not recipient:
+                message_events.append(event)
+                continue
+            key = (recipient, record.get("_ResourceId"))
+            events_by_recipient.setdefault(key, []).append(event)
+            domains[key] = record.get("RecipientDomain")
+        elif kind == "final":
+            finals[(record["RecipientId"], record.get("_ResourceId"))] = fields
+
+    recipients: list[TraceRecipient] = []
+    for key, events in sorted(events_by_recipient.items(), key=lambda item: (item[0][0].lower(), item[0][1] or "")):
+        events.sort(key=lambda event: (event.time, event.delivery_status))
+        final = finals.get(key)
+        if final is not None:
+            recipient = TraceRecipient.model_validate({**final, "events": events})
+        else:
+            recipient = TraceRecipient(recipient_id=key[0], recipient_domain=domains.get(key), events=events)
+        recipients.append(recipient)
+    message_events.sort(key=lambda event: (event.time, event.delivery_status))
+
+    if send is None and not message_events and not recipients:
+        state = "notFound"
+    elif any(event.delivery_status in MESSAGE_TERMINAL_STATUSES for event in message_events):
+        state = "final"
+    else:
+        resolved = sum(
+            1 for r in recipients
+            if r.final_delivery_status is not None or (r.events and r.events[-1].delivery_status in RESOLVING_STATUSES)
+        )
+        expected = send.unique_recipients_count if send is not None else None
+        if expected:
+            state = "final" if resolved >= expected else "pending"
+        else:
+            state = "final" if recipients and resolved == len(recipients) else "pending"
+    return TraceResult(message_id=message_id, state=state, send=send, message_events=message_events,
+                       recipients=recipients, **_partial(result))

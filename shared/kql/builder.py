@@ -1,0 +1,522 @@
+"""The seed's correlation query, built from named parts.
+
+    send side      SendMail in the send window, filtered, one row per (message, resource)
+    final side     StatusUpdates in [from, to + statusGrace), filtered, each recipient's latest
+                   final status per (message, recipient, resource)
+    join           send-anchored (search, stats, bounces) or message-anchored (trace)
+    enrichment     latency with clock-skew flag, recipient domain, size category, bounce type
+                   (reported or inferred from the code catalog), code explanations by lookup
+    projection     the seed's output columns
+
+Every filter lands before the join, on each side where its column exists; every table is
+bounded by time. User values only ever appear as parameters (see ``shared.kql.query``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.codes import kql_catalog_lets
+from shared.kql.literals import timespan_literal
+from shared.kql.query import KqlQuery, Param
+from shared.models import BIN_SPANS, BouncesParams, SearchParams, StatsParams
+from shared.schemas import FINAL_STATUSES
+
+DEFAULT_STATUS_GRACE = timedelta(hours=72)
+
+_FINALS = "(" + ", ".join(f'"{status}"' for status in FINAL_STATUSES) + ")"
+
+SEND_COLUMNS = (
+    "SendTime", "MessageId", "MessageSize", "AttachmentsCount", "ToRecipientsCount", "CcRecipientsCount",
+    "BccRecipientsCount", "UniqueRecipientsCount", "_ResourceId",
+)
+
+#: Output columns of a correlated row: the seed's columns plus bounceTypeSource, failureCategory, clockSkew.
+CORRELATED_COLUMNS = (
+    "MessageId", "InternetMessageId", "RecipientId", "RecipientDomain", "SenderUsername", "SenderDomain",
+    "FinalDeliveryStatus", "BounceType", "BounceTypeSource", "SendTime", "FinalStatusTime", "DurationSeconds",
+    "DurationMilliseconds", "ClockSkew", "MessageSize", "MessageSizeCategory", "AttachmentsCount",
+    "ToRecipientsCount", "CcRecipientsCount", "BccRecipientsCount", "UniqueRecipientsCount", "SmtpStatusCode",
+    "SmtpStatusCodeDetails", "EnhancedSmtpStatusCode", "EnhancedSmtpStatusCodeDetails", "FailureCategory",
+    "FailureReason", "FailureMessage", "RecipientMailServerHostName", "_ResourceId",
+)
+
+EVENT_COLUMNS = (
+    "TimeGenerated", "CorrelationId", "RecipientId", "DeliveryStatus", "SmtpStatusCode", "EnhancedSmtpStatusCode",
+    "FailureReason", "FailureMessage", "IsHardBounce", "SenderDomain", "SenderUsername",
+    "RecipientMailServerHostName", "InternetMessageId", "_ResourceId",
+)
+
+_FINAL_VALUES = (
+    "DeliveryStatus", "SmtpStatusCode", "EnhancedSmtpStatusCode", "SenderDomain", "SenderUsername",
+    "FailureMessage", "FailureReason", "IsHardBounce", "RecipientMailServerHostName", "InternetMessageId",
+)
+
+
+@dataclass
+class _Bindings:
+    """Collects the parameters of one query, in order."""
+
+    params: list[Param] = field(default_factory=list)
+
+    def add(self, name: str, kusto_type: str, value: object, *, obfuscated: bool = False) -> str:
+        full = f"p_{name}"
+        if any(p.name == full for p in self.params):
+            raise ValueError(f"parameter {full} bound twice")
+        self.params.append(Param(full, kusto_type, value, obfuscated))
+        return full
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sends in [start, end); status events in [start, end + status_grace)."""
+
+    start: datetime
+    end: datetime
+    status_grace: timedelta = DEFAULT_STATUS_GRACE
+
+    @property
+    def status_end(self) -> datetime:
+        return self.end + self.status_grace
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Filters of the correlated rows; None means not filtered."""
+
+    message_id: str | None = None
+    internet_message_id: str | None = None
+    recipient: str | None = None
+    recipient_domain: str | None = None
+    sender: str | None = None
+    status: str | None = None
+    bounce_type: str | None = None  # "hard" | "soft" | "any" (hard, soft or unknown)
+    min_duration_seconds: float | None = None
+    min_size_mb: float | None = None
+    has_attachments: bool | None = None
+    resource_id: str | None = None
+    #: Only these final statuses (bounce lists).
+    statuses: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_search(cls, params: SearchParams) -> Filters:
+        return cls(
+            message_id=params.message_id,
+            internet_message_id=params.internet_message_id,
+            recipient=params.recipient,
+            recipient_domain=params.recipient_domain,
+            sender=params.sender,
+            status=params.status,
+            bounce_type=params.bounce_type,
+            min_duration_seconds=params.min_duration_seconds,
+            min_size_mb=params.min_size_mb,
+            has_attachments=params.has_attachments,
+            resource_id=params.resource_id,
+        )
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _window_lets(b: _Bindings, window: Window) -> None:
+    b.add("from", "datetime", window.start)
+    b.add("to", "datetime", window.end)
+    b.add("status_to", "datetime", window.status_end)
+
+
+def send_side(b: _Bindings, f: Filters, name: str = "Sends") -> str:
+    """Sends in the window, filtered, one row per (message, resource): exact duplicates count once."""
+    lines = [f"let {name} = SendMail", "    | where TimeGenerated >= p_from and TimeGenerated < p_to"]
+    if f.message_id is not None:
+        lines.append(f"    | where CorrelationId == {b.add('message_id', 'string', f.message_id)}")
+    if f.resource_id is not None:
+        lines.append(f"    | where _ResourceId =~ {b.add('resource_id', 'string', f.resource_id)}")
+    if f.min_size_mb is not None:
+        lines.append(f"    | where Size >= {b.add('min_size_mb', 'real', f.min_size_mb)}")
+    if f.has_attachments is not None:
+        lines.append("    | where AttachmentsCount > 0" if f.has_attachments else "    | where AttachmentsCount == 0")
+    lines += [
+        "    | summarize arg_min(TimeGenerated, Size, AttachmentsCount, ToRecipientsCount, CcRecipientsCount,",
+        "        BccRecipientsCount, UniqueRecipientsCount) by CorrelationId, _ResourceId",
+        "    | project SendTime = TimeGenerated, MessageId = CorrelationId, MessageSize = Size, AttachmentsCount,",
+        "        ToRecipientsCount, CcRecipientsCount, BccRecipientsCount, UniqueRecipientsCount, _ResourceId;",
+    ]
+    return "\n".join(lines)
+
+
+def _event_filters(b: _Bindings, f: Filters) -> list[str]:
+    """Filters on columns that partition a recipient's events: safe before taking the final status."""
+    lines = []
+    if f.message_id is not None:
+        lines.append("    | where CorrelationId == p_message_id")
+    if f.resource_id is not None:
+        lines.append("    | where _ResourceId =~ p_resource_id")
+    if f.recipient is not None:
+        lines.append(f"    | where RecipientId =~ {b.add('recipient', 'string', f.recipient, obfuscated=True)}")
+    if f.recipient_domain is not None:
+        suffix = b.add("recipient_domain_suffix", "string", "@" + f.recipient_domain)
+        lines.append(f"    | where RecipientId endswith {suffix}")
+    return lines
+
+
+def _final_status() -> list[str]:
+    values = ", ".join(_FINAL_VALUES)
+    return [
+        f"    | where isnotempty(RecipientId) and DeliveryStatus in {_FINALS}",
+        f"    | summarize arg_max(TimeGenerated, {values})",
+        "        by MessageId = CorrelationId, RecipientId, _ResourceId",
+        "    | project MessageId, RecipientId, _ResourceId, FinalStatusTime = TimeGenerated,",
+        "        FinalDeliveryStatus = DeliveryStatus, SmtpStatusCode, EnhancedSmtpStatusCode, SenderDomain,",
+        "        SenderUsername, FailureMessage, FailureReason, IsHardBounce, RecipientMailServerHostName,",
+        "        InternetMessageId",
+    ]
+
+
+def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
+    """Each recipient's latest final status, with the filters that need only status columns."""
+    lines = [
+        f"let {name} = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        *_event_filters(b, f),
+        *_final_status(),
+    ]
+    if f.status is not None:
+        lines.append(f"    | where FinalDeliveryStatus == {b.add('status', 'string', f.status)}")
+    if f.statuses is not None:
+        listed = ", ".join(f'"{status}"' for status in f.statuses)
+        lines.append(f"    | where FinalDeliveryStatus in ({listed})")
+    if f.sender is not None:
+        username, at, domain = f.sender.rpartition("@")
+        if at:
+            lines.append(f"    | where SenderUsername =~ {b.add('sender_username', 'string', username)}"
+                         f" and SenderDomain =~ {b.add('sender_domain', 'string', domain)}")
+        else:
+            lines.append(f"    | where SenderUsername =~ {b.add('sender_username', 'string', f.sender)}")
+    if f.internet_message_id is not None:
+        imid = b.add("internet_message_id", "string", f.internet_message_id)
+        lines.append(f"    | where InternetMessageId == {imid}")
+    lines[-1] += ";"
+    return "\n".join(lines)
+
+
+#: A recipient's domain: the lowercased part after the last "@".
+RECIPIENT_DOMAIN = r'tolower(extract(@"@([^@]+)$", 1, RecipientId))'
+
+#: The seed's size categories (Size is in MB; upper bounds are exclusive).
+SIZE_CATEGORY = """case(
+        isnull(MessageSize), "",
+        MessageSize < 0.1, "Tiny (<100KB)",
+        MessageSize < 1.0, "Small (100KB-1MB)",
+        MessageSize < 5.0, "Medium (1-5MB)",
+        MessageSize < 10.0, "Large (5-10MB)",
+        "Very Large (>10MB)")"""
+
+ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime
+    | extend DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime)
+    | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3)
+    | extend LatencySeconds = iff(ClockSkew, real(null), DurationSeconds)
+    | extend RecipientDomain = {RECIPIENT_DOMAIN}
+    | extend MessageSizeCategory = {SIZE_CATEGORY}
+    | lookup kind=leftouter SmtpCodeCatalog on SmtpStatusCode
+    | lookup kind=leftouter EnhancedCodeCatalog on EnhancedSmtpStatusCode
+    | extend EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode)
+    | lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject
+    | extend InferredBounce = case(
+        EnhancedBounce in ("hard", "soft"), EnhancedBounce,
+        EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
+        SmtpBounce in ("hard", "soft"), SmtpBounce,
+        "")
+    | extend ReportedBounce = tolower(trim(" ", IsHardBounce))
+    | extend BounceType = case(
+        FinalDeliveryStatus == "Delivered", "Not Applicable",
+        ReportedBounce == "true", "Hard Bounce",
+        ReportedBounce == "false", "Soft Bounce",
+        FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "hard", "Hard Bounce",
+        FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "soft", "Soft Bounce",
+        "Unknown")
+    | extend BounceTypeSource = case(
+        FinalDeliveryStatus == "Delivered", "notApplicable",
+        ReportedBounce in ("true", "false"), "reported",
+        BounceType != "Unknown", "inferred",
+        "unknown")
+    | extend SmtpStatusCodeDetails = case(
+        isnotempty(SmtpStatusCodeDetails), SmtpStatusCodeDetails,
+        isempty(SmtpStatusCode) and FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+        isempty(SmtpStatusCode), "Unknown / not provided",
+        strcat("Unmapped SMTP code: ", SmtpStatusCode))
+    | extend EnhancedSmtpStatusCodeDetails = case(
+        isnotempty(EnhancedSmtpStatusCodeDetails), EnhancedSmtpStatusCodeDetails,
+        isnotempty(EnhancedSubjectDetails), EnhancedSubjectDetails,
+        isempty(EnhancedSmtpStatusCode) and FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+        isempty(EnhancedSmtpStatusCode), "Unknown / not provided",
+        strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode))
+    | extend FailureCategory = case(
+        FinalDeliveryStatus == "Delivered", "",
+        isnotempty(EnhancedFailureCategory) and EnhancedFailureCategory != "none", EnhancedFailureCategory,
+        isnotempty(EnhancedSubjectFailureCategory) and EnhancedSubjectFailureCategory != "none",
+            EnhancedSubjectFailureCategory,
+        isnotempty(SmtpFailureCategory) and SmtpFailureCategory != "none", SmtpFailureCategory,
+        FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
+        "other")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
+
+
+def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
+    lines = []
+    if f.bounce_type == "hard":
+        lines.append('    | where BounceType == "Hard Bounce"')
+    elif f.bounce_type == "soft":
+        lines.append('    | where BounceType == "Soft Bounce"')
+    if f.min_duration_seconds is not None:
+        limit = b.add("min_duration_seconds", "real", f.min_duration_seconds)
+        lines.append(f"    | where not(ClockSkew) and DurationSeconds >= {limit}")
+    return lines
+
+
+def correlated(b: _Bindings, f: Filters, name: str = "Correlated") -> str:
+    """Send-anchored correlation: the seed's join, enriched, filtered; one row per recipient."""
+    return "\n".join([
+        send_side(b, f),
+        final_side(b, f),
+        f"let {name} = Sends",
+        "    | join kind=inner (Finals) on MessageId, _ResourceId",
+        "    | project-away MessageId1, _ResourceId1",
+        ENRICHMENT,
+        *_post_join_filters(b, f),
+        "    ;",
+    ])
+
+
+def _take_bucket(count: int) -> int:
+    """Round a row count up to a power of two so few distinct templates (translations) exist."""
+    bucket = 16
+    while bucket < count:
+        bucket *= 2
+    return bucket
+
+
+def _query(operation: str, b: _Bindings, body: list[str], window: Window) -> KqlQuery:
+    text = kql_catalog_lets() + "\n".join(body)
+    return KqlQuery(operation, text, tuple(b.params), (window.start, window.status_end))
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def build_search_query(
+    params: SearchParams, window: Window, *, cursor_end: datetime | None = None, skip: int = 0
+) -> KqlQuery:
+    """Newest send first, keyset-paged: rows sent before ``cursor_end``; the caller drops the
+    first ``skip`` rows (those tied with the previous page's last send time)."""
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters.from_search(params)
+    parts = [correlated(b, f)]
+    lines = ["Correlated"]
+    if cursor_end is not None:
+        lines.append(f"| where SendTime < {b.add('cursor_end', 'datetime', cursor_end)}")
+    lines += [
+        "| order by SendTime desc, MessageId asc, RecipientId asc, _ResourceId asc",
+        f"| take {_take_bucket(params.top + skip + 1)}",
+        "| project " + ", ".join(CORRELATED_COLUMNS),
+    ]
+    return _query("search", b, [*parts, "\n".join(lines)], window)
+
+
+def build_trace_query(message_id: str, window: Window) -> KqlQuery:
+    """Message-anchored: every event of the message, each recipient's final status, the send row if any.
+
+    Rows carry ``RowKind``: "send" (the send row), "event" (one distinct status event) and
+    "final" (a recipient's final status, joined to the send row when there is one, enriched).
+    """
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters(message_id=message_id)
+    events = ", ".join(EVENT_COLUMNS)
+    body = [
+        send_side(b, f, "Send"),
+        "let Events = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        "    | where CorrelationId == p_message_id",
+        f"    | distinct {events}",
+        f"    | extend RecipientDomain = {RECIPIENT_DOMAIN};",
+        "let Finals = Events",
+        *_final_status(),
+        "    ;",
+        "Finals",
+        "| join kind=leftouter (Send) on MessageId, _ResourceId",
+        "| project-away MessageId1, _ResourceId1",
+        ENRICHMENT,
+        "| project " + ", ".join(CORRELATED_COLUMNS),
+        '| extend RowKind = "final"',
+        f'| union (Send | extend MessageSizeCategory = {SIZE_CATEGORY}, RowKind = "send"),',
+        '    (Events | extend RowKind = "event")',
+    ]
+    return _query("trace", b, body, window)
+
+
+_STATS_AGGREGATES: dict[str, list[str]] = {
+    "domains": [
+        "Correlated",
+        "| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
+        "    Bounced = countif(FinalDeliveryStatus == \"Bounced\"), Failed = countif(FinalDeliveryStatus == \"Failed\"),",
+        "    Suppressed = countif(FinalDeliveryStatus == \"Suppressed\"),",
+        "    Quarantined = countif(FinalDeliveryStatus == \"Quarantined\"),",
+        "    FilteredSpam = countif(FinalDeliveryStatus == \"FilteredSpam\"),",
+        "    HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\"),",
+        "    AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50),",
+        "    P95DurationSeconds = percentile(LatencySeconds, 95)",
+        "    by RecipientDomain",
+        "| extend SuccessRate = round(100.0 * Delivered / Total, 2), AvgDurationSeconds = round(AvgDurationSeconds, 3)",
+        "| order by Total desc, RecipientDomain asc",
+    ],
+    "senders": [
+        "Correlated",
+        "| summarize TotalSent = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
+        "    HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\")",
+        "    by SenderUsername, SenderDomain",
+        "| extend HardBounceRate = round(100.0 * HardBounces / TotalSent, 2),",
+        "    SoftBounceRate = round(100.0 * SoftBounces / TotalSent, 2)",
+        "| order by HardBounceRate desc, TotalSent desc, SenderUsername asc, SenderDomain asc",
+    ],
+    "mail-servers": [
+        "Correlated",
+        "| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
+        "    AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)",
+        "    by RecipientMailServerHostName",
+        "| extend Failures = Total - Delivered, AvgDurationSeconds = round(AvgDurationSeconds, 3)",
+        "| extend FailureRate = round(100.0 * Failures / Total, 2)",
+        "| order by Total desc, RecipientMailServerHostName asc",
+    ],
+    "failures": [
+        "Correlated",
+        "| where FinalDeliveryStatus != \"Delivered\"",
+        "| summarize Count = count() by FailureReason, FinalDeliveryStatus, SmtpStatusCode,",
+        "    EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails, FailureCategory",
+        "| order by Count desc, FailureReason asc, EnhancedSmtpStatusCode asc, SmtpStatusCode asc",
+    ],
+}
+
+
+def build_stats_query(kind: str, params: StatsParams, window: Window) -> KqlQuery:
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters()
+    take = f"| take {params.top}"
+    if kind == "sizes":
+        body = [
+            send_side(b, f),
+            "Sends",
+            f"| extend MessageSizeCategory = {SIZE_CATEGORY}",
+            "| summarize Messages = count(), Recipients = sum(UniqueRecipientsCount),",
+            "    AvgMessageSize = round(avg(MessageSize), 4) by MessageSizeCategory",
+            "| order by MessageSizeCategory asc",
+        ]
+        return _query("stats-sizes", b, body, window)
+    if kind == "latency":
+        # The bin size is one of a fixed set (validated), written as a timespan literal.
+        bin_span = timespan_literal(BIN_SPANS[params.bin])
+        body = [
+            correlated(b, f),
+            "Correlated",
+            "| where FinalDeliveryStatus == \"Delivered\" and not(ClockSkew)",
+            f"| summarize Count = count(), AvgDurationSeconds = round(avg(LatencySeconds), 3),",
+            f"    P95DurationSeconds = percentile(LatencySeconds, 95) by Time = bin(SendTime, {bin_span})",
+            "| order by Time asc",
+        ]
+        return _query("stats-latency", b, body, window)
+    if kind not in _STATS_AGGREGATES:
+        raise ValueError(f"unknown stats kind {kind}")
+    body = [correlated(b, f), "\n".join([*_STATS_AGGREGATES[kind], take])]
+    return _query(f"stats-{kind}", b, body, window)
+
+
+def build_completeness_query(window: Window) -> KqlQuery:
+    """How complete the window's data is: recipients still pending and the newest event seen."""
+    b = _Bindings()
+    _window_lets(b, window)
+    body = [
+        send_side(b, Filters()),
+        "let Window = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to;",
+        "let Pending = Window",
+        "    | where isnotempty(RecipientId)",
+        f"    | summarize Finals = countif(DeliveryStatus in {_FINALS}) by MessageId = CorrelationId, RecipientId,"
+        " _ResourceId",
+        "    | where Finals == 0",
+        "    | join kind=inner (Sends | project MessageId, _ResourceId) on MessageId, _ResourceId",
+        "    | count;",
+        "Window",
+        "| summarize LatestEventTime = max(TimeGenerated)",
+        "| extend PendingRecipients = toscalar(Pending)",
+    ]
+    return _query("completeness", b, body, window)
+
+
+def build_bounces_query(params: BouncesParams, window: Window) -> KqlQuery:
+    """One row per recipient address (lowercased) whose final status was Bounced or Failed."""
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters(
+        recipient_domain=params.recipient_domain,
+        sender=params.sender,
+        statuses=("Bounced", "Failed"),
+        bounce_type=None if params.type == "all" else params.type,
+    )
+    body = [
+        correlated(b, f),
+        "Correlated",
+        "| extend Recipient = tolower(RecipientId)",
+        "| summarize arg_max(FinalStatusTime, MessageId, SmtpStatusCode, EnhancedSmtpStatusCode,",
+        "    EnhancedSmtpStatusCodeDetails, FailureCategory, FailureReason, FinalDeliveryStatus, BounceType,",
+        "    BounceTypeSource, RecipientDomain), BounceCount = count(), FirstBounceTime = min(FinalStatusTime)",
+        "    by Recipient",
+        "| project RecipientId = Recipient, RecipientDomain, BounceType, BounceTypeSource, BounceCount,",
+        "    FirstBounceTime, LastBounceTime = FinalStatusTime, LastMessageId = MessageId, SmtpStatusCode,",
+        "    EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails, FailureCategory, FailureReason,",
+        "    LastStatus = FinalDeliveryStatus",
+        "| order by LastBounceTime desc, RecipientId asc",
+        f"| take {params.top}",
+    ]
+    return _query("bounces", b, body, window)
+
+
+def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> KqlQuery:
+    """Per-dimension totals for sends of one UTC day; aggregation runs server-side.
+
+    Rows: Dimension (total, domain, sender, status, mailServer), Key, counts by final status,
+    Pending (expected recipients without a final status), bounces, success rate and latency.
+    """
+    window = Window(day_start, day_start + timedelta(days=1), status_grace)
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters()
+    counts = (
+        "Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),"
+        " Bounced = countif(FinalDeliveryStatus == \"Bounced\"), Failed = countif(FinalDeliveryStatus == \"Failed\"),"
+        " Suppressed = countif(FinalDeliveryStatus == \"Suppressed\"),"
+        " Quarantined = countif(FinalDeliveryStatus == \"Quarantined\"),"
+        " FilteredSpam = countif(FinalDeliveryStatus == \"FilteredSpam\"),"
+        " HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\"),"
+        " AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
+    )
+    body = [
+        correlated(b, f),
+        "let Expected = toscalar(Sends | summarize sum(UniqueRecipientsCount));",
+        "let Dimensions = Correlated",
+        "    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, \"@\", SenderDomain));",
+        "union",
+        f"    (Dimensions | summarize {counts} | extend Dimension = \"total\", Key = \"all\"),",
+        f"    (Dimensions | summarize {counts} by Key = RecipientDomain | extend Dimension = \"domain\"),",
+        f"    (Dimensions | summarize {counts} by Key = Sender | extend Dimension = \"sender\"),",
+        f"    (Dimensions | summarize {counts} by Key = FinalDeliveryStatus | extend Dimension = \"status\"),",
+        f"    (Dimensions | summarize {counts} by Key = RecipientMailServerHostName"
+        " | extend Dimension = \"mailServer\")",
+        "| extend Pending = iff(Dimension == \"total\", max_of(tolong(Expected) - Total, 0), long(0))",
+        "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
+        "    AvgDurationSeconds = round(AvgDurationSeconds, 3)",
+        "| project Dimension, Key, Total, Delivered, Bounced, Failed, Suppressed, Quarantined, FilteredSpam,",
+        "    Pending, HardBounces, SoftBounces, SuccessRate, AvgDurationSeconds, P95DurationSeconds",
+    ]
+    return _query("daily-summary", b, body, window)
+

@@ -1,0 +1,112 @@
+"""A query as we send it: one body, its parameters, and the two engine forms.
+
+The body is the same text for both engines. Only the prelude differs:
+
+* Log Analytics: ``let p_x = <literal>;`` for each value (recipient addresses as obfuscated
+  ``h"..."`` literals) and ``let`` views of each table that add columns older workspaces lack
+  with ``column_ifexists``.
+* Embedded (DuckDB + duckdb-kql): ``declare query_parameters(...)`` so values are bound, never
+  part of the text, and plain views. The translation is cached per text, so each template is
+  translated once per process.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.kql.literals import literal, parse_literal
+from shared.schemas import SEND_MAIL, STATUS_UPDATE, TableSchema
+
+#: View name used in query bodies -> the table it reads.
+VIEWS: dict[str, TableSchema] = {"SendMail": SEND_MAIL, "StatusUpdates": STATUS_UPDATE}
+
+_DEFAULTS = {"string": '""', "int": "int(null)", "real": "real(null)", "datetime": "datetime(null)"}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kusto_type: str
+    value: object
+    #: Render as an obfuscated literal (PII such as recipient addresses) in the Log Analytics form.
+    obfuscated: bool = False
+
+
+@dataclass(frozen=True)
+class KqlQuery:
+    operation: str
+    body: str
+    params: tuple[Param, ...]
+    #: The time range the query reads (widest of its table filters); sent as the API `timespan`.
+    timespan: tuple[datetime, datetime]
+
+    def _views_used(self) -> list[str]:
+        return [name for name in VIEWS if re.search(rf"\b{name}\b", self.body)]
+
+    def log_analytics_text(self) -> str:
+        lines = [
+            f"let {p.name} = {literal(p.value, p.kusto_type, obfuscated=p.obfuscated)};" for p in self.params
+        ]
+        for view in self._views_used():
+            lines.append(log_analytics_view(view))
+        return "\n".join([*lines, self.body])
+
+    def embedded_text(self) -> str:
+        lines = []
+        if self.params:
+            declared = ", ".join(f"{p.name}:{p.kusto_type}" for p in self.params)
+            lines.append(f"declare query_parameters({declared});")
+        for view in self._views_used():
+            lines.append(f"let {view} = {VIEWS[view].name};")
+        return "\n".join([*lines, self.body])
+
+    def embedded_parameters(self) -> dict[str, object]:
+        return {p.name: p.value for p in self.params}
+
+
+def log_analytics_view(view: str) -> str:
+    table = VIEWS[view]
+    if not table.optional:
+        return f"let {view} = {table.name};"
+    extends = ", ".join(
+        f'{column} = column_ifexists("{column}", {_DEFAULTS[table.type_of(column)]})'
+        for column in sorted(table.optional)
+    )
+    return f"let {view} = {table.name}\n    | extend {extends};"
+
+
+_LET_VALUE = re.compile(r"^let (p_[A-Za-z0-9_]+) = (.*);$")
+
+
+def _kusto_type_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, timedelta):
+        return "timespan"
+    return "string"
+
+
+def from_log_analytics_text(text: str, timespan: tuple[datetime, datetime]) -> KqlQuery:
+    """Read the Log Analytics form of one of our queries back into a KqlQuery.
+
+    The loopback stand-in of the Log Analytics API uses this to answer from the embedded store.
+    """
+    params: list[Param] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines) and (match := _LET_VALUE.match(lines[index])):
+        value = parse_literal(match.group(2))
+        params.append(Param(match.group(1), _kusto_type_of(value), value))
+        index += 1
+    body = "\n".join(lines[index:])
+    for view in VIEWS:
+        body = body.replace(log_analytics_view(view) + "\n", "", 1)
+    return KqlQuery("adhoc", body, tuple(params), timespan)

@@ -1,0 +1,399 @@
+"""Pydantic models: the one definition of every parameter we accept and every field we return.
+
+Field names are snake_case in Python and camelCase on the wire (the seed's output columns
+in camelCase). OpenAPI and the Power Automate Swagger document are generated from these.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from shared.kql.literals import is_control_char
+
+MAX_TOP = 1000
+DEFAULT_TOP = 100
+MAX_LOOKBACK_DAYS = 90
+MAX_WINDOW_DAYS = 90
+
+FinalStatus = Literal["Delivered", "Failed", "Bounced", "Suppressed", "Quarantined", "FilteredSpam"]
+BounceTypeName = Literal["Hard Bounce", "Soft Bounce", "Not Applicable", "Unknown"]
+BounceTypeSource = Literal["reported", "inferred", "notApplicable", "unknown"]
+TraceState = Literal["final", "pending", "notFound"]
+StatsKind = Literal["domains", "senders", "mail-servers", "latency", "failures", "sizes"]
+Bin = Literal["5m", "15m", "1h", "1d"]
+BIN_SPANS = {"5m": timedelta(minutes=5), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
+             "1d": timedelta(days=1)}
+
+
+def _utc_iso(value: datetime) -> str:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}Z"
+
+
+UtcDateTime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+
+
+# --------------------------------------------------------------------------- validation
+
+def _no_controls(value: str, what: str) -> str:
+    if any(is_control_char(ch) for ch in value):
+        raise ValueError(f"{what} must not contain control characters or line breaks")
+    return value
+
+
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)*"
+                     r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\uffff]{1,64}$")
+_RESOURCE_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]{1,90}/providers/"
+                          r"Microsoft\.Communication/CommunicationServices/[^/\s]{1,63}$", re.I)
+
+
+def validate_message_id(value: str) -> str:
+    value = value.strip()
+    if not _MESSAGE_ID.match(value):
+        raise ValueError("must be an ACS message id (letters, digits, '-', '.', '_', ':'; up to 128 characters)")
+    return value
+
+
+def validate_domain(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if not _DOMAIN.match(value):
+        raise ValueError("must be a domain name such as contoso.com")
+    return value
+
+
+def validate_address(value: str) -> str:
+    value = _no_controls(value.strip(), "address")
+    local, at, domain = value.rpartition("@")
+    if not at or not _LOCAL_PART.match(local) or not _DOMAIN.match(domain):
+        raise ValueError("must be an email address such as user@contoso.com")
+    return value
+
+
+def validate_sender(value: str) -> str:
+    value = _no_controls(value.strip(), "sender")
+    if "@" in value:
+        return validate_address(value)
+    if not _LOCAL_PART.match(value):
+        raise ValueError("must be a sender username (e.g. DoNotReply) or address")
+    return value
+
+
+def validate_internet_message_id(value: str) -> str:
+    value = _no_controls(value.strip(), "internetMessageId")
+    if not 3 <= len(value) <= 998 or " " in value:
+        raise ValueError("must be an Internet Message-ID such as <abc@contoso.com>")
+    return value
+
+
+def validate_resource_id(value: str) -> str:
+    value = value.strip()
+    if not _RESOURCE_ID.match(value):
+        raise ValueError("must be an ACS resource id (/subscriptions/.../providers/Microsoft.Communication/"
+                         "CommunicationServices/NAME)")
+    return value
+
+
+MessageId = Annotated[str, AfterValidator(validate_message_id)]
+Domain = Annotated[str, AfterValidator(validate_domain)]
+Address = Annotated[str, AfterValidator(validate_address)]
+Sender = Annotated[str, AfterValidator(validate_sender)]
+InternetMessageId = Annotated[str, AfterValidator(validate_internet_message_id)]
+ResourceId = Annotated[str, AfterValidator(validate_resource_id)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class TimeWindowParams(_Params):
+    from_: datetime | None = Field(None, alias="from", description="Start of the send window (ISO 8601, UTC); "
+                                   "default 24 h before `to`.")
+    to: datetime | None = Field(None, description="End of the send window (exclusive); default now.")
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeWindowParams:
+        if self.from_ is not None and self.to is not None:
+            if self.from_ >= self.to:
+                raise ValueError("`from` must be earlier than `to`")
+            if self.to - self.from_ > timedelta(days=MAX_WINDOW_DAYS):
+                raise ValueError(f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days")
+        return self
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = self.to or now
+        start = self.from_ or end - timedelta(hours=24)
+        if start >= end:
+            raise ValueError("`from` must be earlier than `to`")
+        if end - start > timedelta(days=MAX_WINDOW_DAYS):
+            raise ValueError(f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days")
+        return start, end
+
+
+class TraceParams(_Params):
+    message_id: MessageId
+    lookback_days: int = Field(7, ge=1, le=MAX_LOOKBACK_DAYS, description="How far back to look for the message.")
+
+
+class SearchParams(TimeWindowParams):
+    sender: Sender | None = Field(None, description="Sender username (e.g. DoNotReply) or full sender address.")
+    recipient: Address | None = Field(None, description="Recipient address (case-insensitive).")
+    recipient_domain: Domain | None = None
+    status: FinalStatus | None = Field(None, description="Final delivery status.")
+    bounce_type: Literal["hard", "soft"] | None = None
+    min_duration_seconds: float | None = Field(None, ge=0, le=10_000_000)
+    min_size_mb: float | None = Field(None, ge=0, le=1000)
+    has_attachments: bool | None = None
+    internet_message_id: InternetMessageId | None = None
+    message_id: MessageId | None = None
+    resource_id: ResourceId | None = None
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP)
+    continuation_token: str | None = Field(None, max_length=2048)
+
+
+class StatsParams(TimeWindowParams):
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP)
+    bin: Bin = Field("1h", description="Time bin for latency stats.")
+
+
+class BouncesParams(TimeWindowParams):
+    type: Literal["hard", "soft", "all"] = "all"
+    recipient_domain: Domain | None = None
+    sender: Sender | None = None
+    top: int = Field(MAX_TOP, ge=1, le=MAX_TOP * 10)
+    format: Literal["json", "csv"] = "json"
+
+
+class SummaryRangeParams(_Params):
+    from_: date = Field(alias="from")
+    to: date
+    dimension: Literal["total", "domain", "sender", "status", "mailServer"] | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> SummaryRangeParams:
+        if self.from_ > self.to:
+            raise ValueError("`from` must not be later than `to`")
+        if (self.to - self.from_).days > 366:
+            raise ValueError("at most 366 days at a time")
+        return self
+
+
+# --------------------------------------------------------------------------- responses
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+class SendInfo(_Out):
+    send_time: UtcDateTime
+    message_size: float | None = Field(None, description="Message size in MB.")
+    message_size_category: str | None = None
+    attachments_count: int | None = None
+    to_recipients_count: int | None = None
+    cc_recipients_count: int | None = None
+    bcc_recipients_count: int | None = None
+    unique_recipients_count: int | None = None
+    resource_id: str | None = None
+
+
+class StatusEvent(_Out):
+    time: UtcDateTime
+    delivery_status: str
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    is_hard_bounce: str | None = None
+    recipient_mail_server_host_name: str | None = None
+
+
+class CorrelatedFields(_Out):
+    """Fields shared by a trace recipient and a search row: one recipient's final status, enriched."""
+
+    recipient_id: str
+    recipient_domain: str | None = None
+    final_delivery_status: str | None = None
+    bounce_type: str | None = None
+    bounce_type_source: str | None = None
+    final_status_time: UtcDateTime | None = None
+    duration_seconds: float | None = None
+    duration_milliseconds: int | None = None
+    smtp_status_code: str | None = None
+    smtp_status_code_details: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    enhanced_smtp_status_code_details: str | None = None
+    failure_category: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    recipient_mail_server_host_name: str | None = None
+    internet_message_id: str | None = None
+    sender_username: str | None = None
+    sender_domain: str | None = None
+    clock_skew: bool = False
+
+
+class TraceRecipient(CorrelatedFields):
+    events: list[StatusEvent] = Field(default_factory=list)
+
+
+class TraceResult(_Out):
+    message_id: str
+    state: TraceState
+    send: SendInfo | None = None
+    message_events: list[StatusEvent] = Field(default_factory=list)
+    recipients: list[TraceRecipient] = Field(default_factory=list)
+    partial: bool | None = Field(None, description="True when Log Analytics returned a partial result.")
+    warning: str | None = None
+
+
+class SearchRow(CorrelatedFields):
+    message_id: str
+    send_time: UtcDateTime
+    message_size: float | None = None
+    message_size_category: str | None = None
+    attachments_count: int | None = None
+    to_recipients_count: int | None = None
+    cc_recipients_count: int | None = None
+    bcc_recipients_count: int | None = None
+    unique_recipients_count: int | None = None
+    resource_id: str | None = None
+
+
+class SearchPage(_Out):
+    value: list[SearchRow]
+    next_link: str | None = None
+    continuation_token: str | None = None
+    partial: bool | None = None
+    warning: str | None = None
+
+
+class Completeness(_Out):
+    pending_recipients: int = Field(description="Recipients of sends in the window with events but no final status.")
+    latest_event_time: UtcDateTime | None = Field(None, description="Newest status event seen; later ones "
+                                                  "may not be ingested yet.")
+
+
+class DomainStats(_Out):
+    recipient_domain: str | None
+    total: int
+    delivered: int
+    bounced: int
+    failed: int
+    suppressed: int
+    quarantined: int
+    filtered_spam: int
+    hard_bounces: int
+    soft_bounces: int
+    success_rate: float
+    avg_duration_seconds: float | None = None
+    p50_duration_seconds: float | None = None
+    p95_duration_seconds: float | None = None
+
+
+class SenderStats(_Out):
+    sender_username: str | None
+    sender_domain: str | None
+    total_sent: int
+    delivered: int
+    hard_bounces: int
+    soft_bounces: int
+    hard_bounce_rate: float
+    soft_bounce_rate: float
+
+
+class MailServerStats(_Out):
+    recipient_mail_server_host_name: str | None
+    total: int
+    delivered: int
+    failures: int
+    failure_rate: float
+    avg_duration_seconds: float | None = None
+    p95_duration_seconds: float | None = None
+
+
+class LatencyStats(_Out):
+    time: UtcDateTime
+    count: int
+    avg_duration_seconds: float | None = None
+    p95_duration_seconds: float | None = None
+
+
+class FailureStats(_Out):
+    failure_reason: str | None
+    final_delivery_status: str | None
+    smtp_status_code: str | None
+    enhanced_smtp_status_code: str | None
+    enhanced_smtp_status_code_details: str | None
+    failure_category: str | None
+    count: int
+
+
+class SizeStats(_Out):
+    message_size_category: str
+    messages: int
+    recipients: int
+    avg_message_size: float | None = None
+
+
+class StatsResult(_Out):
+    value: list[dict[str, Any]]
+    completeness: Completeness
+    partial: bool | None = None
+    warning: str | None = None
+
+
+STATS_ROW_MODELS: dict[str, type[_Out]] = {
+    "domains": DomainStats,
+    "senders": SenderStats,
+    "mail-servers": MailServerStats,
+    "latency": LatencyStats,
+    "failures": FailureStats,
+    "sizes": SizeStats,
+}
+
+
+class BounceRow(_Out):
+    recipient_id: str
+    recipient_domain: str | None
+    bounce_type: str | None
+    bounce_type_source: str | None
+    bounce_count: int
+    first_bounce_time: UtcDateTime
+    last_bounce_time: UtcDateTime
+    last_message_id: str
+    smtp_status_code: str | None
+    enhanced_smtp_status_code: str | None
+    enhanced_smtp_status_code_details: str | None
+    failure_category: str | None
+    failure_reason: str | None
+    last_status: str
+
+
+class BounceList(_Out):
+    value: list[BounceRow]
+    partial: bool | None = None
+    warning: str | None = None
+
+
+BOUNCE_CSV_COLUMNS = tuple(field.alias or name for name, field in BounceRow.model_fields.items())
