@@ -58,6 +58,8 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)*"
                      r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$")
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\uffff]{1,64}$")
+#: RFC 5321 quoted local part, e.g. "john..doe"@example.com or "a@b"@example.com.
+_QUOTED_LOCAL_PART = re.compile(r'^"(?:[^"\\]|\\.){1,62}"$')
 _RESOURCE_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]{1,90}/providers/"
                           r"Microsoft\.Communication/CommunicationServices/[^/\s]{1,63}$", re.I)
 
@@ -79,7 +81,7 @@ def validate_domain(value: str) -> str:
 def validate_address(value: str) -> str:
     value = _no_controls(value.strip(), "address")
     local, at, domain = value.rpartition("@")
-    if not at or not _LOCAL_PART.match(local) or not _DOMAIN.match(domain):
+    if not at or not (_LOCAL_PART.match(local) or _QUOTED_LOCAL_PART.match(local)) or not _DOMAIN.match(domain):
         raise ValueError("must be an email address such as user@contoso.com")
     return value
 
@@ -397,3 +399,45 @@ class BounceList(_Out):
 
 
 BOUNCE_CSV_COLUMNS = tuple(field.alias or name for name, field in BounceRow.model_fields.items())
+
+
+SummaryDimension = Literal["total", "domain", "sender", "status", "mailServer"]
+
+
+class DailySummary(_Out):
+    """One persisted daily summary entity: sends of one UTC day, one dimension key."""
+
+    date: date
+    dimension: SummaryDimension
+    key: str
+    total: int = Field(description="Recipients with a final status.")
+    delivered: int
+    bounced: int
+    failed: int
+    suppressed: int
+    quarantined: int
+    filtered_spam: int
+    pending: int = Field(description="Expected recipients without a final status yet (total dimension only).")
+    hard_bounces: int
+    soft_bounces: int
+    success_rate: float
+    avg_duration_seconds: float | None = None
+    p95_duration_seconds: float | None = None
+    computed_at: UtcDateTime
+    schema_version: int
+
+
+class DailySummaryList(_Out):
+    value: list[DailySummary]
+
+
+class ComponentHealth(_Out):
+    name: str
+    reachable: bool
+    detail: str
+
+
+class Health(_Out):
+    status: Literal["ok", "degraded"]
+    log_source: ComponentHealth
+    table_store: ComponentHealth

@@ -21,11 +21,12 @@ from shared.codes import kql_catalog_lets
 from shared.kql.literals import timespan_literal
 from shared.kql.query import KqlQuery, Param
 from shared.models import BIN_SPANS, BouncesParams, SearchParams, StatsParams
-from shared.schemas import FINAL_STATUSES
+from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
 DEFAULT_STATUS_GRACE = timedelta(hours=72)
 
 _FINALS = "(" + ", ".join(f'"{status}"' for status in FINAL_STATUSES) + ")"
+_MESSAGE_TERMINALS = "(" + ", ".join(f'"{status}"' for status in MESSAGE_TERMINAL_STATUSES) + ")"
 
 SEND_COLUMNS = (
     "SendTime", "MessageId", "MessageSize", "AttachmentsCount", "ToRecipientsCount", "CcRecipientsCount",
@@ -296,7 +297,9 @@ def _take_bucket(count: int) -> int:
 
 
 def _query(operation: str, b: _Bindings, body: list[str], window: Window) -> KqlQuery:
-    text = kql_catalog_lets() + "\n".join(body)
+    text = "\n".join(body)
+    if "CodeCatalog" in text:
+        text = kql_catalog_lets() + text
     return KqlQuery(operation, text, tuple(b.params), (window.start, window.status_end))
 
 
@@ -502,7 +505,14 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     )
     body = [
         correlated(b, f),
-        "let Expected = toscalar(Sends | summarize sum(UniqueRecipientsCount));",
+        "let MessageFailures = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        f"    | where isempty(RecipientId) and DeliveryStatus in {_MESSAGE_TERMINALS}",
+        "    | distinct MessageId = CorrelationId, _ResourceId;",
+        "// Recipients expected to get a final status: those of sends that did not fail as a whole.",
+        "let Expected = toscalar(Sends",
+        "    | join kind=leftanti (MessageFailures) on MessageId, _ResourceId",
+        "    | summarize sum(UniqueRecipientsCount));",
         "let Dimensions = Correlated",
         "    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, \"@\", SenderDomain));",
         "union",

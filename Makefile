@@ -1,0 +1,51 @@
+# ACS Email Insights: `make run` (service on the embedded store + Azurite) and `make test` (everything CI runs).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 7071
+SAMPLE_MESSAGES ?= 20000
+SAMPLE_DAYS ?= 7
+export ACS_LOCAL_STORE ?= .data/acs-logs.duckdb
+
+.PHONY: setup run test lint typecheck unit bench connector clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+tools/kusto-check/node_modules/.installed: tools/kusto-check/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tools/kusto-check
+	touch $@
+
+tools/azurite/node_modules/.installed: tools/azurite/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tools/azurite
+	touch $@
+
+setup: $(VENV)/.installed tools/kusto-check/node_modules/.installed tools/azurite/node_modules/.installed
+
+run: setup
+	@bash tools/run-local.sh "$(PY)" "$(PORT)" "$(SAMPLE_MESSAGES)" "$(SAMPLE_DAYS)"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check shared tests function_app.py benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+connector: setup
+	$(PY) -m shared.api.openapi --write
+
+clean:
+	rm -rf $(VENV) tools/*/node_modules .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,143 @@
+"""Every query the builder can emit passes Microsoft's Kusto parser and semantic analyzer, in both engine
+forms, with representative and hostile parameters; hostile values cannot change a query's structure."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from kusto_check import assert_valid_kql
+
+from shared.insights import Insights, PageCursor, _filters_fingerprint
+from shared.kql.builder import build_completeness_query
+from shared.kql.literals import parse_literal
+from shared.kql.query import KqlQuery, from_log_analytics_text
+from shared.logs.embedded import DuckDbSource
+from shared.logs.store import open_store
+from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+
+NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
+
+HOSTILE = [
+    "x\" | project secret",
+    "a'b\\\"c\\",
+    "q\"; drop table ACSEmailSendMailOperational; //",
+    "union * | take 1",
+    "\u00e9\u00e8\u2603 \U0001f4e7",
+    "let x = 1;",
+    "h\"z\"",
+]
+HOSTILE_ADDRESSES = ["o'brien|x@contoso.com", '"we\\"ird@x"@example.org', "a.b+tag=1@xn--bcher-kva.example",
+                     "union*{take}@evil.com"]
+HOSTILE_SENDERS = ["DoNotReply", "x'or'1'='1", "a|b", "{}~!#$%&*+/=?^_`"]
+
+SEARCH_VARIANTS: list[dict[str, Any]] = [
+    {},
+    {"recipient": "alice@contoso.com"},
+    {"recipientDomain": "gmail.com", "status": "Bounced", "bounceType": "hard"},
+    {"sender": "DoNotReply@contoso.com", "minDurationSeconds": 10, "minSizeMb": 1.5, "hasAttachments": True},
+    {"internetMessageId": "<abc@contoso.com>", "messageId": "8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21",
+     "hasAttachments": False, "bounceType": "soft"},
+    {"resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+                   "Microsoft.Communication/CommunicationServices/acs"},
+    *({"recipient": address} for address in HOSTILE_ADDRESSES),
+    *({"sender": sender} for sender in HOSTILE_SENDERS),
+    *({"internetMessageId": value.replace(" ", "_")} for value in HOSTILE),
+]
+
+
+@pytest.fixture(scope="module")
+def insights() -> Insights:
+    return Insights(DuckDbSource(":memory:", connection=open_store(":memory:")), clock=lambda: NOW)
+
+
+def all_queries(insights: Insights) -> list[KqlQuery]:
+    queries = [insights.trace_query(TraceParams(message_id=m, lookback_days=d))
+               for m, d in [("m-1", 7), ("8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21", 90), ("a.b:c_d-e", 1)]]
+    for variant in SEARCH_VARIANTS:
+        params = SearchParams.model_validate(variant)
+        queries.append(insights.search_query(params))
+        cursor = PageCursor(NOW.replace(day=11), NOW, NOW.replace(hour=3), 2, _filters_fingerprint(params))
+        queries.append(insights.search_query(SearchParams.model_validate(
+            {**variant, "continuationToken": cursor.encode(), "top": 1000})))
+    for kind, bin_ in itertools.product(["domains", "senders", "mail-servers", "latency", "failures", "sizes"],
+                                        ["5m", "1d"]):
+        queries.append(insights.stats_query(kind, StatsParams.model_validate({"bin": bin_, "top": 7})))
+    for kind in ["hard", "soft", "all"]:
+        queries.append(insights.bounces_query(BouncesParams.model_validate({"type": kind})))
+    for address, sender in zip(HOSTILE_ADDRESSES, HOSTILE_SENDERS, strict=True):
+        queries.append(insights.bounces_query(BouncesParams.model_validate(
+            {"recipientDomain": address.rpartition("@")[2], "sender": sender})))
+    queries.append(insights.daily_summary_query(date(2026, 3, 10)))
+    queries.append(build_completeness_query(insights.window(NOW.replace(day=10), NOW)))
+    return queries
+
+
+def test_every_query_passes_the_kusto_language_service(insights: Insights) -> None:
+    queries = all_queries(insights)
+    texts = [text for query in queries for text in (query.log_analytics_text(), query.embedded_text())]
+    assert len(texts) > 80
+    assert_valid_kql(texts)
+
+
+def test_values_never_enter_the_body(insights: Insights) -> None:
+    """Two searches with the same filters but different (hostile) values have the same body text."""
+    for address_a, address_b in itertools.pairwise(HOSTILE_ADDRESSES):
+        a = insights.search_query(SearchParams.model_validate({"recipient": address_a}))
+        b = insights.search_query(SearchParams.model_validate({"recipient": address_b}))
+        assert a.body == b.body
+        assert a.embedded_text() == b.embedded_text()
+        assert address_a not in a.body
+
+
+def test_log_analytics_prelude_round_trips_exactly(insights: Insights) -> None:
+    for variant in SEARCH_VARIANTS:
+        query = insights.search_query(SearchParams.model_validate(variant))
+        text = query.log_analytics_text()
+        back = from_log_analytics_text(text, query.timespan)
+        assert back.body == query.body
+        assert {p.name: p.value for p in back.params} == {p.name: p.value for p in query.params}
+        # one `let` line per parameter, nothing more: no value could add a statement
+        prelude = [line for line in text.split("\n") if line.startswith("let p_")]
+        assert len(prelude) == len(query.params)
+
+
+def test_recipient_addresses_only_as_obfuscated_literals(insights: Insights) -> None:
+    for address in HOSTILE_ADDRESSES:
+        text = insights.search_query(SearchParams.model_validate({"recipient": address})).log_analytics_text()
+        (line,) = [line for line in text.split("\n") if line.startswith("let p_recipient =")]
+        literal = line.removeprefix("let p_recipient = ").removesuffix(";")
+        assert literal.startswith('h"')
+        assert parse_literal(literal) == address
+        outside = text.replace(line, "")
+        assert address not in outside and address.split("@")[0] not in outside
+
+
+def test_hostile_values_run_harmlessly_on_duckdb(insights: Insights) -> None:
+    for variant in SEARCH_VARIANTS[6:]:
+        page = insights.search(SearchParams.model_validate(variant))
+        assert page.value == []
+
+
+def test_every_table_is_bounded_by_time(insights: Insights) -> None:
+    for query in all_queries(insights):
+        for view in ("SendMail", "StatusUpdates"):
+            for match in re.finditer(rf"= {view}\b", query.body):
+                following = query.body[match.end(): match.end() + 120]
+                assert "TimeGenerated >= p_from" in following, (query.operation, view)
+        start, end = query.timespan
+        assert start < end
+
+
+def test_filters_land_before_the_join(insights: Insights) -> None:
+    query = insights.search_query(SearchParams.model_validate(SEARCH_VARIANTS[3] | SEARCH_VARIANTS[1]))
+    join_at = query.body.index("| join kind=inner (Finals)")
+    for fragment in ("RecipientId =~ p_recipient", "SenderUsername =~ p_sender_username", "Size >= p_min_size_mb",
+                     "AttachmentsCount > 0"):
+        assert query.body.index(fragment) < join_at, fragment
+    message = insights.search_query(SearchParams.model_validate({"messageId": "m-1"}))
+    # on both sides where the column exists
+    assert message.body.count("CorrelationId == p_message_id") == 2

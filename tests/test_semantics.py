@@ -1,0 +1,276 @@
+"""The correlation contract, proved on DuckDB with the hand-checkable archive fixture.
+
+Every expected value below is explained in tests/fixtures/semantics/EXPECTED.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.api.render import to_body
+from shared.insights import Insights
+from shared.logs.embedded import DuckDbSource
+from shared.logs.importers import import_paths
+from shared.logs.store import open_store
+from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+
+FIXTURE = Path(__file__).parent / "fixtures" / "semantics"
+DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
+
+
+@pytest.fixture(scope="module")
+def insights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Insights]:
+    path = tmp_path_factory.mktemp("semantics") / "store.duckdb"
+    con = open_store(path)
+    import_paths(con, [FIXTURE])
+    con.close()
+    source = DuckDbSource(path)
+    yield Insights(source, clock=lambda: datetime(2026, 3, 12, 12, 0, tzinfo=UTC))
+    source.close()
+
+
+def trace(insights: Insights, message_id: str) -> dict[str, Any]:
+    return to_body(insights.trace(TraceParams(message_id=message_id)))
+
+
+def search_rows(insights: Insights, **filters: Any) -> list[dict[str, Any]]:
+    return to_body(insights.search(SearchParams.model_validate({**DAY, **filters})))["value"]
+
+
+def by_recipient(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["recipientId"]: row for row in rows}
+
+
+# --------------------------------------------------------------------------- trace
+
+
+def test_final_when_every_expected_recipient_has_a_final_status(insights: Insights) -> None:
+    body = trace(insights, "msg-01-final")
+    assert body["state"] == "final"
+    assert body["send"]["uniqueRecipientsCount"] == 2
+    assert body["send"]["messageSizeCategory"] == "Tiny (<100KB)"
+    assert [event["deliveryStatus"] for event in body["messageEvents"]] == ["OutForDelivery"]
+    recipients = by_recipient(body["recipients"])
+    assert set(recipients) == {"alice@Contoso.com", "bob@fabrikam.com"}
+    alice, bob = recipients["alice@Contoso.com"], recipients["bob@fabrikam.com"]
+    assert alice["recipientDomain"] == "contoso.com"
+    assert alice["finalDeliveryStatus"] == "Delivered" and alice["bounceType"] == "Not Applicable"
+    assert alice["durationSeconds"] == 3.0 and alice["durationMilliseconds"] == 3000
+    assert bob["bounceType"] == "Hard Bounce" and bob["bounceTypeSource"] == "reported"
+    assert bob["failureCategory"] == "invalid recipient"
+    # the duplicated event counts once
+    assert len(bob["events"]) == 1
+
+
+def test_pending_while_a_recipient_has_no_final_status(insights: Insights) -> None:
+    body = trace(insights, "msg-02-pending")
+    assert body["state"] == "pending"
+    recipients = by_recipient(body["recipients"])
+    assert recipients["carol@contoso.com"]["finalDeliveryStatus"] == "Delivered"
+    dave = recipients["dave@contoso.com"]
+    assert dave["finalDeliveryStatus"] is None
+    assert [event["deliveryStatus"] for event in dave["events"]] == ["OutForDelivery"]
+
+
+def test_message_level_failure_is_terminal(insights: Insights) -> None:
+    body = trace(insights, "msg-03-msgfail")
+    assert body["state"] == "final"
+    assert body["recipients"] == []
+    assert body["messageEvents"][0]["deliveryStatus"] == "Failed"
+    assert body["messageEvents"][0]["failureReason"] == "NoValidRecipients"
+
+
+def test_trace_is_message_anchored(insights: Insights) -> None:
+    body = trace(insights, "msg-04-nosend")
+    assert body["send"] is None
+    assert body["state"] == "final"
+    frank = body["recipients"][0]
+    assert frank["recipientId"] == "frank@gmail.com" and frank["finalDeliveryStatus"] == "Delivered"
+    assert frank["durationSeconds"] is None
+
+
+def test_not_found(insights: Insights) -> None:
+    body = trace(insights, "msg-99-unknown")
+    assert body == {"messageId": "msg-99-unknown", "state": "notFound", "send": None, "messageEvents": [],
+                    "recipients": []}
+
+
+def test_clock_skew_is_kept_and_flagged(insights: Insights) -> None:
+    grace = trace(insights, "msg-05-skew")["recipients"][0]
+    assert grace["clockSkew"] is True
+    assert grace["durationSeconds"] == -2.0
+
+
+def test_latest_final_event_wins_whatever_the_arrival_order(insights: Insights) -> None:
+    henry = trace(insights, "msg-06-order")["recipients"][0]
+    assert henry["finalDeliveryStatus"] == "Delivered"
+    assert henry["durationSeconds"] == 30.0
+    assert [event["deliveryStatus"] for event in henry["events"]] == ["Failed", "Delivered"]
+
+
+def test_bounce_types_reported_inferred_unknown(insights: Insights) -> None:
+    recipients = by_recipient(trace(insights, "msg-07-bounces")["recipients"])
+    assert (recipients["ivan@fabrikam.com"]["bounceType"], recipients["ivan@fabrikam.com"]["bounceTypeSource"]) == (
+        "Soft Bounce", "inferred")
+    assert (recipients["judy@fabrikam.com"]["bounceType"], recipients["judy@fabrikam.com"]["bounceTypeSource"]) == (
+        "Hard Bounce", "inferred")
+    assert (recipients["kim@fabrikam.com"]["bounceType"], recipients["kim@fabrikam.com"]["bounceTypeSource"]) == (
+        "Unknown", "unknown")
+    assert (recipients["leo@contoso.com"]["bounceType"], recipients["leo@contoso.com"]["bounceTypeSource"]) == (
+        "Soft Bounce", "reported")
+    kim = recipients["kim@fabrikam.com"]
+    assert kim["smtpStatusCode"] is None and kim["enhancedSmtpStatusCode"] is None
+    assert kim["smtpStatusCodeDetails"] == "Unknown / not provided"
+    assert recipients["ivan@fabrikam.com"]["failureCategory"] == "mailbox full"
+
+
+def test_late_event_and_last_at_domain(insights: Insights) -> None:
+    weird = trace(insights, "msg-08-late")["recipients"][0]
+    assert weird["recipientId"] == '"weird@local"@Example.ORG'
+    assert weird["recipientDomain"] == "example.org"
+    assert weird["durationSeconds"] == 120.0
+    assert weird["finalStatusTime"].startswith("2026-03-11T00:01:00.123456")
+
+
+# --------------------------------------------------------------------------- search
+
+
+def test_search_is_send_anchored_newest_first(insights: Insights) -> None:
+    rows = search_rows(insights)
+    assert [row["recipientId"] for row in rows] == [
+        '"weird@local"@Example.ORG', "ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com",
+        "leo@contoso.com", "henry@fabrikam.com", "grace@contoso.com", "carol@contoso.com", "alice@Contoso.com",
+        "bob@fabrikam.com",
+    ]
+    grace = by_recipient(rows)["grace@contoso.com"]
+    assert grace["clockSkew"] is True and grace["messageSizeCategory"] == "Large (5-10MB)"
+    henry = by_recipient(rows)["henry@fabrikam.com"]
+    assert henry["messageSizeCategory"] == "Very Large (>10MB)" and henry["attachmentsCount"] == 2
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"recipient": "ALICE@contoso.com"}, ["alice@Contoso.com"]),
+        ({"recipientDomain": "Fabrikam.com"}, ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com",
+                                               "henry@fabrikam.com", "bob@fabrikam.com"]),
+        ({"status": "Bounced"}, ["judy@fabrikam.com", "leo@contoso.com", "bob@fabrikam.com"]),
+        ({"bounceType": "hard"}, ["judy@fabrikam.com", "bob@fabrikam.com"]),
+        ({"bounceType": "soft"}, ["ivan@fabrikam.com", "leo@contoso.com"]),
+        ({"minDurationSeconds": 25}, ['"weird@local"@Example.ORG', "henry@fabrikam.com"]),
+        ({"minSizeMb": 5}, ["henry@fabrikam.com", "grace@contoso.com"]),
+        ({"hasAttachments": True}, ["henry@fabrikam.com"]),
+        ({"messageId": "msg-01-final"}, ["alice@Contoso.com", "bob@fabrikam.com"]),
+        ({"internetMessageId": "<msg-07-bounces@contoso.com>"},
+         ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"]),
+        ({"sender": "donotreply@CONTOSO.com", "recipientDomain": "example.org"}, ['"weird@local"@Example.ORG']),
+        ({"sender": "someone-else"}, []),
+    ],
+)
+def test_search_filters(insights: Insights, filters: dict[str, Any], expected: list[str]) -> None:
+    assert [row["recipientId"] for row in search_rows(insights, **filters)] == expected
+
+
+def test_search_window_bounds_sends(insights: Insights) -> None:
+    rows = to_body(insights.search(SearchParams.model_validate(
+        {"from": "2026-03-10T11:00:00Z", "to": "2026-03-10T15:00:00Z"})))["value"]
+    assert [row["recipientId"] for row in rows] == ["grace@contoso.com", "carol@contoso.com"]
+
+
+def test_search_pages_to_the_end_without_loss_or_repeat(insights: Insights) -> None:
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {**DAY, "top": 3}
+        if token:
+            params["continuationToken"] = token
+        page = insights.search(SearchParams.model_validate(params))
+        seen += [row.recipient_id for row in page.value]
+        pages += 1
+        token = page.continuation_token
+        if token is None:
+            break
+    assert pages == 4
+    assert seen == [row["recipientId"] for row in search_rows(insights)]
+
+
+# --------------------------------------------------------------------------- stats, bounces, summary
+
+
+def stats(insights: Insights, kind: str, **extra: Any) -> dict[str, Any]:
+    return to_body(insights.stats(kind, StatsParams.model_validate({**DAY, **extra})))
+
+
+def test_domain_stats(insights: Insights) -> None:
+    body = stats(insights, "domains")
+    rows = {row["recipientDomain"]: row for row in body["value"]}
+    assert list(rows) == ["fabrikam.com", "contoso.com", "example.org"]
+    contoso = rows["contoso.com"]
+    assert (contoso["total"], contoso["delivered"], contoso["bounced"], contoso["softBounces"]) == (4, 3, 1, 1)
+    assert contoso["successRate"] == 75.0
+    assert contoso["avgDurationSeconds"] == pytest.approx(4.0)  # grace's skewed -2 s is left out
+    fabrikam = rows["fabrikam.com"]
+    assert (fabrikam["total"], fabrikam["delivered"], fabrikam["bounced"], fabrikam["failed"]) == (5, 1, 2, 2)
+    assert (fabrikam["hardBounces"], fabrikam["softBounces"], fabrikam["successRate"]) == (2, 1, 20.0)
+    assert fabrikam["avgDurationSeconds"] == pytest.approx(20.6)
+    assert rows["example.org"]["avgDurationSeconds"] == pytest.approx(120.0)
+    assert body["completeness"]["pendingRecipients"] == 1
+    assert body["completeness"]["latestEventTime"].startswith("2026-03-11T00:01:00")
+
+
+def test_latency_stats_leave_out_clock_skew(insights: Insights) -> None:
+    rows = {row["time"][:13]: row for row in stats(insights, "latency", bin="1h")["value"]}
+    assert "2026-03-10T14" not in rows  # grace, the only send of that hour, has a skewed clock
+    assert rows["2026-03-10T10"]["count"] == 1  # alice (Delivered), not bob
+    assert rows["2026-03-10T15"]["avgDurationSeconds"] == 30.0
+
+
+def test_size_stats(insights: Insights) -> None:
+    rows = {row["messageSizeCategory"]: row for row in stats(insights, "sizes")["value"]}
+    assert {key: (row["messages"], row["recipients"]) for key, row in rows.items()} == {
+        "Tiny (<100KB)": (2, 3), "Small (100KB-1MB)": (2, 7), "Medium (1-5MB)": (1, 1),
+        "Large (5-10MB)": (1, 1), "Very Large (>10MB)": (1, 1),
+    }
+
+
+def test_sender_and_failure_stats(insights: Insights) -> None:
+    senders = stats(insights, "senders")["value"]
+    assert len(senders) == 1
+    assert (senders[0]["totalSent"], senders[0]["hardBounces"], senders[0]["softBounces"]) == (10, 2, 2)
+    assert senders[0]["hardBounceRate"] == 20.0
+    failures = stats(insights, "failures")["value"]
+    assert sum(row["count"] for row in failures) == 5
+    assert {row["enhancedSmtpStatusCode"] for row in failures} == {"5.1.1", "5.2.2", "4.2.2", None}
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("all", {"bob@fabrikam.com", "ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"}),
+     ("hard", {"bob@fabrikam.com", "judy@fabrikam.com"}),
+     ("soft", {"ivan@fabrikam.com", "leo@contoso.com"})],
+)
+def test_bounces(insights: Insights, kind: str, expected: set[str]) -> None:
+    body = to_body(insights.bounces(BouncesParams.model_validate({**DAY, "type": kind})))
+    assert {row["recipientId"] for row in body["value"]} == expected
+    for row in body["value"]:
+        assert row["bounceCount"] == 1 and row["firstBounceTime"] == row["lastBounceTime"]
+
+
+def test_daily_summary_counts_on_the_send_day(insights: Insights) -> None:
+    rows, warning = insights.daily_summary(date(2026, 3, 10))
+    assert warning is None
+    by_key = {(row["Dimension"], row["Key"]): row for row in rows}
+    total = by_key[("total", "all")]
+    assert (total["Total"], total["Delivered"], total["Bounced"], total["Failed"]) == (10, 5, 3, 2)
+    # 13 expected recipients less msg-03's (the message failed as a whole), 10 with a final status
+    assert total["Pending"] == 2
+    assert by_key[("domain", "example.org")]["Delivered"] == 1  # delivered after midnight, sent on the 10th
+    assert by_key[("sender", "DoNotReply@contoso.com")]["Total"] == 10
+    next_day, _ = insights.daily_summary(date(2026, 3, 11))
+    assert next_day == [] or all(row["Total"] == 0 for row in next_day)

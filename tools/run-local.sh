@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make run`: Azurite + the embedded log store with sample data + the local Functions host.
+# Ctrl-C stops everything this script started.
+set -euo pipefail
+PY="$1"; PORT="$2"; MESSAGES="$3"; DAYS="$4"
+STORE="${ACS_LOCAL_STORE:-.data/acs-logs.duckdb}"
+mkdir -p .data/azurite
+
+[ -f local.settings.json ] || cp local.settings.sample.json local.settings.json
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then
+  echo "Azurite (or something) already listens on 10002; using it."
+else
+  tools/azurite/node_modules/.bin/azurite --silent --location .data/azurite --skipApiVersionCheck --loose \
+    --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null && break; sleep 0.2; done
+fi
+
+if [ ! -f "$STORE" ]; then
+  echo "Filling $STORE with $MESSAGES sample messages over $DAYS days..."
+  "$PY" -m shared sample --messages "$MESSAGES" --days "$DAYS" --seed 1
+fi
+echo "Computing daily summaries into Azurite..."
+"$PY" -m shared summarize >/dev/null
+"$PY" -m shared summarize --date "$(date -u +%F)" >/dev/null
+
+MESSAGE_ID=$("$PY" - <<'PY'
+import os, duckdb
+con = duckdb.connect(os.environ.get("ACS_LOCAL_STORE", ".data/acs-logs.duckdb"), read_only=True)
+row = con.execute('SELECT CorrelationId FROM ACSEmailSendMailOperational ORDER BY TimeGenerated DESC LIMIT 1').fetchone()
+print(row[0] if row else "unknown")
+PY
+)
+TODAY=$(date -u +%F); WEEK_AGO=$(date -u -d "-7 days" +%F)
+cat <<MSG
+
+ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE). Try:
+  curl -s http://localhost:$PORT/api/health
+  curl -s http://localhost:$PORT/api/messages/$MESSAGE_ID
+  curl -s "http://localhost:$PORT/api/messages?recipientDomain=gmail.com&top=5"
+  curl -s "http://localhost:$PORT/api/stats/domains?from=${WEEK_AGO}T00:00:00Z&to=${TODAY}T23:59:59Z"
+  curl -s "http://localhost:$PORT/api/bounces?type=hard&format=csv&from=${WEEK_AGO}T00:00:00Z"
+  curl -s "http://localhost:$PORT/api/summaries/daily?from=$WEEK_AGO&to=$TODAY&dimension=total"
+  curl -s http://localhost:$PORT/api/openapi.json
+Ctrl-C stops it.
+
+MSG
+"$PY" -m shared serve --port "$PORT" &
+pids+=($!)
+wait "${pids[-1]}"
