@@ -197,6 +197,36 @@ def _datatable(name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]])
     return f"let {name} = datatable({schema})[\n{body}\n];\n"
 
 
+#: The catalog as the three tables enrichment joins with: name -> string columns.
+CATALOG_TABLES: dict[str, tuple[str, ...]] = {
+    "SmtpCodeCatalog": ("SmtpStatusCode", "SmtpStatusCodeDetails", "SmtpFailureCategory", "SmtpBounce"),
+    "EnhancedCodeCatalog": (
+        "EnhancedSmtpStatusCode",
+        "EnhancedSmtpStatusCodeDetails",
+        "EnhancedFailureCategory",
+        "EnhancedBounce",
+    ),
+    "EnhancedSubjectCatalog": (
+        "EnhancedSubject",
+        "EnhancedSubjectDetails",
+        "EnhancedSubjectFailureCategory",
+        "EnhancedSubjectBounce",
+    ),
+}
+
+
+def catalog_rows(table: str) -> list[tuple[str, ...]]:
+    """Rows of one catalog table (see ``CATALOG_TABLES``): code, details, category, bounce."""
+    data = catalog_entries()
+    if table == "SmtpCodeCatalog":
+        return [(e["code"], _details(e), e["failureCategory"], e["bounce"]) for e in data["smtp"]]
+    if table == "EnhancedCodeCatalog":
+        return [(e["code"], _details(e), e["failureCategory"], e["bounce"]) for e in data["enhanced"]]
+    if table == "EnhancedSubjectCatalog":
+        return [(e["subject"], e["meaning"], e["failureCategory"], e["bounce"]) for e in data["subjects"]]
+    raise KeyError(table)
+
+
 @cache
 def kql_catalog_lets() -> str:
     """``let`` statements for SmtpCodeCatalog, EnhancedCodeCatalog and EnhancedSubjectCatalog.
@@ -204,44 +234,4 @@ def kql_catalog_lets() -> str:
     Only what enrichment needs travels with every query (code, details, category, bounce); the
     remedies stay in the JSON file for Python to read.
     """
-    data = catalog_entries()
-    smtp = _datatable(
-        "SmtpCodeCatalog",
-        (
-            "SmtpStatusCode",
-            "SmtpStatusCodeDetails",
-            "SmtpFailureCategory",
-            "SmtpBounce",
-        ),
-        [
-            (e["code"], _details(e), e["failureCategory"], e["bounce"])
-            for e in data["smtp"]
-        ],
-    )
-    enhanced = _datatable(
-        "EnhancedCodeCatalog",
-        (
-            "EnhancedSmtpStatusCode",
-            "EnhancedSmtpStatusCodeDetails",
-            "EnhancedFailureCategory",
-            "EnhancedBounce",
-        ),
-        [
-            (e["code"], _details(e), e["failureCategory"], e["bounce"])
-            for e in data["enhanced"]
-        ],
-    )
-    subjects = _datatable(
-        "EnhancedSubjectCatalog",
-        (
-            "EnhancedSubject",
-            "EnhancedSubjectDetails",
-            "EnhancedSubjectFailureCategory",
-            "EnhancedSubjectBounce",
-        ),
-        [
-            (e["subject"], e["meaning"], e["failureCategory"], e["bounce"])
-            for e in data["subjects"]
-        ],
-    )
-    return smtp + enhanced + subjects
+    return "".join(_datatable(name, columns, catalog_rows(name)) for name, columns in CATALOG_TABLES.items())

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shared.codes import kql_catalog_lets
 from shared.kql.literals import timespan_literal
 from shared.kql.query import KqlQuery, Param
 from shared.models import BIN_SPANS, BouncesParams, SearchParams, StatsParams
@@ -213,7 +212,10 @@ SIZE_CATEGORY = """case(
         MessageSize < 10.0, "Large (5-10MB)",
         "Very Large (>10MB)")"""
 
-ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime
+# Written so both engines agree and the embedded translation stays small: a column from an unmatched
+# `lookup` is "" in Log Analytics but NULL in DuckDB, so emptiness is only ever tested as `X != ""`
+# (false for both) and "empty" is what falls through to a later branch.
+ENRICHMENT = r"""    | extend ClockSkew = FinalStatusTime < SendTime
     | extend DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime)
     | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3)
     | extend LatencySeconds = iff(ClockSkew, real(null), DurationSeconds)
@@ -228,7 +230,7 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
         EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
         SmtpBounce in ("hard", "soft"), SmtpBounce,
         "")
-    | extend ReportedBounce = tolower(trim(" ", IsHardBounce))
+    | extend ReportedBounce = tolower(IsHardBounce)
     | extend BounceType = case(
         FinalDeliveryStatus == "Delivered", "Not Applicable",
         ReportedBounce == "true", "Hard Bounce",
@@ -242,22 +244,22 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
         BounceType != "Unknown", "inferred",
         "unknown")
     | extend SmtpStatusCodeDetails = case(
-        isnotempty(SmtpStatusCodeDetails), SmtpStatusCodeDetails,
-        isempty(SmtpStatusCode) and FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
-        isempty(SmtpStatusCode), "Unknown / not provided",
-        strcat("Unmapped SMTP code: ", SmtpStatusCode))
+        SmtpStatusCodeDetails != "", SmtpStatusCodeDetails,
+        SmtpStatusCode != "", strcat("Unmapped SMTP code: ", SmtpStatusCode),
+        FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+        "Unknown / not provided")
     | extend EnhancedSmtpStatusCodeDetails = case(
-        isnotempty(EnhancedSmtpStatusCodeDetails), EnhancedSmtpStatusCodeDetails,
-        isnotempty(EnhancedSubjectDetails), EnhancedSubjectDetails,
-        isempty(EnhancedSmtpStatusCode) and FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
-        isempty(EnhancedSmtpStatusCode), "Unknown / not provided",
-        strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode))
+        EnhancedSmtpStatusCodeDetails != "", EnhancedSmtpStatusCodeDetails,
+        EnhancedSubjectDetails != "", EnhancedSubjectDetails,
+        EnhancedSmtpStatusCode != "", strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode),
+        FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+        "Unknown / not provided")
     | extend FailureCategory = case(
         FinalDeliveryStatus == "Delivered", "",
-        isnotempty(EnhancedFailureCategory) and EnhancedFailureCategory != "none", EnhancedFailureCategory,
-        isnotempty(EnhancedSubjectFailureCategory) and EnhancedSubjectFailureCategory != "none",
+        EnhancedFailureCategory != "" and EnhancedFailureCategory != "none", EnhancedFailureCategory,
+        EnhancedSubjectFailureCategory != "" and EnhancedSubjectFailureCategory != "none",
             EnhancedSubjectFailureCategory,
-        isnotempty(SmtpFailureCategory) and SmtpFailureCategory != "none", SmtpFailureCategory,
+        SmtpFailureCategory != "" and SmtpFailureCategory != "none", SmtpFailureCategory,
         FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
         "other")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
 
@@ -297,10 +299,7 @@ def _take_bucket(count: int) -> int:
 
 
 def _query(operation: str, b: _Bindings, body: list[str], window: Window) -> KqlQuery:
-    text = "\n".join(body)
-    if "CodeCatalog" in text:
-        text = kql_catalog_lets() + text
-    return KqlQuery(operation, text, tuple(b.params), (window.start, window.status_end))
+    return KqlQuery(operation, "\n".join(body), tuple(b.params), (window.start, window.status_end))
 
 
 # --------------------------------------------------------------------------- operations

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.codes import kql_catalog_lets
 from shared.kql.literals import literal, parse_literal
 from shared.schemas import SEND_MAIL, STATUS_UPDATE, TableSchema
 
@@ -42,6 +43,11 @@ class KqlQuery:
     #: The time range the query reads (widest of its table filters); sent as the API `timespan`.
     timespan: tuple[datetime, datetime]
 
+    @property
+    def uses_catalog(self) -> bool:
+        """Whether the body joins the code catalog (SmtpCodeCatalog, EnhancedCodeCatalog, ...)."""
+        return "CodeCatalog" in self.body or "SubjectCatalog" in self.body
+
     def _views_used(self) -> list[str]:
         return [name for name in VIEWS if re.search(rf"\b{name}\b", self.body)]
 
@@ -51,9 +57,13 @@ class KqlQuery:
         ]
         for view in self._views_used():
             lines.append(log_analytics_view(view))
+        if self.uses_catalog:
+            # Log Analytics has no tables of ours: the catalog travels with the query as datatables.
+            lines.append(kql_catalog_lets().rstrip("\n"))
         return "\n".join([*lines, self.body])
 
     def embedded_text(self) -> str:
+        """The embedded form: the code catalog is a set of tables of the embedded store."""
         lines = []
         if self.params:
             declared = ", ".join(f"{p.name}:{p.kusto_type}" for p in self.params)
@@ -109,4 +119,5 @@ def from_log_analytics_text(text: str, timespan: tuple[datetime, datetime]) -> K
     body = "\n".join(lines[index:])
     for view in VIEWS:
         body = body.replace(log_analytics_view(view) + "\n", "", 1)
+    body = body.replace(kql_catalog_lets(), "", 1)
     return KqlQuery("adhoc", body, tuple(params), timespan)

@@ -22,6 +22,35 @@ if TYPE_CHECKING:
 _CACHE_SIZE = 256
 
 
+def translation_schema() -> dict[str, list[str]]:
+    """Table -> columns, for duckdb-kql's join translation: the ACS tables and the code catalog."""
+    from shared.codes import CATALOG_TABLES
+    from shared.schemas import TABLES
+
+    schema = {table.name: list(table.column_names) for table in TABLES}
+    schema.update({name: list(columns) for name, columns in CATALOG_TABLES.items()})
+    return schema
+
+
+_CATALOG_DB = "acs_code_catalog"
+
+
+def _create_catalog_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    """The code catalog as tables of an in-memory database attached beside the store (queries see them
+    through the search path); the Log Analytics form sends the same rows as datatables instead."""
+    from shared.codes import CATALOG_TABLES, catalog_rows
+
+    attached = connection.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                                  [_CATALOG_DB]).fetchone()
+    if not attached or not attached[0]:
+        connection.execute(f"ATTACH ':memory:' AS {_CATALOG_DB}")
+    for name, columns in CATALOG_TABLES.items():
+        definition = ", ".join(f'"{column}" VARCHAR' for column in columns)
+        connection.execute(f'CREATE OR REPLACE TABLE {_CATALOG_DB}.main."{name}" ({definition})')
+        placeholders = ", ".join("?" for _ in columns)
+        connection.executemany(f'INSERT INTO {_CATALOG_DB}.main."{name}" VALUES ({placeholders})', catalog_rows(name))
+
+
 class DuckDbSource:
     name = "embedded"
 
@@ -30,7 +59,8 @@ class DuckDbSource:
         self._connection = connection
         self._lock = threading.Lock()
         self._translations: OrderedDict[str, TranslationResult] = OrderedDict()
-        self._schema: dict[str, list[str]] | None = None
+        self._catalog_ready = False
+        self._search_path: str | None = None
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -42,20 +72,38 @@ class DuckDbSource:
                         f"the embedded log store {self.path} does not exist yet: run `python -m shared sample` "
                         "or `python -m shared import PATH` first"
                     )
-                from shared.logs.store import open_store
+                import duckdb
 
+                connection = duckdb.connect(":memory:")
                 try:
-                    self._connection = open_store(self.path, read_only=True)
-                except Exception as exc:  # duckdb.IOException and friends: locked or unreadable file
+                    quoted = str(self.path).replace("'", "''")
+                    connection.execute(f"ATTACH '{quoted}' AS store (READ_ONLY)")
+                except Exception as exc:  # locked by a writer, not a DuckDB file, unreadable
+                    connection.close()
                     raise LogSourceUnavailable(f"the embedded log store cannot be opened: {exc}") from exc
+                self._connection = connection
+                self._search_path = f"store.main,{_CATALOG_DB}.main"
+                _create_catalog_tables(connection)
+            elif not self._catalog_ready:
+                row = self._connection.execute("SELECT current_database()").fetchone()
+                self._search_path = f"{row[0] if row else 'memory'}.main,{_CATALOG_DB}.main"
+                _create_catalog_tables(self._connection)
+            self._catalog_ready = True
             return self._connection
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = self._connect().cursor()
+        cursor.execute("SET TimeZone='UTC'")
+        if self._search_path:
+            cursor.execute(f"SET search_path = '{self._search_path}'")
+        return cursor
 
     def close(self) -> None:
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-            self._schema = None
+            self._catalog_ready = False
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -71,13 +119,8 @@ class DuckDbSource:
                 return cached
         import duckdb_kql
 
-        connection = self._connect()
-        if self._schema is None:
-            from duckdb_kql.engine import schema
-
-            self._schema = schema(connection)
         try:
-            translated = duckdb_kql.to_sql(text, schema=self._schema)
+            translated = duckdb_kql.to_sql(text, schema=translation_schema())
         except duckdb_kql.KqlError as exc:
             raise LogQueryRejected(f"the embedded engine cannot run this query: {exc}") from exc
         with self._lock:
@@ -95,9 +138,8 @@ class DuckDbSource:
             raise LogQueryRejected(f"parameters without a value: {', '.join(unbound)}")
         values: dict[str, Any] = {slot: value for slot, value in bound.items() if slot in translated.slots}
         values.update({k: v for k, v in translated.parameters.items() if k in translated.slots})
-        cursor = self._connect().cursor()
+        cursor = self._cursor()
         try:
-            cursor.execute("SET TimeZone='UTC'")
             cursor.execute(str(translated), values or None)
             columns = [description[0] for description in cursor.description or []]
             rows = cursor.fetchall()
@@ -109,8 +151,7 @@ class DuckDbSource:
 
     def check(self) -> tuple[bool, str]:
         try:
-            connection = self._connect()
-            cursor = connection.cursor()
+            cursor = self._cursor()
             try:
                 count = cursor.execute('SELECT count(*) FROM "ACSEmailSendMailOperational"').fetchone()
             finally:

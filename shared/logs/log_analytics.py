@@ -10,6 +10,7 @@ flagged, with the service's warning.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -56,7 +57,8 @@ class LogAnalyticsSource:
     ) -> None:
         self.workspace_id = workspace_id
         self.endpoint = (endpoint or PUBLIC_ENDPOINT).rstrip("/")
-        if self.endpoint.startswith("http://") and not is_loopback(self.endpoint):
+        self._plain_http = urlparse(self.endpoint).scheme.lower() == "http"
+        if self._plain_http and not is_loopback(self.endpoint):
             raise ValueError("Log Analytics must be reached over https (plain http only for loopback test servers)")
         self._credential = credential
         self._client_id = client_id
@@ -67,21 +69,24 @@ class LogAnalyticsSource:
             "retry_backoff_max": retry_backoff_max,
         }
         self._client: LogsQueryClient | None = None
+        self._client_lock = threading.Lock()
 
     def _get_client(self) -> LogsQueryClient:
-        if self._client is None:
-            from azure.monitor.query import LogsQueryClient
+        with self._client_lock:
+            return self._client or self._build_client()
 
-            credential = self._credential
-            if credential is None:
-                from azure.identity import DefaultAzureCredential
+    def _build_client(self) -> LogsQueryClient:
+        from azure.monitor.query import LogsQueryClient
 
-                credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
-            kwargs: dict[str, Any] = {"endpoint": self.endpoint, **self._retry,
-                                      "read_timeout": self.server_timeout + 30}
-            if self.endpoint != PUBLIC_ENDPOINT:
-                kwargs["audience"] = PUBLIC_ENDPOINT
-            self._client = LogsQueryClient(credential, **kwargs)
+        credential = self._credential
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
+        kwargs: dict[str, Any] = {"endpoint": self.endpoint, **self._retry, "read_timeout": self.server_timeout + 30}
+        if is_loopback(self.endpoint):  # a test stand-in: ask for tokens of the public cloud's audience
+            kwargs["audience"] = PUBLIC_ENDPOINT
+        self._client = LogsQueryClient(credential, **kwargs)
         return self._client
 
     def query_text(self, query: KqlQuery) -> str:
@@ -91,8 +96,9 @@ class LogAnalyticsSource:
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
         from azure.monitor.query import LogsQueryPartialResult
 
-        extra: dict[str, Any] = {}
-        if self.endpoint.startswith("http://"):
+        # Queries are read-only, so a POST may be retried (azure-core retries POST only on some statuses).
+        extra: dict[str, Any] = {"retry_on_methods": frozenset({"POST"})}
+        if self._plain_http:
             extra["enforce_https"] = False
         try:
             response = self._get_client().query_workspace(
@@ -107,12 +113,16 @@ class LogAnalyticsSource:
         except ServiceRequestError as exc:
             raise LogSourceUnavailable(f"Log Analytics could not be reached: {exc.message}") from exc
         except HttpResponseError as exc:
+            # query_workspace re-raises a credential failure as a bare HttpResponseError.
+            if isinstance(exc, ClientAuthenticationError) or isinstance(exc.__context__, ClientAuthenticationError):
+                raise LogSourceUnavailable(f"could not authenticate to Log Analytics: {exc.message}") from exc
             raise _map_http_error(exc) from exc
 
         if isinstance(response, LogsQueryPartialResult):
             tables = response.partial_data
             error = response.partial_error
-            warning = f"{getattr(error, 'code', '')}: {getattr(error, 'message', '')}".strip(": ")
+            message = getattr(error, "message", None) or "Log Analytics returned a partial result"
+            warning = ": ".join(part for part in (getattr(error, "code", None), message) if part)
         else:
             tables = response.tables
             warning = None

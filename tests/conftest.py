@@ -1,0 +1,37 @@
+"""Shared fixtures: the semantics fixture imported into a real DuckDB store, an Insights with a fixed clock,
+and the Functions app served by the local host on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.insights import Insights
+from shared.logs.embedded import DuckDbSource
+from shared.logs.store import open_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SEMANTICS = FIXTURES / "semantics"
+#: "Now" for tests over the semantics fixture (its send day is 2026-03-10).
+FIXTURE_NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def semantic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from shared.logs.importers import import_paths
+
+    path = tmp_path_factory.mktemp("semantics") / "store.duckdb"
+    con = open_store(path)
+    import_paths(con, [SEMANTICS])
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def semantic_insights(semantic_store: Path) -> Iterator[Insights]:
+    source = DuckDbSource(semantic_store)
+    yield Insights(source, clock=lambda: FIXTURE_NOW)
+    source.close()
