@@ -5,33 +5,21 @@ Every expected value below is explained in tests/fixtures/semantics/EXPECTED.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import pytest
 
 from shared.api.render import to_body
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
-from shared.logs.importers import import_paths
-from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
-FIXTURE = Path(__file__).parent / "fixtures" / "semantics"
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
 
-@pytest.fixture(scope="module")
-def insights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Insights]:
-    path = tmp_path_factory.mktemp("semantics") / "store.duckdb"
-    con = open_store(path)
-    import_paths(con, [FIXTURE])
-    con.close()
-    source = DuckDbSource(path)
-    yield Insights(source, clock=lambda: datetime(2026, 3, 12, 12, 0, tzinfo=UTC))
-    source.close()
+@pytest.fixture
+def insights(semantic_insights: Insights) -> Insights:
+    return semantic_insights
 
 
 def trace(insights: Insights, message_id: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ bounded by time. User values only ever appear as parameters (see ``shared.kql.qu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.kql.literals import timespan_literal
 from shared.kql.query import KqlQuery, Param
@@ -304,6 +304,9 @@ def _query(operation: str, b: _Bindings, body: list[str], window: Window) -> Kql
 
 # --------------------------------------------------------------------------- operations
 
+#: A fixed window for queries whose time bounds are replaced by relative expressions (alerts, workbook).
+_PLACEHOLDER = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
+
 
 def build_search_query(
     params: SearchParams, window: Window, *, cursor_end: datetime | None = None, skip: int = 0
@@ -529,3 +532,36 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     ]
     return _query("daily-summary", b, body, window)
 
+
+
+def build_hard_bounce_rate_query(window: Window = _PLACEHOLDER) -> KqlQuery:
+    """One row, ``HardBounceRate``: percent of final per-recipient statuses of sends in the window that are
+    hard bounces (reported or inferred). For the hard-bounce alert rule."""
+    b = _Bindings()
+    _window_lets(b, window)
+    body = [
+        correlated(b, Filters()),
+        "Correlated",
+        "| summarize Total = count(), HardBounces = countif(BounceType == \"Hard Bounce\")",
+        "| extend HardBounceRate = iff(Total == 0, real(0), round(100.0 * HardBounces / Total, 2))",
+        "| project HardBounceRate, HardBounces, Total",
+    ]
+    return _query("alert-hard-bounce-rate", b, body, window)
+
+
+def build_p95_latency_query(window: Window = _PLACEHOLDER) -> KqlQuery:
+    """One row, ``P95DurationSeconds``: p95 send-to-delivered latency of sends in the window (clock-skewed
+    rows left out). For the latency alert rule; needs no code catalog, so it stays small."""
+    b = _Bindings()
+    _window_lets(b, window)
+    body = [
+        send_side(b, Filters()),
+        final_side(b, Filters(statuses=("Delivered",))),
+        "Sends",
+        "| join kind=inner (Finals) on MessageId, _ResourceId",
+        "| where FinalStatusTime >= SendTime",
+        "| extend DurationSeconds = todouble(datetime_diff(\"millisecond\", FinalStatusTime, SendTime)) / 1000.0",
+        "| summarize P95DurationSeconds = percentile(DurationSeconds, 95), Delivered = count()",
+        "| extend P95DurationSeconds = iff(Delivered == 0, real(0), P95DurationSeconds)",
+    ]
+    return _query("alert-p95-latency", b, body, window)

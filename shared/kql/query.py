@@ -51,9 +51,13 @@ class KqlQuery:
     def _views_used(self) -> list[str]:
         return [name for name in VIEWS if re.search(rf"\b{name}\b", self.body)]
 
-    def log_analytics_text(self) -> str:
+    def log_analytics_text(self, expressions: dict[str, str] | None = None) -> str:
+        """The Log Analytics form. ``expressions`` replaces parameter values by fixed KQL expressions
+        (e.g. ``ago(6h)``) for the committed workbook and alert queries; never for user input."""
+        expressions = expressions or {}
         lines = [
-            f"let {p.name} = {literal(p.value, p.kusto_type, obfuscated=p.obfuscated)};" for p in self.params
+            f"let {p.name} = {expressions.get(p.name) or literal(p.value, p.kusto_type, obfuscated=p.obfuscated)};"
+            for p in self.params
         ]
         for view in self._views_used():
             lines.append(log_analytics_view(view))

@@ -1,0 +1,146 @@
+// The Flex Consumption plan and the Function App (Python 3.11, v2 programming model, repository root).
+// Everything authenticates with the user-assigned identity: host storage, deployment package, telemetry,
+// Log Analytics queries and the summary table. No keys or connection strings with secrets are set.
+param name string
+param planName string
+param location string
+param tags object = {}
+@description('Resource id of the user-assigned managed identity.')
+param identityId string
+@description('Client id of the user-assigned managed identity.')
+param identityClientId string
+param storageAccountName string
+@description('Blob container of the storage account that holds the deployment package.')
+param deploymentContainerName string
+param applicationInsightsName string
+param maximumInstanceCount int = 40
+param instanceMemoryMB int = 2048
+
+// Values of the app-level settings (shared/settings.py APP_SETTINGS with deployed=True).
+@description('customerId (GUID) of the Log Analytics workspace with the ACS email tables.')
+param workspaceCustomerId string
+param logQueryTimeoutSeconds int
+param summaryTable string
+param dailySummarySchedule string
+param summaryLookbackDays int
+param summaryBackfillDays int
+param statusGraceHours int
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Settings the app's code reads: exactly the APP_SETTINGS entries with deployed=True (tests/test_infra.py).
+var appLevelSettings = [
+  { name: 'LOG_ANALYTICS_WORKSPACE_ID', value: workspaceCustomerId }
+  { name: 'LOG_QUERY_TIMEOUT_SECONDS', value: string(logQueryTimeoutSeconds) }
+  { name: 'AZURE_CLIENT_ID', value: identityClientId }
+  { name: 'SUMMARY_STORAGE', value: 'AzureWebJobsStorage' }
+  { name: 'SUMMARY_TABLE', value: summaryTable }
+  { name: 'DAILY_SUMMARY_SCHEDULE', value: dailySummarySchedule }
+  { name: 'SUMMARY_LOOKBACK_DAYS', value: string(summaryLookbackDays) }
+  { name: 'SUMMARY_BACKFILL_DAYS', value: string(summaryBackfillDays) }
+  { name: 'STATUS_GRACE_HOURS', value: string(statusGraceHours) }
+]
+
+// Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated
+// telemetry only (local auth is off), so its connection string carries no usable secret.
+// The runtime is set in functionAppConfig.runtime: Flex Consumption rejects the worker-runtime app setting.
+var hostSettings = [
+  { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+  { name: 'AzureWebJobsStorage__blobServiceUri', value: storage.properties.primaryEndpoints.blob }
+  { name: 'AzureWebJobsStorage__queueServiceUri', value: storage.properties.primaryEndpoints.queue }
+  { name: 'AzureWebJobsStorage__tableServiceUri', value: storage.properties.primaryEndpoints.table }
+  { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+  { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsights.properties.ConnectionString }
+  { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
+]
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      // Exactly hostSettings + appLevelSettings, set with the site so the host's first start has them.
+      appSettings: concat(hostSettings, appLevelSettings)
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Publishing with user name and password (FTP and SCM basic auth) is off; azd and Core Tools use Entra ID.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
+output uri string = 'https://${functionApp.properties.defaultHostName}'

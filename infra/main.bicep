@@ -1,0 +1,251 @@
+// ACS Email Insights: a Flex Consumption Function App that reads ACS email logs from an existing Log
+// Analytics workspace and keeps daily summaries in Table Storage, plus a workbook and log search alerts.
+//
+// Deploy with `azd up`, or `az deployment sub create --template-file infra/main.bicep --parameters
+// infra/main.parameters.json ...` (see docs/deploy.md).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment; used for the resource group name and a unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of the new resource group, the Function App (must offer Flex Consumption) and its storage.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Name of the new resource group. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@minLength(4)
+@description('Name of the EXISTING Log Analytics workspace that receives the ACS email logs.')
+param logAnalyticsWorkspaceName string
+
+@minLength(1)
+@description('Resource group of the existing Log Analytics workspace.')
+param logAnalyticsResourceGroupName string
+
+@description('Subscription id of the existing Log Analytics workspace. Empty: the deployment\'s subscription.')
+param logAnalyticsSubscriptionId string = ''
+
+@description('Name of an EXISTING Communication Services resource whose email logs should be routed to the workspace. Empty: no diagnostic setting is created.')
+param acsResourceName string = ''
+
+@description('Resource group of the Communication Services resource. Empty: no diagnostic setting is created.')
+param acsResourceGroupName string = ''
+
+@description('Subscription id of the Communication Services resource. Empty: the deployment\'s subscription.')
+param acsSubscriptionId string = ''
+
+@description('E-mail address that receives the alert notifications. Empty: the alert rules fire without an action group.')
+param alertEmailAddress string = ''
+
+@minValue(1)
+@maxValue(100)
+@description('Hard-bounce alert: fires when the hard-bounce rate (percent of final per-recipient statuses) over the window exceeds this.')
+param hardBounceRateThresholdPercent int = 5
+
+@minValue(1)
+@description('Latency alert: fires when the p95 send-to-delivered duration (seconds) over the window exceeds this.')
+param p95LatencyThresholdSeconds int = 900
+
+@minValue(1)
+@maxValue(1000)
+@description('Upper bound of Flex Consumption instances.')
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory (MB) of each Flex Consumption instance.')
+param instanceMemoryMB int = 2048
+
+// App-level settings (shared/settings.py APP_SETTINGS, deployed=True); the defaults must equal the ones there.
+@minValue(1)
+@maxValue(600)
+@description('LOG_QUERY_TIMEOUT_SECONDS: server timeout for one Log Analytics query.')
+param logQueryTimeoutSeconds int = 180
+
+@minLength(3)
+@maxLength(63)
+@description('SUMMARY_TABLE: Azure Table Storage table for daily summaries.')
+param summaryTable string = 'DeliverySummaries'
+
+@description('DAILY_SUMMARY_SCHEDULE: six-field NCRONTAB schedule (UTC) of the daily summary timer.')
+param dailySummarySchedule string = '0 30 1 * * *'
+
+@minValue(1)
+@description('SUMMARY_LOOKBACK_DAYS: days recomputed on every run, since status events arrive late.')
+param summaryLookbackDays int = 3
+
+@minValue(0)
+@description('SUMMARY_BACKFILL_DAYS: days checked for missing summaries and backfilled.')
+param summaryBackfillDays int = 14
+
+@minValue(1)
+@description('STATUS_GRACE_HOURS: how long after a send status events are still looked for.')
+param statusGraceHours int = 72
+
+// `az deployment sub create --parameters infra/main.parameters.json` passes azd's ${VARIABLE} placeholders
+// through unexpanded; an optional parameter still holding one is treated as empty (not set).
+var placeholderPrefix = '\${'
+var workspaceSubscriptionId = empty(logAnalyticsSubscriptionId) || startsWith(logAnalyticsSubscriptionId, placeholderPrefix) ? subscription().subscriptionId : logAnalyticsSubscriptionId
+var acsName = startsWith(acsResourceName, placeholderPrefix) ? '' : acsResourceName
+var acsGroupName = startsWith(acsResourceGroupName, placeholderPrefix) ? '' : acsResourceGroupName
+var acsSubscription = empty(acsSubscriptionId) || startsWith(acsSubscriptionId, placeholderPrefix) ? subscription().subscriptionId : acsSubscriptionId
+var alertEmail = startsWith(alertEmailAddress, placeholderPrefix) ? '' : alertEmailAddress
+var routeAcsLogs = !empty(acsName) && !empty(acsGroupName)
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-acsmail-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: logAnalyticsWorkspaceName
+  scope: resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-acsmail-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'stacsmail${take(resourceToken, 15)}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    summaryTableName: summaryTable
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    name: 'appi-acsmail-${resourceToken}'
+    location: location
+    tags: tags
+    workspaceResourceId: workspace.id
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.name
+    principalId: identity.outputs.principalId
+  }
+}
+
+module workspaceRbac 'app/workspace-rbac.bicep' = {
+  name: 'workspace-rbac-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)
+  params: {
+    workspaceName: logAnalyticsWorkspaceName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-acsmail-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.name
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    workspaceCustomerId: workspace.properties.customerId
+    logQueryTimeoutSeconds: logQueryTimeoutSeconds
+    summaryTable: summaryTable
+    dailySummarySchedule: dailySummarySchedule
+    summaryLookbackDays: summaryLookbackDays
+    summaryBackfillDays: summaryBackfillDays
+    statusGraceHours: statusGraceHours
+  }
+  // The host starts with identity-based storage: grant the roles first.
+  dependsOn: [
+    rbac
+    workspaceRbac
+  ]
+}
+
+module diagnostics 'app/diagnostics.bicep' = if (routeAcsLogs) {
+  name: 'acs-diagnostics-${resourceToken}'
+  scope: resourceGroup(acsSubscription, routeAcsLogs ? acsGroupName : rg.name)
+  params: {
+    communicationServiceName: acsName
+    workspaceResourceId: workspace.id
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceResourceId: workspace.id
+    environmentName: environmentName
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: workspace.location
+    tags: tags
+    resourceToken: resourceToken
+    workspaceResourceId: workspace.id
+    identityId: identity.outputs.id
+    alertEmailAddress: alertEmail
+    hardBounceRateThresholdPercent: hardBounceRateThresholdPercent
+    p95LatencyThresholdSeconds: p95LatencyThresholdSeconds
+  }
+  // The rules query the workspace as the identity: it needs Log Analytics Reader first.
+  dependsOn: [
+    workspaceRbac
+  ]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = api.outputs.uri
+output LOG_ANALYTICS_WORKSPACE_ID string = workspace.properties.customerId

@@ -1,0 +1,634 @@
+"""Checks of the Bicep under infra/: it parses, and it says what the project promises.
+
+Every ``.bicep`` file is parsed with tree-sitter-bicep (no ERROR or MISSING node); the structural tests
+read the parse trees, not regular expressions over the text, wherever a property's place matters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter
+import tree_sitter_bicep
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INFRA = REPO_ROOT / "infra"
+QUERIES = INFRA / "queries"
+
+try:
+    from shared.settings import APP_SETTINGS
+except ModuleNotFoundError:  # pytest run without the repository root on sys.path
+    sys.path.insert(0, str(REPO_ROOT))
+    from shared.settings import APP_SETTINGS
+
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+#: Built-in role definition ids the deployment may assign (shared/REFERENCE.md, "Built-in role definition ids").
+ROLE_IDS = {
+    "Log Analytics Reader": "73c42c96-874c-492b-b04d-ab87d138a893",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+#: The only API versions a resource (new or existing) may use, per type. Extend on purpose, not by accident.
+API_VERSIONS = {
+    "Microsoft.Resources/resourceGroups": {"2024-03-01"},
+    "Microsoft.ManagedIdentity/userAssignedIdentities": {"2023-01-31"},
+    "Microsoft.Storage/storageAccounts": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/blobServices": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/blobServices/containers": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/tableServices": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/tableServices/tables": {"2023-05-01"},
+    "Microsoft.Web/serverfarms": {"2024-04-01"},
+    "Microsoft.Web/sites": {"2024-04-01"},
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {"2024-04-01"},
+    "Microsoft.Insights/components": {"2020-02-02"},
+    "Microsoft.OperationalInsights/workspaces": {"2023-09-01"},
+    "Microsoft.Authorization/roleAssignments": {"2022-04-01"},
+    "Microsoft.Communication/communicationServices": {"2023-04-01"},
+    "Microsoft.Insights/diagnosticSettings": {"2021-05-01-preview"},
+    "Microsoft.Insights/workbooks": {"2023-06-01"},
+    "Microsoft.Insights/scheduledQueryRules": {"2023-12-01"},
+    "Microsoft.Insights/actionGroups": {"2023-01-01"},
+}
+
+#: Query files the workbook tiles and alert rules load (the lead generates them from shared/kql).
+WORKBOOK_QUERIES = {
+    "success-rate-by-domain",
+    "avg-delivery-time-by-hour",
+    "top-failure-reasons",
+    "bounce-rate-by-sender",
+    "size-distribution",
+    "p95-latency-by-domain",
+}
+ALERT_QUERIES = {"alert-hard-bounce-rate": "HardBounceRate", "alert-p95-latency": "P95DurationSeconds"}
+
+ACS_EMAIL_LOG_CATEGORIES = {
+    "EmailSendMailOperational",
+    "EmailStatusUpdateOperational",
+    "EmailUserEngagementOperational",
+}
+
+#: Host-level app settings: Functions host storage (identity-based) and Application Insights.
+HOST_SETTING = re.compile(r"^(AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_[A-Z_]+)$")
+
+#: Words that must not appear in an output's name or value, nor in any app setting's value.
+SECRET_LIKE = re.compile(
+    r"listkeys|listsecrets|listconnectionstrings|listcredentials|connectionstring|primarykey|secondarykey"
+    r"|accountkey|sharedaccess|\bsas\b|password|secret|instrumentationkey",
+    re.IGNORECASE,
+)
+
+GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+
+
+# --- reading the parse trees --------------------------------------------------------------------------------
+
+
+@cache
+def _parser() -> tree_sitter.Parser:
+    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+
+
+@cache
+def tree(path: Path) -> tree_sitter.Tree:
+    return _parser().parse(path.read_bytes())
+
+
+def text(node: tree_sitter.Node | None) -> str:
+    return "" if node is None else (node.text or b"").decode("utf-8")
+
+
+def walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A Bicep expression that is not a plain literal (kept as source text)."""
+
+    source: str
+
+
+_ESCAPES = {"\\'": "'", "\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\${": "${"}
+
+
+def literal(node: tree_sitter.Node) -> Any:
+    """Python value of a literal node (string, number, bool, null, object, array); else an Expr."""
+    if node.type == "string":
+        parts = []
+        for child in node.named_children:
+            if child.type == "string_content":
+                parts.append(text(child))
+            elif child.type == "escape_sequence":
+                parts.append(_ESCAPES.get(text(child), text(child)))
+            else:  # interpolation
+                return Expr(text(node))
+        return "".join(parts)
+    if node.type == "boolean":
+        return text(node) == "true"
+    if node.type == "number":
+        return int(text(node))
+    if node.type == "null":
+        return None
+    if node.type == "object":
+        return dict(properties(node))
+    if node.type == "array":
+        return [literal(child) for child in node.named_children if child.type != "comment"]
+    return Expr(text(node))
+
+
+def properties(obj: tree_sitter.Node) -> Iterator[tuple[str, Any]]:
+    for prop in obj.named_children:
+        if prop.type != "object_property":
+            continue
+        key_node, value_node = prop.named_children[0], prop.named_children[-1]
+        key = literal(key_node) if key_node.type == "string" else text(key_node)
+        yield str(key), literal(value_node)
+
+
+def value_node(obj: tree_sitter.Node, key: str) -> tree_sitter.Node | None:
+    for prop in obj.named_children:
+        if prop.type == "object_property":
+            key_node = prop.named_children[0]
+            name = literal(key_node) if key_node.type == "string" else text(key_node)
+            if name == key:
+                return prop.named_children[-1]
+    return None
+
+
+@dataclass(frozen=True)
+class Resource:
+    file: Path
+    symbol: str
+    type: str
+    api_version: str
+    existing: bool
+    body: tree_sitter.Node  # the object (inside an if/for when conditional or looped)
+
+    def get(self, *path: str) -> Any:
+        node: tree_sitter.Node | None = self.body
+        for key in path:
+            if node is None or node.type != "object":
+                return None
+            node = value_node(node, key)
+        return None if node is None else literal(node)
+
+
+def _body(node: tree_sitter.Node) -> tree_sitter.Node:
+    while node.type != "object":
+        objects = [c for c in node.named_children if c.type in ("object", "for_statement", "if_statement")]
+        node = objects[-1]
+    return node
+
+
+def resources(path: Path) -> list[Resource]:
+    found = []
+    for node in tree(path).root_node.named_children:
+        if node.type != "resource_declaration":
+            continue
+        type_with_version = literal(node.named_children[1])
+        resource_type, _, version = type_with_version.partition("@")
+        found.append(
+            Resource(
+                file=path,
+                symbol=text(node.named_children[0]),
+                type=resource_type,
+                api_version=version,
+                existing=any(child.type == "existing" for child in node.children),
+                body=_body(node.named_children[-1]),
+            )
+        )
+    return found
+
+
+def all_resources() -> list[Resource]:
+    return [resource for path in BICEP_FILES for resource in resources(path)]
+
+
+def declared(path: Path, kind: str) -> dict[str, tree_sitter.Node]:
+    """Top-level declarations of one kind (variable, parameter, output) by name -> the declaration node."""
+    return {
+        text(node.named_children[0]): node
+        for node in tree(path).root_node.named_children
+        if node.type == f"{kind}_declaration"
+    }
+
+
+def variable(path: Path, name: str) -> Any:
+    return literal(declared(path, "variable")[name].named_children[-1])
+
+
+def parameter_default(path: Path, name: str) -> Any:
+    node = declared(path, "parameter")[name]
+    children = node.named_children
+    return literal(children[-1]) if len(children) == 3 else None
+
+
+def calls(path: Path, function: str) -> Iterator[tree_sitter.Node]:
+    for node in walk(tree(path).root_node):
+        if node.type == "call_expression" and text(node.child_by_field_name("function")) == function:
+            yield node
+
+
+def only(items: list[Resource], resource_type: str) -> Resource:
+    matching = [r for r in items if r.type == resource_type and not r.existing]
+    assert len(matching) == 1, f"expected one new {resource_type}, found {[r.symbol for r in matching]}"
+    return matching[0]
+
+
+def app_settings(path: Path, name: str) -> dict[str, Any]:
+    """An array variable of {name, value} app settings, as name -> value (names unique)."""
+    entries = variable(path, name)
+    assert isinstance(entries, list), f"{name} must be an array of {{name, value}} objects"
+    names = [entry["name"] for entry in entries]
+    assert len(names) == len(set(names)), f"{name} repeats a setting"
+    assert all(set(entry) == {"name", "value"} for entry in entries)
+    return {entry["name"]: entry["value"] for entry in entries}
+
+
+def camel(setting_name: str) -> str:
+    first, *rest = setting_name.lower().split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+
+
+def test_infra_has_the_modules() -> None:
+    names = {path.relative_to(INFRA).as_posix() for path in BICEP_FILES}
+    assert {
+        "main.bicep",
+        "app/api.bicep",
+        "app/rbac.bicep",
+        "app/storage.bicep",
+        "app/monitoring.bicep",
+        "app/workspace-rbac.bicep",
+        "app/diagnostics.bicep",
+        "app/workbook.bicep",
+        "app/alerts.bicep",
+    } <= names
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(INFRA).as_posix())
+def test_bicep_parses_without_errors(path: Path) -> None:
+    bad = [
+        f"{node.start_point.row + 1}:{node.start_point.column + 1} {'MISSING' if node.is_missing else 'ERROR'} "
+        f"{text(node)[:60]!r}"
+        for node in walk(tree(path).root_node)
+        if node.type == "ERROR" or node.is_missing
+    ]
+    assert not bad, f"{path}: " + "; ".join(bad)
+    assert not tree(path).root_node.has_error
+
+
+def test_main_targets_the_subscription() -> None:
+    root = tree(INFRA / "main.bicep").root_node
+    scopes = [literal(n.named_children[0]) for n in root.named_children if n.type == "target_scope_assignment"]
+    assert scopes == ["subscription"]
+
+
+# --- roles --------------------------------------------------------------------------------------------------
+
+
+def test_role_ids_are_the_documented_ones_and_only_those() -> None:
+    used: set[str] = set()
+    for path in BICEP_FILES:
+        for node in walk(tree(path).root_node):
+            if node.type == "string_content":
+                used |= {match.lower() for match in GUID.findall(text(node))}
+    assert used == set(ROLE_IDS.values())
+
+
+def test_role_ids_match_reference_md() -> None:
+    """Cross-check the ids above with shared/REFERENCE.md when the steering repo's shared/ is beside us."""
+    candidates = [REPO_ROOT.parent / "shared" / "REFERENCE.md", REPO_ROOT / "shared" / "REFERENCE.md"]
+    reference = next((path for path in candidates if path.is_file()), None)
+    if reference is None:
+        pytest.skip("shared/REFERENCE.md is not beside the repository")
+    documented = {
+        name.strip(" ·\n"): role_id.lower()
+        for name, role_id in re.findall(r"([A-Z][A-Za-z ]+?)\s+(" + GUID.pattern + r")", reference.read_text())
+    }
+    for name, role_id in ROLE_IDS.items():
+        assert documented.get(name) == role_id, name
+
+
+def test_role_assignments_use_the_identity_as_service_principal() -> None:
+    assignments = [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
+    assert len(assignments) == 3  # storage (looped over three roles), metrics publisher, workspace reader
+    for assignment in assignments:
+        assert assignment.get("properties", "principalType") == "ServicePrincipal"
+        assert assignment.get("properties", "principalId") == Expr("principalId")
+
+
+def test_workspace_reader_is_scoped_to_the_workspace_resource_group() -> None:
+    main = INFRA / "main.bicep"
+    module = next(
+        node
+        for node in tree(main).root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == "app/workspace-rbac.bicep"
+    )
+    scope = value_node(_body(module.named_children[-1]), "scope")
+    assert scope is not None
+    assert text(scope) == "resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)"
+    reader = [r for r in resources(INFRA / "app" / "workspace-rbac.bicep") if not r.existing]
+    assert [r.get("scope") for r in reader] == [Expr("workspace")]
+    assert variable(INFRA / "app" / "workspace-rbac.bicep", "logAnalyticsReader") == ROLE_IDS["Log Analytics Reader"]
+
+
+# --- API versions -------------------------------------------------------------------------------------------
+
+
+def test_every_api_version_is_allowed() -> None:
+    found = all_resources()
+    assert found
+    wrong = [
+        f"{r.file.relative_to(INFRA)}:{r.symbol} {r.type}@{r.api_version}"
+        for r in found
+        if r.api_version not in API_VERSIONS.get(r.type, set())
+    ]
+    assert not wrong, wrong
+
+
+# --- storage ------------------------------------------------------------------------------------------------
+
+
+def test_storage_account_is_locked_down() -> None:
+    storage = only(resources(INFRA / "app" / "storage.bicep"), "Microsoft.Storage/storageAccounts")
+    assert storage.get("properties", "allowSharedKeyAccess") is False
+    assert storage.get("properties", "minimumTlsVersion") == "TLS1_2"
+    assert storage.get("properties", "supportsHttpsTrafficOnly") is True
+    assert storage.get("properties", "allowBlobPublicAccess") is False
+    container = only(
+        resources(INFRA / "app" / "storage.bicep"), "Microsoft.Storage/storageAccounts/blobServices/containers"
+    )
+    assert container.get("properties", "publicAccess") == "None"
+
+
+# --- function app -------------------------------------------------------------------------------------------
+
+
+def _function_app() -> Resource:
+    return only(resources(INFRA / "app" / "api.bicep"), "Microsoft.Web/sites")
+
+
+def test_flex_consumption_plan() -> None:
+    plan = only(resources(INFRA / "app" / "api.bicep"), "Microsoft.Web/serverfarms")
+    assert plan.get("sku") == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan.get("properties", "reserved") is True
+
+
+def test_function_app_runtime_https_and_identity() -> None:
+    app = _function_app()
+    assert app.get("kind") == "functionapp,linux"
+    assert app.get("properties", "httpsOnly") is True
+    assert app.get("properties", "functionAppConfig", "runtime") == {"name": "python", "version": "3.11"}
+    assert app.get("identity", "type") == "UserAssigned"
+    storage = app.get("properties", "functionAppConfig", "deployment", "storage")
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": Expr("identityId"),
+    }
+    assert app.get("properties", "siteConfig", "minTlsVersion") == "1.2"
+    assert app.get("properties", "siteConfig", "ftpsState") == "Disabled"
+
+
+def test_no_functions_worker_runtime_anywhere() -> None:
+    """Flex Consumption takes the runtime from functionAppConfig.runtime; the setting is rejected."""
+    for path in BICEP_FILES:
+        code = [text(node) for node in walk(tree(path).root_node) if not node.children and node.type != "comment"]
+        assert not [leaf for leaf in code if "FUNCTIONS_WORKER_RUNTIME" in leaf], path
+
+
+def test_basic_auth_publishing_is_off() -> None:
+    policies = [
+        r
+        for r in resources(INFRA / "app" / "api.bicep")
+        if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    ]
+    assert {(r.get("name"), r.get("properties", "allow")) for r in policies} == {("ftp", False), ("scm", False)}
+
+
+# --- app settings -------------------------------------------------------------------------------------------
+
+API = INFRA / "app" / "api.bicep"
+
+
+def test_app_level_settings_match_shared_settings() -> None:
+    app_level = app_settings(API, "appLevelSettings")
+    assert set(app_level) == {spec.name for spec in APP_SETTINGS if spec.deployed}
+
+
+def test_host_settings_are_host_level_and_identity_based() -> None:
+    host = app_settings(API, "hostSettings")
+    assert all(HOST_SETTING.match(name) for name in host), sorted(host)
+    assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert host["AzureWebJobsStorage__clientId"] == Expr("identityClientId")
+    assert {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__tableServiceUri"} <= set(host)
+    auth = host["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+    assert auth == Expr("'ClientId=${identityClientId};Authorization=AAD'")
+    assert not set(host) & {spec.name for spec in APP_SETTINGS}
+
+
+def test_site_app_settings_are_exactly_host_plus_app_level() -> None:
+    settings = value_node(_function_app().body, "properties")
+    for key in ("siteConfig", "appSettings"):
+        assert settings is not None
+        settings = value_node(settings, key)
+    assert text(settings) == "concat(hostSettings, appLevelSettings)"
+    assert not set(app_settings(API, "hostSettings")) & set(app_settings(API, "appLevelSettings"))
+    # Nothing else writes app settings (a sites/config 'appsettings' resource would replace them).
+    assert not [r for r in all_resources() if r.type == "Microsoft.Web/sites/config"]
+
+
+def test_app_level_values() -> None:
+    app_level = app_settings(API, "appLevelSettings")
+    assert app_level["LOG_ANALYTICS_WORKSPACE_ID"] == Expr("workspaceCustomerId")
+    assert app_level["AZURE_CLIENT_ID"] == Expr("identityClientId")
+    main = INFRA / "main.bicep"
+    api_module = next(
+        node
+        for node in tree(main).root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == "app/api.bicep"
+    )
+    params = value_node(_body(api_module.named_children[-1]), "params")
+    assert params is not None
+    assert text(value_node(params, "workspaceCustomerId")) == "workspace.properties.customerId"
+    assert text(value_node(params, "identityClientId")) == "identity.outputs.clientId"
+
+
+@pytest.mark.parametrize(
+    "spec", [s for s in APP_SETTINGS if s.deployed and s.default is not None], ids=lambda s: s.name
+)
+def test_setting_defaults_match_shared_settings(spec: Any) -> None:
+    """A deployed setting with a default is a main.bicep parameter of that default, or that literal value."""
+    value = app_settings(API, "appLevelSettings")[spec.name]
+    if isinstance(value, str):
+        assert value == spec.default
+        return
+    main_parameters = declared(INFRA / "main.bicep", "parameter")
+    name = camel(spec.name)
+    assert name in main_parameters, f"main.bicep has no parameter {name} for {spec.name}"
+    assert str(parameter_default(INFRA / "main.bicep", name)) == spec.default
+    assert name in text(declared(API, "variable")["appLevelSettings"])
+
+
+# --- secrets ------------------------------------------------------------------------------------------------
+
+
+def test_outputs_carry_no_keys_or_secrets() -> None:
+    outputs = [(path, name, node) for path in BICEP_FILES for name, node in declared(path, "output").items()]
+    assert outputs
+    for path, name, node in outputs:
+        assert not SECRET_LIKE.search(name), f"{path}: output {name}"
+        assert not SECRET_LIKE.search(text(node.named_children[-1])), f"{path}: output {name}"
+        assert not any(d.type == "decorators" and "secure" in text(d) for d in [node.prev_named_sibling] if d)
+
+
+def test_no_key_listing_anywhere() -> None:
+    for path in BICEP_FILES:
+        for node in walk(tree(path).root_node):
+            if node.type == "call_expression":
+                function = text(node.child_by_field_name("function")).rsplit(".", 1)[-1].lower()
+                assert not function.startswith("list"), f"{path}: {text(node)[:80]}"  # listKeys, listSecrets, ...
+
+
+def test_app_setting_values_carry_no_secrets() -> None:
+    # APPLICATIONINSIGHTS_CONNECTION_STRING is the one exception by name: it holds the resource's endpoints and
+    # (non-secret) ikey, and ingestion needs an Entra token because local auth is off (disableLocalAuth).
+    host = app_settings(API, "hostSettings")
+    for name, value in {**host, **app_settings(API, "appLevelSettings")}.items():
+        source = value.source if isinstance(value, Expr) else str(value)
+        if name == "APPLICATIONINSIGHTS_CONNECTION_STRING":
+            assert source == "applicationInsights.properties.ConnectionString"
+            continue
+        assert not SECRET_LIKE.search(source), f"{name} = {source}"
+
+
+def test_main_outputs_name_url_and_workspace_id() -> None:
+    outputs = {name: text(node.named_children[-1]) for name, node in declared(INFRA / "main.bicep", "output").items()}
+    assert outputs["AZURE_FUNCTION_APP_NAME"] == "api.outputs.name"
+    assert outputs["SERVICE_API_URI"] == "api.outputs.uri"
+    assert outputs["LOG_ANALYTICS_WORKSPACE_ID"] == "workspace.properties.customerId"
+
+
+# --- monitoring ---------------------------------------------------------------------------------------------
+
+
+def test_application_insights_is_workspace_based_without_local_auth() -> None:
+    insights = only(resources(INFRA / "app" / "monitoring.bicep"), "Microsoft.Insights/components")
+    assert insights.get("properties", "DisableLocalAuth") is True
+    assert insights.get("properties", "WorkspaceResourceId") == Expr("workspaceResourceId")
+    assert (
+        variable(INFRA / "app" / "rbac.bicep", "monitoringMetricsPublisher") == ROLE_IDS["Monitoring Metrics Publisher"]
+    )
+
+
+def test_diagnostic_setting_routes_the_email_categories() -> None:
+    path = INFRA / "app" / "diagnostics.bicep"
+    assert set(variable(path, "emailCategories")) == ACS_EMAIL_LOG_CATEGORIES
+    setting = only(resources(path), "Microsoft.Insights/diagnosticSettings")
+    assert setting.get("scope") == Expr("communicationService")
+    assert setting.get("properties", "workspaceId") == Expr("workspaceResourceId")
+    acs = [r for r in resources(path) if r.type == "Microsoft.Communication/communicationServices"]
+    assert [r.existing for r in acs] == [True]
+
+
+def test_alert_rules_are_identity_based_and_measure_the_query_columns() -> None:
+    path = INFRA / "app" / "alerts.bicep"
+    rules = [r for r in resources(path) if r.type == "Microsoft.Insights/scheduledQueryRules"]
+    assert len(rules) == 2
+    identity = variable(path, "ruleIdentity")
+    assert identity["type"] == "UserAssigned"
+    measured = {}
+    for rule in rules:
+        assert rule.get("identity") == Expr("ruleIdentity")
+        (criterion,) = rule.get("properties", "criteria", "allOf")
+        query = criterion["query"]
+        assert isinstance(query, Expr) and query.source.startswith("loadTextContent(")
+        measured[Path(query.source.split("'")[1]).stem] = criterion["metricMeasureColumn"]
+        assert criterion["operator"] == "GreaterThan"
+    assert measured == ALERT_QUERIES
+
+
+# --- queries and workbook -----------------------------------------------------------------------------------
+
+
+def _loaded_files() -> dict[Path, set[Path]]:
+    loaded: dict[Path, set[Path]] = {}
+    for path in BICEP_FILES:
+        for function in ("loadTextContent", "loadJsonContent", "loadFileAsBase64"):
+            for call in calls(path, function):
+                argument = call.child_by_field_name("arguments").named_children[0]  # type: ignore[union-attr]
+                relative = literal(argument)
+                assert isinstance(relative, str), f"{path}: {text(call)}"
+                loaded.setdefault(path, set()).add((path.parent / relative).resolve())
+    return loaded
+
+
+def test_every_loaded_file_exists() -> None:
+    for path, files in _loaded_files().items():
+        for file in files:
+            assert file.is_file(), f"{path} loads {file}, which does not exist"
+
+
+def test_every_query_is_loaded_and_exists() -> None:
+    loaded = set().union(*_loaded_files().values())
+    expected = {(QUERIES / f"{name}.kql").resolve() for name in WORKBOOK_QUERIES | set(ALERT_QUERIES)}
+    assert expected <= loaded
+    assert {p.resolve() for p in QUERIES.glob("*.kql")} <= loaded, "a .kql file under infra/queries is unused"
+    for file in expected:
+        assert file.read_text().strip(), file
+
+
+@pytest.mark.parametrize("name,column", sorted(ALERT_QUERIES.items()))
+def test_alert_queries_name_their_measure_column(name: str, column: str) -> None:
+    assert re.search(rf"\b{column}\b", (QUERIES / f"{name}.kql").read_text())
+
+
+def test_workbook_template_and_tiles() -> None:
+    template = json.loads((INFRA / "workbook" / "acs-email-insights.workbook.json").read_text())
+    assert template["workbook"]["version"] == "Notebook/1.0"
+    assert template["tile"]["content"]["version"] == "KqlItem/1.0"
+    tiles = variable(INFRA / "app" / "workbook.bicep", "tiles")
+    assert {tile["name"] for tile in tiles} == WORKBOOK_QUERIES
+    for tile in tiles:
+        assert tile["query"] == Expr(f"loadTextContent('../queries/{tile['name']}.kql')")
+    workbook = only(resources(INFRA / "app" / "workbook.bicep"), "Microsoft.Insights/workbooks")
+    assert workbook.get("properties", "serializedData") == Expr("serializedData")
+
+
+def test_queries_are_valid_kql() -> None:
+    kusto_check = pytest.importorskip("kusto_check")
+    files = sorted(QUERIES.glob("*.kql"))
+    try:
+        kusto_check.assert_valid_kql([file.read_text() for file in files])
+    except kusto_check.KustoCheckUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+# --- parameters file ----------------------------------------------------------------------------------------
+
+
+def test_parameters_file_matches_main() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    main_parameters = declared(INFRA / "main.bicep", "parameter")
+    assert set(parameters) <= set(main_parameters)
+    required = {name for name in main_parameters if parameter_default(INFRA / "main.bicep", name) is None}
+    assert required <= set(parameters)
+    for name, entry in parameters.items():
+        assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), f"{name}: azd-style ${{VARIABLE}} expected"
