@@ -37,6 +37,7 @@ from shared.models import (
     TraceParams,
     TraceRecipient,
     TraceResult,
+    TraceState,
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
@@ -251,6 +252,7 @@ def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
         recipients.append(recipient)
     message_events.sort(key=lambda event: (event.time, event.delivery_status))
 
+    state: TraceState
     if send is None and not message_events and not recipients:
         state = "notFound"
     elif any(event.delivery_status in MESSAGE_TERMINAL_STATUSES for event in message_events):

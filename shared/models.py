@@ -409,7 +409,7 @@ class DailySummary(_Out):
 
     date: date
     dimension: SummaryDimension
-    key: str
+    key: str | None = Field(description="Dimension key (domain, sender, status, mail server); null when unknown.")
     total: int = Field(description="Recipients with a final status.")
     delivered: int
     bounced: int

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
@@ -117,7 +117,7 @@ def test_trace_not_found_is_404_problem_with_retry_after(api: Api) -> None:
 
 @pytest.mark.parametrize("bad", ["has space", "quote\"d", "pipe|x", "a" * 200, "semi;colon", "new%0Aline"])
 def test_trace_malformed_id_is_400(api: Api, bad: str) -> None:
-    reply = api.fetch(f"{api.base_url}/api/messages/{bad.replace(' ', '%20').replace('"', '%22')}")
+    reply = api.fetch(f"{api.base_url}/api/messages/{quote(bad, safe='%')}")
     assert_problem(reply, 400, "messageId")
 
 

@@ -209,10 +209,12 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
         headers = {"Retry-After": "30"} if exc.status == 503 else None
         return problem_response(HttpProblem(exc.status, exc.title, exc.detail, headers))
     except Exception as exc:
-        from shared.summaries.table import SummaryStoreUnavailable
+        from shared.summaries.table import SummaryStoreError
 
-        if isinstance(exc, SummaryStoreUnavailable):
-            return problem_response(HttpProblem(503, "Summary store unavailable", str(exc), {"Retry-After": "30"}))
+        if isinstance(exc, SummaryStoreError):
+            headers = {"Retry-After": "30"} if exc.status == 503 else None
+            return problem_response(HttpProblem(exc.status, "Summary store unavailable" if exc.status == 503
+                                                else "Summary store failed", exc.detail, headers))
         log.exception("unhandled error in %s", route.name)
         return problem_response(HttpProblem(500, "Internal Server Error", f"{route.name} failed unexpectedly"))
 

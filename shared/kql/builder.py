@@ -213,9 +213,9 @@ SIZE_CATEGORY = """case(
         "Very Large (>10MB)")"""
 
 # Written so both engines agree and the embedded translation stays small: a column from an unmatched
-# `lookup` is "" in Log Analytics but NULL in DuckDB, so emptiness is only ever tested as `X != ""`
-# (false for both) and "empty" is what falls through to a later branch.
-ENRICHMENT = r"""    | extend ClockSkew = FinalStatusTime < SendTime
+# `lookup` is "" in Log Analytics but NULL in DuckDB, so "has a value" is tested as `strlen(X) > 0`
+# (false for "", NULL for NULL: not taken either way) and "empty" is what falls through to a later branch.
+ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime
     | extend DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime)
     | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3)
     | extend LatencySeconds = iff(ClockSkew, real(null), DurationSeconds)
@@ -244,22 +244,22 @@ ENRICHMENT = r"""    | extend ClockSkew = FinalStatusTime < SendTime
         BounceType != "Unknown", "inferred",
         "unknown")
     | extend SmtpStatusCodeDetails = case(
-        SmtpStatusCodeDetails != "", SmtpStatusCodeDetails,
-        SmtpStatusCode != "", strcat("Unmapped SMTP code: ", SmtpStatusCode),
+        strlen(SmtpStatusCodeDetails) > 0, SmtpStatusCodeDetails,
+        strlen(SmtpStatusCode) > 0, strcat("Unmapped SMTP code: ", SmtpStatusCode),
         FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
         "Unknown / not provided")
     | extend EnhancedSmtpStatusCodeDetails = case(
-        EnhancedSmtpStatusCodeDetails != "", EnhancedSmtpStatusCodeDetails,
-        EnhancedSubjectDetails != "", EnhancedSubjectDetails,
-        EnhancedSmtpStatusCode != "", strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode),
+        strlen(EnhancedSmtpStatusCodeDetails) > 0, EnhancedSmtpStatusCodeDetails,
+        strlen(EnhancedSubjectDetails) > 0, EnhancedSubjectDetails,
+        strlen(EnhancedSmtpStatusCode) > 0, strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode),
         FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
         "Unknown / not provided")
     | extend FailureCategory = case(
         FinalDeliveryStatus == "Delivered", "",
-        EnhancedFailureCategory != "" and EnhancedFailureCategory != "none", EnhancedFailureCategory,
-        EnhancedSubjectFailureCategory != "" and EnhancedSubjectFailureCategory != "none",
+        strlen(EnhancedFailureCategory) > 0 and EnhancedFailureCategory != "none", EnhancedFailureCategory,
+        strlen(EnhancedSubjectFailureCategory) > 0 and EnhancedSubjectFailureCategory != "none",
             EnhancedSubjectFailureCategory,
-        SmtpFailureCategory != "" and SmtpFailureCategory != "none", SmtpFailureCategory,
+        strlen(SmtpFailureCategory) > 0 and SmtpFailureCategory != "none", SmtpFailureCategory,
         FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
         "other")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
 

@@ -22,14 +22,19 @@ if TYPE_CHECKING:
 _CACHE_SIZE = 256
 
 
-def translation_schema() -> dict[str, list[str]]:
-    """Table -> columns, for duckdb-kql's join translation: the ACS tables and the code catalog."""
+def embedded_kusto_schema() -> dict[str, dict[str, str]]:
+    """Table -> column -> Kusto type of what the embedded engine holds: the ACS tables and the code catalog."""
     from shared.codes import CATALOG_TABLES
-    from shared.schemas import TABLES
+    from shared.schemas import kusto_schema
 
-    schema = {table.name: list(table.column_names) for table in TABLES}
-    schema.update({name: list(columns) for name, columns in CATALOG_TABLES.items()})
+    schema = kusto_schema()
+    schema.update({name: dict.fromkeys(columns, "string") for name, columns in CATALOG_TABLES.items()})
     return schema
+
+
+def translation_schema() -> dict[str, list[str]]:
+    """Table -> columns, for duckdb-kql's join translation."""
+    return {table: list(columns) for table, columns in embedded_kusto_schema().items()}
 
 
 _CATALOG_DB = "acs_code_catalog"

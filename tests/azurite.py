@@ -1,0 +1,176 @@
+"""Start (and stop) Azurite's Table service for tests; not a test module.
+
+Uses the Azurite pinned in ``tools/azurite`` (``npm ci --prefix tools/azurite``), started on a free
+loopback port with in-memory persistence. Set ``AZURITE_TABLE_ENDPOINT`` (e.g.
+``http://127.0.0.1:10002/devstoreaccount1``) or ``AZURITE_CONNECTION_STRING`` to reuse an Azurite
+that is already running (CI may start one); then nothing is started or stopped here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_DIR = ROOT / "tools" / "azurite"
+AZURITE_TABLE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-table"
+
+#: Azurite's well-known development account (public, documented).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+FLAGS = (
+    "--inMemoryPersistence",
+    "--skipApiVersionCheck",
+    "--loose",
+    "--disableProductStyleUrl",
+    "--disableTelemetry",
+    "--silent",
+)
+
+
+class AzuriteUnavailable(RuntimeError):
+    """Azurite is not installed or did not start."""
+
+
+def connection_string(endpoint: str, account: str = DEV_ACCOUNT, key: str = DEV_KEY) -> str:
+    return f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};TableEndpoint={endpoint}"
+
+
+@dataclass
+class Azurite:
+    endpoint: str
+    connection_string: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    started_seconds: float = 0.0
+    _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def external(self) -> bool:
+        return self.process is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)  # its own process group, started below
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(host: str, port: int) -> bool:
+    """True once the port speaks HTTP (any status)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/{DEV_ACCOUNT}/Tables", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _external() -> Azurite | None:
+    explicit = os.environ.get("AZURITE_CONNECTION_STRING", "").strip()
+    endpoint = os.environ.get("AZURITE_TABLE_ENDPOINT", "").strip().rstrip("/")
+    if explicit:
+        parts = dict(p.split("=", 1) for p in explicit.split(";") if "=" in p)
+        endpoint = parts.get("TableEndpoint", endpoint).rstrip("/")
+        if not endpoint:
+            raise AzuriteUnavailable("AZURITE_CONNECTION_STRING must contain TableEndpoint=...")
+        conn = explicit
+    elif endpoint:
+        if endpoint.rsplit("/", 1)[-1] != DEV_ACCOUNT:
+            endpoint = f"{endpoint}/{DEV_ACCOUNT}"
+        conn = connection_string(endpoint)
+    else:
+        return None
+    host_port = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    azurite = Azurite(endpoint=endpoint, connection_string=conn, host=host or host_port, port=int(port or 80))
+    if not _answers(azurite.host, azurite.port):
+        raise AzuriteUnavailable(f"the Azurite at {endpoint} (AZURITE_TABLE_ENDPOINT/AZURITE_CONNECTION_STRING) "
+                                 "does not answer")
+    return azurite
+
+
+def start(timeout: float = 30.0, host: str = "127.0.0.1") -> Azurite:
+    """An Azurite Table service for this test session (or the external one, if configured)."""
+    external = _external()
+    if external is not None:
+        return external
+    if not AZURITE_TABLE_BIN.exists():
+        raise AzuriteUnavailable(
+            f"Azurite is not installed ({AZURITE_TABLE_BIN} is missing): run `npm ci --prefix tools/azurite`"
+        )
+    if shutil.which("node") is None:
+        raise AzuriteUnavailable("Azurite needs Node.js (`node` is not on PATH)")
+    began = time.monotonic()
+    last_error = ""
+    for _attempt in range(3):  # the free port can be taken between probing and binding
+        port = _free_port(host)
+        workdir = tempfile.TemporaryDirectory(prefix="azurite-")
+        log_path = Path(workdir.name) / "azurite.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(AZURITE_TABLE_BIN), "--tableHost", host, "--tablePort", str(port),
+                 *FLAGS],
+                cwd=workdir.name, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        endpoint = f"http://{host}:{port}/{DEV_ACCOUNT}"
+        azurite = Azurite(endpoint=endpoint, connection_string=connection_string(endpoint), host=host, port=port,
+                          process=process, log_path=log_path, _workdir=workdir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            if _answers(host, port):
+                azurite.started_seconds = round(time.monotonic() - began, 3)
+                return azurite
+            time.sleep(0.1)
+        code = process.poll()
+        what = f"exited with code {code}" if code is not None else f"did not answer within {timeout:.0f} s"
+        last_error = f"{what}: {azurite.log_tail()}"
+        azurite.stop()
+    raise AzuriteUnavailable(f"Azurite {last_error}")
+
+
+@contextmanager
+def running(timeout: float = 30.0) -> Iterator[Azurite]:
+    azurite = start(timeout)
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
