@@ -17,7 +17,7 @@ from shared.api.render import bounces_csv, to_json
 from shared.insights import Insights, InvalidToken
 from shared.kql.query import KqlQuery
 from shared.logs.source import LogQueryError
-from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams, WindowError
 from shared.settings import Settings, load_local_settings
 
 EXIT_BAD_INPUT = 2
@@ -129,7 +129,7 @@ def run(argv: Sequence[str], out: Any = None) -> int:
     out = out or sys.stdout
     try:
         return _run(list(argv), out)
-    except (UsageError, BadRequest, InvalidToken) as exc:
+    except (UsageError, BadRequest, InvalidToken, WindowError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except LogQueryError as exc:

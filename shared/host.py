@@ -31,6 +31,7 @@ import re
 import socket
 import sys
 import threading
+import weakref
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -403,10 +404,21 @@ class _HttpRoute:
         return m | {"HEAD"} if "GET" in m else m
 
 
+#: `FunctionApp.get_functions()` may be called once per app object (azure-functions 1.26 raises on a second
+#: call: "does not have a unique function name"), so each app's functions are read once and kept.
+_APP_FUNCTIONS: weakref.WeakKeyDictionary[func.FunctionApp, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _functions_of(app: func.FunctionApp) -> list[Any]:
+    if app not in _APP_FUNCTIONS:
+        _APP_FUNCTIONS[app] = list(app.get_functions())
+    return _APP_FUNCTIONS[app]
+
+
 def _discover(app: func.FunctionApp, route_prefix: str) -> tuple[dict[str, _Function], list[_HttpRoute]]:
     functions: dict[str, _Function] = {}
     routes: list[_HttpRoute] = []
-    for fn in app.get_functions():
+    for fn in _functions_of(app):
         name = str(fn.get_function_name())
         bindings = [json.loads(b) for b in fn.get_raw_bindings()]
         trigger = next(b for b in bindings if str(b.get("type", "")).lower().endswith("trigger"))

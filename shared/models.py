@@ -122,6 +122,20 @@ class _Params(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+#: Datetimes outside these years are refused (and keep window arithmetic far from datetime's limits).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class WindowError(ValueError):
+    """A send window that cannot be used; ``parameter`` names the input at fault."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
+        self.reason = reason
+
+
 class TimeWindowParams(_Params):
     from_: datetime | None = Field(None, alias="from", description="Start of the send window (ISO 8601, UTC); "
                                    "default 24 h before `to`.")
@@ -132,7 +146,10 @@ class TimeWindowParams(_Params):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year}")
+        return value
 
     @model_validator(mode="after")
     def _order(self) -> TimeWindowParams:
@@ -144,12 +161,14 @@ class TimeWindowParams(_Params):
         return self
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """[from, to) with the defaults filled in: `to` now, `from` 24 h before `to`."""
         end = self.to or now
         start = self.from_ or end - timedelta(hours=24)
         if start >= end:
-            raise ValueError("`from` must be earlier than `to`")
+            raise WindowError("from", "must be earlier than `to` (which defaults to now)")
         if end - start > timedelta(days=MAX_WINDOW_DAYS):
-            raise ValueError(f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days")
+            raise WindowError("from", f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days "
+                                      "(`to` defaults to now)")
         return start, end
 
 

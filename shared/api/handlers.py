@@ -29,6 +29,7 @@ from shared.models import (
     StatsParams,
     SummaryRangeParams,
     TraceParams,
+    WindowError,
 )
 from shared.services import default_insights
 from shared.settings import Settings
@@ -197,9 +198,13 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
         return _HANDLERS[route.name](req)
     except HttpProblem as exc:
         return problem_response(exc)
-    except (BadRequest, InvalidToken) as exc:
-        errors = exc.errors if isinstance(exc, BadRequest) else [
-            {"parameter": "continuationToken", "reason": str(exc)}]
+    except BadRequest as exc:
+        return problem_response(HttpProblem(400, "Invalid request", exc.detail, errors=exc.errors))
+    except InvalidToken as exc:
+        errors = [{"parameter": "continuationToken", "reason": str(exc)}]
+        return problem_response(HttpProblem(400, "Invalid request", f"continuationToken: {exc}", errors=errors))
+    except WindowError as exc:
+        errors = [{"parameter": exc.parameter, "reason": exc.reason}]
         return problem_response(HttpProblem(400, "Invalid request", str(exc), errors=errors))
     except LogQueryThrottled as exc:
         retry = str(max(1, round(exc.retry_after)))
@@ -209,8 +214,10 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
         headers = {"Retry-After": "30"} if exc.status == 503 else None
         return problem_response(HttpProblem(exc.status, exc.title, exc.detail, headers))
     except Exception as exc:
-        from shared.summaries.table import SummaryStoreError
-
+        try:
+            from shared.summaries.table import SummaryStoreError
+        except ImportError:  # never let the error path hide the original error
+            SummaryStoreError = ()  # type: ignore[assignment,misc]  # noqa: N806
         if isinstance(exc, SummaryStoreError):
             headers = {"Retry-After": "30"} if exc.status == 503 else None
             return problem_response(HttpProblem(exc.status, "Summary store unavailable" if exc.status == 503
