@@ -58,8 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="one row per recipient, newest send first")
     _window_options(search)
-    for option in ("sender", "recipient", "recipient-domain", "status", "bounce-type", "min-duration-seconds",
-                   "min-size-mb", "internet-message-id", "message-id", "resource-id", "top", "continuation-token"):
+    for option in (
+        "sender",
+        "recipient",
+        "recipient-domain",
+        "status",
+        "bounce-type",
+        "min-duration-seconds",
+        "min-size-mb",
+        "internet-message-id",
+        "message-id",
+        "resource-id",
+        "top",
+        "continuation-token",
+    ):
         search.add_argument(f"--{option}")
     search.add_argument("--has-attachments", action="store_true", default=None)
 
@@ -78,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     bounces.add_argument("--format", default=None)
 
     kql = commands.add_parser("kql", help="print the KQL an operation would send (e.g. `kql search --sender x`)")
-    kql.add_argument("--engine", choices=["log-analytics", "embedded"], default=None,
-                     help="which form to print (default: the configured source)")
+    kql.add_argument(
+        "--engine",
+        choices=["log-analytics", "embedded"],
+        default=None,
+        help="which form to print (default: the configured source)",
+    )
     kql.add_argument("operation", nargs=argparse.REMAINDER, metavar="OPERATION ...")
 
     serve = commands.add_parser("serve", help="serve the Functions app's HTTP API locally")
@@ -144,9 +160,8 @@ def _run(argv: list[str], out: Any) -> int:
     settings = Settings.from_env()
 
     if args.command == "serve":
-        from shared.host import serve
-
         from function_app import app  # the Functions app itself, served as Core Tools would
+        from shared.host import serve
 
         serve(app, host=args.host, port=args.port)
         return 0
@@ -168,7 +183,14 @@ def _run(argv: list[str], out: Any) -> int:
     if args.command == "kql":
         if not args.operation:
             raise UsageError("kql: name an operation, e.g. `kql search --sender DoNotReply`")
-        inner = parser.parse_args(args.operation)
+        operation = list(args.operation)
+        if "--engine" in operation:  # accept the option after the operation too
+            at = operation.index("--engine")
+            if at + 1 >= len(operation) or operation[at + 1] not in ("log-analytics", "embedded"):
+                raise UsageError("kql: --engine takes log-analytics or embedded")
+            args.engine = operation[at + 1]
+            del operation[at : at + 2]
+        inner = parser.parse_args(operation)
         query = _query_for(insights, inner)
         engine = args.engine or ("log-analytics" if settings.workspace_id else "embedded")
         print(query.log_analytics_text() if engine == "log-analytics" else query.embedded_text(), file=out)
@@ -208,7 +230,7 @@ def _import(settings: Settings, args: argparse.Namespace, out: Any) -> int:
         raise UsageError(str(exc)) from exc
     finally:
         con.close()
-    print(json.dumps(report.to_dict(), indent=2), file=out)
+    print(json.dumps(report.as_dict(), indent=2), file=out)
     return 0
 
 

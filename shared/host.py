@@ -31,9 +31,9 @@ import re
 import socket
 import sys
 import threading
-import weakref
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +58,7 @@ _REASON = "This function was programmatically called via the host APIs."
 
 
 # --------------------------------------------------------------------------- settings / host.json
+
 
 def _setting_str(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
@@ -180,7 +181,7 @@ def _parse_param(token: str, template: str) -> _Param:
     m = re.match(r"(\*{1,2})?([A-Za-z_][\w-]*)", token)
     if m is None:
         raise ValueError(f"bad route parameter {{{token}}} in {template!r}")
-    catch_all, name, rest = bool(m.group(1)), m.group(2), token[m.end():]
+    catch_all, name, rest = bool(m.group(1)), m.group(2), token[m.end() :]
     checks: list[_Check] = []
     optional, default = False, None
     while rest:
@@ -188,7 +189,7 @@ def _parse_param(token: str, template: str) -> _Param:
             cm = re.match(r":([A-Za-z]+)", rest)
             if cm is None:
                 raise ValueError(f"bad route constraint in {{{token}}} of {template!r}")
-            cname, rest = cm.group(1).lower(), rest[cm.end():]
+            cname, rest = cm.group(1).lower(), rest[cm.end() :]
             if rest.startswith("("):
                 depth, i = 0, 0
                 while i < len(rest):
@@ -198,7 +199,7 @@ def _parse_param(token: str, template: str) -> _Param:
                         break
                 if depth:
                     raise ValueError(f"unbalanced parentheses in {{{token}}} of {template!r}")
-                checks.append(_arg_constraint(cname, rest[1:i - 1]))
+                checks.append(_arg_constraint(cname, rest[1 : i - 1]))
                 rest = rest[i:]
             elif cname in _SIMPLE_CONSTRAINTS:
                 checks.append(_SIMPLE_CONSTRAINTS[cname])
@@ -215,10 +216,10 @@ def _parse_param(token: str, template: str) -> _Param:
 
 @dataclass(frozen=True)
 class _Segment:
-    literal: str | None = None                 # a plain literal segment
-    param: _Param | None = None                # a segment that is exactly one parameter
-    regex: re.Pattern[str] | None = None       # a complex segment such as {name}.{ext}
-    params: tuple[_Param, ...] = ()            # ...and its parameters, in group order
+    literal: str | None = None  # a plain literal segment
+    param: _Param | None = None  # a segment that is exactly one parameter
+    regex: re.Pattern[str] | None = None  # a complex segment such as {name}.{ext}
+    params: tuple[_Param, ...] = ()  # ...and its parameters, in group order
 
     @property
     def rank(self) -> int:
@@ -334,9 +335,9 @@ class RouteTemplate:
             else:
                 assert seg.regex is not None
                 m = seg.regex.fullmatch(part)
-                if m is None or not all(q.accepts(v) for q, v in zip(seg.params, m.groups())):
+                if m is None or not all(q.accepts(v) for q, v in zip(seg.params, m.groups(), strict=False)):
                     return None
-                values.update((q.name, v) for q, v in zip(seg.params, m.groups()))
+                values.update((q.name, v) for q, v in zip(seg.params, m.groups(), strict=False))
         return values if len(parts) <= len(self.segments) else None
 
     def __repr__(self) -> str:
@@ -350,6 +351,7 @@ def split_path(path: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- functions
+
 
 @dataclass(frozen=True)
 class _TraceContext:
@@ -441,7 +443,7 @@ def _discover(app: func.FunctionApp, route_prefix: str) -> tuple[dict[str, _Func
             trigger_type=trigger["type"],
             trigger_arg=trigger["name"],
             wants_context="context" in params,
-            directory=str(Path(source).parent) if source else os.getcwd(),
+            directory=str(Path(source).parent) if source else str(Path.cwd()),
         )
         functions[name.lower()] = function
         if trigger["type"] != "httpTrigger":
@@ -455,13 +457,15 @@ def _discover(app: func.FunctionApp, route_prefix: str) -> tuple[dict[str, _Func
         if first is not None and first.lower() == "admin":
             raise ValueError(f"Function {name!r}: route {template.template!r} conflicts with the built-in admin routes")
         methods = trigger.get("methods")
-        routes.append(_HttpRoute(
-            function=function,
-            route=template,
-            methods=frozenset(str(m).upper() for m in methods) if methods else None,
-            auth_level=str(trigger.get("authLevel", "function")).lower(),
-            order=len(routes),
-        ))
+        routes.append(
+            _HttpRoute(
+                function=function,
+                route=template,
+                methods=frozenset(str(m).upper() for m in methods) if methods else None,
+                auth_level=str(trigger.get("authLevel", "function")).lower(),
+                order=len(routes),
+            )
+        )
     routes.sort(key=lambda r: (r.route.precedence, r.route.template.lower(), r.order))
     return functions, routes
 
@@ -491,6 +495,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- HTTP server
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -587,7 +592,8 @@ class LocalHost:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("LocalHost is not started")
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "::1" if self.host == "::" else self.host
+        wildcard = {"", "0.0.0.0"}  # noqa: S104 (mapping a bind address to a URL, not binding)
+        host = "127.0.0.1" if self.host in wildcard else "::1" if self.host == "::" else self.host
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def _open(self) -> None:
@@ -652,7 +658,9 @@ class LocalHost:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def describe(self) -> str:
@@ -726,8 +734,14 @@ class LocalHost:
         return _problem(404, f"No function matches {raw_path}")
 
     def _http(
-        self, route: _HttpRoute, method: str, url: str, query: str,
-        route_values: dict[str, str], handler: _Handler, body: bytes,
+        self,
+        route: _HttpRoute,
+        method: str,
+        url: str,
+        query: str,
+        route_values: dict[str, str],
+        handler: _Handler,
+        body: bytes,
     ) -> _Response:
         headers: dict[str, str] = {}
         for key, value in handler.headers.items():
@@ -753,7 +767,7 @@ class LocalHost:
         try:
             payload = json.loads(body) if body.strip() else {}
         except ValueError:
-            return _problem(400, "Body must be JSON such as {\"input\": \"...\"}")
+            return _problem(400, 'Body must be JSON such as {"input": "..."}')
         value = payload.get("input") if isinstance(payload, dict) else None
         trigger_value: object
         if fn.trigger_type == "timerTrigger":
@@ -769,6 +783,7 @@ class LocalHost:
 
 
 # --------------------------------------------------------------------------- entry points
+
 
 def serve(
     app: func.FunctionApp,
@@ -792,7 +807,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     load_settings(args.settings)  # before the import, so module-level code sees the settings
-    sys.path.insert(0, os.getcwd())
+    sys.path.insert(0, str(Path.cwd()))
     module_name, _, attr = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attr or "app")
     if not isinstance(app, func.FunctionApp):

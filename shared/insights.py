@@ -167,7 +167,7 @@ class Insights:
         result = self.source.run(query)
         rows = [SearchRow.model_validate(_fields(record)) for record in result.records()]
         if cursor is not None:
-            rows = rows[cursor.skip:]
+            rows = rows[cursor.skip :]
         page, more = rows[: params.top], len(rows) > params.top
         token = None
         if more and page:
@@ -194,8 +194,12 @@ class Insights:
             latest_event_time=records[0].get("LatestEventTime") if records else None,
         )
         warnings = [w for w in (result.partial_error, completeness_result.partial_error) if w]
-        return StatsResult(value=value, completeness=completeness,
-                           partial=True if warnings else None, warning="; ".join(warnings) or None)
+        return StatsResult(
+            value=value,
+            completeness=completeness,
+            partial=True if warnings else None,
+            warning="; ".join(warnings) or None,
+        )
 
     def bounces(self, params: BouncesParams) -> BounceList:
         result = self.source.run(self.bounces_query(params))
@@ -259,7 +263,8 @@ def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
         state = "final"
     else:
         resolved = sum(
-            1 for r in recipients
+            1
+            for r in recipients
             if r.final_delivery_status is not None or (r.events and r.events[-1].delivery_status in RESOLVING_STATUSES)
         )
         expected = send.unique_recipients_count if send is not None else None
@@ -267,5 +272,11 @@ def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
             state = "final" if resolved >= expected else "pending"
         else:
             state = "final" if recipients and resolved == len(recipients) else "pending"
-    return TraceResult(message_id=message_id, state=state, send=send, message_events=message_events,
-                       recipients=recipients, **_partial(result))
+    return TraceResult(
+        message_id=message_id,
+        state=state,
+        send=send,
+        message_events=message_events,
+        recipients=recipients,
+        **_partial(result),
+    )

@@ -34,8 +34,12 @@ BounceTypeSource = Literal["reported", "inferred", "notApplicable", "unknown"]
 TraceState = Literal["final", "pending", "notFound"]
 StatsKind = Literal["domains", "senders", "mail-servers", "latency", "failures", "sizes"]
 Bin = Literal["5m", "15m", "1h", "1d"]
-BIN_SPANS = {"5m": timedelta(minutes=5), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
-             "1d": timedelta(days=1)}
+BIN_SPANS = {
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
 
 
 def _utc_iso(value: datetime) -> str:
@@ -48,6 +52,7 @@ UtcDateTime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, whe
 
 # --------------------------------------------------------------------------- validation
 
+
 def _no_controls(value: str, what: str) -> str:
     if any(is_control_char(ch) for ch in value):
         raise ValueError(f"{what} must not contain control characters or line breaks")
@@ -55,13 +60,18 @@ def _no_controls(value: str, what: str) -> str:
 
 
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)*"
-                     r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)*"
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$"
+)
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\uffff]{1,64}$")
 #: RFC 5321 quoted local part, e.g. "john..doe"@example.com or "a@b"@example.com.
 _QUOTED_LOCAL_PART = re.compile(r'^"(?:[^"\\]|\\.){1,62}"$')
-_RESOURCE_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]{1,90}/providers/"
-                          r"Microsoft\.Communication/CommunicationServices/[^/\s]{1,63}$", re.I)
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]{1,90}/providers/"
+    r"Microsoft\.Communication/CommunicationServices/[^/\s]{1,63}$",
+    re.I,
+)
 
 
 def validate_message_id(value: str) -> str:
@@ -105,8 +115,10 @@ def validate_internet_message_id(value: str) -> str:
 def validate_resource_id(value: str) -> str:
     value = value.strip()
     if not _RESOURCE_ID.match(value):
-        raise ValueError("must be an ACS resource id (/subscriptions/.../providers/Microsoft.Communication/"
-                         "CommunicationServices/NAME)")
+        raise ValueError(
+            "must be an ACS resource id (/subscriptions/.../providers/Microsoft.Communication/"
+            "CommunicationServices/NAME)"
+        )
     return value
 
 
@@ -137,8 +149,9 @@ class WindowError(ValueError):
 
 
 class TimeWindowParams(_Params):
-    from_: datetime | None = Field(None, alias="from", description="Start of the send window (ISO 8601, UTC); "
-                                   "default 24 h before `to`.")
+    from_: datetime | None = Field(
+        None, alias="from", description="Start of the send window (ISO 8601, UTC); default 24 h before `to`."
+    )
     to: datetime | None = Field(None, description="End of the send window (exclusive); default now.")
 
     @field_validator("from_", "to")
@@ -167,8 +180,9 @@ class TimeWindowParams(_Params):
         if start >= end:
             raise WindowError("from", "must be earlier than `to` (which defaults to now)")
         if end - start > timedelta(days=MAX_WINDOW_DAYS):
-            raise WindowError("from", f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days "
-                                      "(`to` defaults to now)")
+            raise WindowError(
+                "from", f"the window from `from` to `to` may span at most {MAX_WINDOW_DAYS} days (`to` defaults to now)"
+            )
         return start, end
 
 
@@ -221,6 +235,7 @@ class SummaryRangeParams(_Params):
 
 
 # --------------------------------------------------------------------------- responses
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
@@ -311,8 +326,9 @@ class SearchPage(_Out):
 
 class Completeness(_Out):
     pending_recipients: int = Field(description="Recipients of sends in the window with events but no final status.")
-    latest_event_time: UtcDateTime | None = Field(None, description="Newest status event seen; later ones "
-                                                  "may not be ingested yet.")
+    latest_event_time: UtcDateTime | None = Field(
+        None, description="Newest status event seen; later ones may not be ingested yet."
+    )
 
 
 class DomainStats(_Out):

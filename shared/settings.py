@@ -22,17 +22,34 @@ class SettingSpec:
 
 
 APP_SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("LOG_ANALYTICS_WORKSPACE_ID", None,
-                "Log Analytics workspace id (customerId GUID). When set, every query goes to Log Analytics."),
-    SettingSpec("LOG_ANALYTICS_ENDPOINT", None,
-                "Log Analytics query API base URL; default is the public cloud endpoint.", deployed=False),
+    SettingSpec(
+        "LOG_ANALYTICS_WORKSPACE_ID",
+        None,
+        "Log Analytics workspace id (customerId GUID). When set, every query goes to Log Analytics.",
+    ),
+    SettingSpec(
+        "LOG_ANALYTICS_ENDPOINT",
+        None,
+        "Log Analytics query API base URL; default is the public cloud endpoint.",
+        deployed=False,
+    ),
     SettingSpec("LOG_QUERY_TIMEOUT_SECONDS", "180", "Server timeout for one Log Analytics query."),
-    SettingSpec("AZURE_CLIENT_ID", None,
-                "Client id of the user-assigned managed identity used for Log Analytics and Table Storage."),
-    SettingSpec("ACS_LOCAL_STORE", ".data/acs-logs.duckdb",
-                "Embedded DuckDB log store used when no workspace id is set.", deployed=False),
-    SettingSpec("SUMMARY_STORAGE", "AzureWebJobsStorage",
-                "Name of the storage connection (setting prefix) that holds the summary table."),
+    SettingSpec(
+        "AZURE_CLIENT_ID",
+        None,
+        "Client id of the user-assigned managed identity used for Log Analytics and Table Storage.",
+    ),
+    SettingSpec(
+        "ACS_LOCAL_STORE",
+        ".data/acs-logs.duckdb",
+        "Embedded DuckDB log store used when no workspace id is set.",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SUMMARY_STORAGE",
+        "AzureWebJobsStorage",
+        "Name of the storage connection (setting prefix) that holds the summary table.",
+    ),
     SettingSpec("SUMMARY_TABLE", "DeliverySummaries", "Azure Table Storage table for daily summaries."),
     SettingSpec("DAILY_SUMMARY_SCHEDULE", "0 30 1 * * *", "NCRONTAB schedule (UTC) of the daily summary timer."),
     SettingSpec("SUMMARY_LOOKBACK_DAYS", "3", "Days recomputed on every run, since status events arrive late."),

@@ -120,8 +120,9 @@ def _external() -> Azurite | None:
     host, _, port = host_port.rpartition(":")
     azurite = Azurite(endpoint=endpoint, connection_string=conn, host=host or host_port, port=int(port or 80))
     if not _answers(azurite.host, azurite.port):
-        raise AzuriteUnavailable(f"the Azurite at {endpoint} (AZURITE_TABLE_ENDPOINT/AZURITE_CONNECTION_STRING) "
-                                 "does not answer")
+        raise AzuriteUnavailable(
+            f"the Azurite at {endpoint} (AZURITE_TABLE_ENDPOINT/AZURITE_CONNECTION_STRING) does not answer"
+        )
     return azurite
 
 
@@ -144,14 +145,23 @@ def start(timeout: float = 30.0, host: str = "127.0.0.1") -> Azurite:
         log_path = Path(workdir.name) / "azurite.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(AZURITE_TABLE_BIN), "--tableHost", host, "--tablePort", str(port),
-                 *FLAGS],
-                cwd=workdir.name, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [str(AZURITE_TABLE_BIN), "--tableHost", host, "--tablePort", str(port), *FLAGS],
+                cwd=workdir.name,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         endpoint = f"http://{host}:{port}/{DEV_ACCOUNT}"
-        azurite = Azurite(endpoint=endpoint, connection_string=connection_string(endpoint), host=host, port=port,
-                          process=process, log_path=log_path, _workdir=workdir)
+        azurite = Azurite(
+            endpoint=endpoint,
+            connection_string=connection_string(endpoint),
+            host=host,
+            port=port,
+            process=process,
+            log_path=log_path,
+            _workdir=workdir,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -23,9 +23,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKER_DIR = REPO_ROOT / "tools" / "kusto-check"
 CHECKER_SCRIPT = CHECKER_DIR / "check.js"
-_PACKAGE_JSON = (
-    CHECKER_DIR / "node_modules" / "@kusto" / "language-service-next" / "package.json"
-)
+_PACKAGE_JSON = CHECKER_DIR / "node_modules" / "@kusto" / "language-service-next" / "package.json"
 
 #: Seconds one batch may take; a few hundred queries take a few seconds.
 TIMEOUT_SECONDS = 300
@@ -80,9 +78,7 @@ def run_checker(
         return []
     node = _node()
     request = {
-        "schema": _default_schema()
-        if schema is None
-        else {t: dict(c) for t, c in schema.items()},
+        "schema": _default_schema() if schema is None else {t: dict(c) for t, c in schema.items()},
         "queries": query_list,
         "analyzers": analyzers,
     }
@@ -96,28 +92,17 @@ def run_checker(
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"kusto-check failed (exit {proc.returncode}):\n{proc.stderr.strip()}"
-        )
+        raise RuntimeError(f"kusto-check failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
     results = json.loads(proc.stdout)
     if len(results) != len(query_list):
-        raise RuntimeError(
-            f"kusto-check returned {len(results)} results for {len(query_list)} queries"
-        )
-    by_index: dict[int, list[Diagnostic]] = {
-        int(r["index"]): list(r["diagnostics"]) for r in results
-    }
+        raise RuntimeError(f"kusto-check returned {len(results)} results for {len(query_list)} queries")
+    by_index: dict[int, list[Diagnostic]] = {int(r["index"]): list(r["diagnostics"]) for r in results}
     return [by_index[i] for i in range(len(query_list))]
 
 
-def check_queries(
-    queries: list[str], schema: dict[str, dict[str, str]] | None = None
-) -> list[list[dict[str, Any]]]:
+def check_queries(queries: list[str], schema: dict[str, dict[str, str]] | None = None) -> list[list[dict[str, Any]]]:
     """Error diagnostics per query (an empty list means the query is valid)."""
-    return [
-        [d for d in diags if d["severity"] == "Error"]
-        for diags in run_checker(queries, schema)
-    ]
+    return [[d for d in diags if d["severity"] == "Error"] for diags in run_checker(queries, schema)]
 
 
 def _excerpt(query: str, start: int, length: int) -> str:
@@ -143,23 +128,18 @@ def format_failures(queries: list[str], errors: list[list[Diagnostic]]) -> str:
             continue
         lines = [f"--- query {index}: {len(diags)} error(s)", query.rstrip(), ""]
         for d in diags:
-            lines.append(
-                f"{d['severity']} {d['code']} at {d['start']}+{d['length']}: {d['message']}"
-            )
+            lines.append(f"{d['severity']} {d['code']} at {d['start']}+{d['length']}: {d['message']}")
             lines.append(_excerpt(query, int(d["start"]), int(d["length"])))
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
-def assert_valid_kql(
-    queries: str | Iterable[str], schema: dict[str, dict[str, str]] | None = None
-) -> None:
+def assert_valid_kql(queries: str | Iterable[str], schema: dict[str, dict[str, str]] | None = None) -> None:
     """Raise AssertionError listing every query Kusto.Language reports errors for."""
     query_list = [queries] if isinstance(queries, str) else list(queries)
     errors = check_queries(query_list, schema)
     failing = sum(1 for diags in errors if diags)
     if failing:
         raise AssertionError(
-            f"{failing} of {len(query_list)} KQL queries have Kusto errors:\n\n"
-            + format_failures(query_list, errors)
+            f"{failing} of {len(query_list)} KQL queries have Kusto errors:\n\n" + format_failures(query_list, errors)
         )

@@ -235,15 +235,21 @@ def to_tables(result: QueryResult) -> list[dict[str, Any]]:
     for index, _ in enumerate(result.columns):
         found = next((t for row in result.rows if (t := kusto_type(row[index])) is not None), None)
         types.append(found or "string")
-    return [{
-        "name": "PrimaryResult",
-        "columns": [{"name": name, "type": t} for name, t in zip(result.columns, types, strict=True)],
-        "rows": [[json_value(value, t) for value, t in zip(row, types, strict=True)] for row in result.rows],
-    }]
+    return [
+        {
+            "name": "PrimaryResult",
+            "columns": [{"name": name, "type": t} for name, t in zip(result.columns, types, strict=True)],
+            "rows": [[json_value(value, t) for value, t in zip(row, types, strict=True)] for row in result.rows],
+        }
+    ]
 
 
-def error_body(status: int, code: str | None, message: str | None, innererror: dict[str, Any] | None = None,
-               ) -> dict[str, Any]:
+def error_body(
+    status: int,
+    code: str | None,
+    message: str | None,
+    innererror: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     error: dict[str, Any] = {
         "message": message or f"HTTP {status}",
         "code": code or _DEFAULT_CODES.get(status, "ServiceError"),
@@ -310,8 +316,9 @@ class LogAnalyticsStandIn:
     Use as a context manager. ``token``: the only bearer token accepted (any non-empty one if None).
     """
 
-    def __init__(self, source: DuckDbSource, *, workspace_ids: Iterable[str] = (WORKSPACE_ID,),
-                 token: str | None = None) -> None:
+    def __init__(
+        self, source: DuckDbSource, *, workspace_ids: Iterable[str] = (WORKSPACE_ID,), token: str | None = None
+    ) -> None:
         self.source = source
         self.workspace_ids = frozenset(workspace_ids)
         self.token = token
@@ -326,8 +333,9 @@ class LogAnalyticsStandIn:
     def start(self) -> LogAnalyticsStandIn:
         if self._server is None:
             self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="la-standin",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="la-standin", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -343,8 +351,9 @@ class LogAnalyticsStandIn:
     def __enter__(self) -> LogAnalyticsStandIn:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     @property
@@ -402,8 +411,7 @@ class LogAnalyticsStandIn:
         scheme, _, token = (request.authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip() or (self.token is not None and token != self.token):
             challenge = 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'
-            return 401, error_body(401, None, "Valid authentication was not provided"), {
-                "WWW-Authenticate": challenge}
+            return 401, error_body(401, None, "Valid authentication was not provided"), {"WWW-Authenticate": challenge}
         if request.workspace_id not in self.workspace_ids:
             return 404, error_body(404, None, f"The workspace could not be found: {request.workspace_id}"), {}
 
@@ -417,19 +425,34 @@ class LogAnalyticsStandIn:
 
         body = request.body
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return 400, error_body(400, None, "The request had some invalid properties",
-                                   {"code": "QueryMissing", "message": "the body has no query"}), {}
+            return (
+                400,
+                error_body(
+                    400,
+                    None,
+                    "The request had some invalid properties",
+                    {"code": "QueryMissing", "message": "the body has no query"},
+                ),
+                {},
+            )
         try:
             timespan = parse_timespan(body.get("timespan"))
         except ValueError as exc:
-            return 400, error_body(400, None, "The request had some invalid properties",
-                                   {"code": "InvalidTimespan", "message": str(exc)}), {}
+            return (
+                400,
+                error_body(
+                    400,
+                    None,
+                    "The request had some invalid properties",
+                    {"code": "InvalidTimespan", "message": str(exc)},
+                ),
+                {},
+            )
 
         status, payload = self._run(body["query"], timespan)
         if status == 200 and isinstance(fault, PartialError):
             inner = fault.inner if fault.inner is not None else {"code": "EngineError", "message": fault.message}
-            payload["error"] = {"code": fault.code, "message": fault.message, "details": [inner],
-                                "innererror": inner}
+            payload["error"] = {"code": fault.code, "message": fault.message, "details": [inner], "innererror": inner}
         return status, payload, {}
 
     def _run(self, text: str, timespan: tuple[datetime, datetime] | None) -> tuple[int, dict[str, Any]]:
@@ -438,11 +461,16 @@ class LogAnalyticsStandIn:
             query = from_log_analytics_text(text, timespan or (now - timedelta(days=1), now))
             result = self.source.run(query)
         except (ValueError, KeyError, LogQueryRejected) as exc:
-            return 400, error_body(400, None, "The request had some invalid properties",
-                                   {"code": "SyntaxError", "message": f"A recognition error occurred: {exc}"})
+            return 400, error_body(
+                400,
+                None,
+                "The request had some invalid properties",
+                {"code": "SyntaxError", "message": f"A recognition error occurred: {exc}"},
+            )
         except LogQueryError as exc:
-            return 400, error_body(400, None, "The request had some invalid properties",
-                                   {"code": "SemanticError", "message": exc.detail})
+            return 400, error_body(
+                400, None, "The request had some invalid properties", {"code": "SemanticError", "message": exc.detail}
+            )
         return 200, {"tables": to_tables(result)}
 
 

@@ -70,9 +70,7 @@ def test_every_required_smtp_code_is_present_and_unique() -> None:
 
 def test_enhanced_codes_are_well_formed_and_unique() -> None:
     enhanced = [e["code"] for e in catalog_entries()["enhanced"]]
-    assert all(ENHANCED_RE.match(code) for code in enhanced), [
-        c for c in enhanced if not ENHANCED_RE.match(c)
-    ]
+    assert all(ENHANCED_RE.match(code) for code in enhanced), [c for c in enhanced if not ENHANCED_RE.match(c)]
     assert len(enhanced) == len(set(enhanced))
 
 
@@ -162,9 +160,7 @@ SPOT_CHECKS = [
 
 
 @pytest.mark.parametrize(("code", "category", "bounce", "provider"), SPOT_CHECKS)
-def test_exact_enhanced_spot_checks(
-    code: str, category: str, bounce: str, provider: str | None
-) -> None:
+def test_exact_enhanced_spot_checks(code: str, category: str, bounce: str, provider: str | None) -> None:
     info = explain_enhanced(code)
     assert info.matched == "exact"
     assert info.code == code
@@ -200,9 +196,7 @@ def test_subject_and_class_fallback() -> None:
     assert (klass.matched, klass.bounce) == ("class", "hard")
 
 
-@pytest.mark.parametrize(
-    "code", ["9.9.9", "3.1.1", "5.1", "5.1.1.1", "5.1000.1", "abc", "550"]
-)
+@pytest.mark.parametrize("code", ["9.9.9", "3.1.1", "5.1", "5.1.1.1", "5.1000.1", "abc", "550"])
 def test_enhanced_unknown(code: str) -> None:
     assert explain_enhanced(code).matched == "unknown"
 
@@ -319,9 +313,7 @@ def test_kql_subject_fallback_join(con: Any) -> None:
         "| lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject\n"
         "| project EnhancedSubjectDetails, EnhancedSubjectBounce"
     )
-    assert duckdb_kql.kql(con, query).fetchall() == [
-        (explain_enhanced("5.1.99").meaning, "hard")
-    ]
+    assert duckdb_kql.kql(con, query).fetchall() == [(explain_enhanced("5.1.99").meaning, "hard")]
 
 
 @pytest.fixture
@@ -355,8 +347,6 @@ def test_kql_escaping_survives_the_engine(con: Any, tricky_catalog: str) -> None
         "| project EnhancedSmtpStatusCodeDetails"
     )
     assert duckdb_kql.kql(con, query).fetchall() == [('Odd "ISP": ' + tricky_catalog,)]
-    assert duckdb_kql.kql(
-        con, lets + "SmtpCodeCatalog | project SmtpStatusCodeDetails"
-    ).fetchall() == [('a "b" \\',)]
+    assert duckdb_kql.kql(con, lets + "SmtpCodeCatalog | project SmtpStatusCodeDetails").fetchall() == [('a "b" \\',)]
     subject = duckdb_kql.kql(con, lets + "EnhancedSubjectCatalog").fetchall()
     assert subject == [("5.9", "\\", "other", "hard")]

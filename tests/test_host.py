@@ -45,7 +45,9 @@ def make_app(ticks: list[bool]) -> func.FunctionApp:
     @app.route(route="items", methods=[func.HttpMethod.POST])
     def create_item(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(
-            req.get_body(), status_code=201, mimetype="application/octet-stream",
+            req.get_body(),
+            status_code=201,
+            mimetype="application/octet-stream",
             headers={"Location": f"{req.url}/7"},
         )
 
@@ -116,7 +118,9 @@ def settings_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host(ticks: list[bool], settings_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHost]:
+def host(
+    ticks: list[bool], settings_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalHost]:
     monkeypatch.delenv(SETTING, raising=False)
     monkeypatch.setenv(PRESET, "from-env")
     with LocalHost(make_app(ticks), settings_file=settings_file, host_file=tmp_path / "missing-host.json") as h:
@@ -182,7 +186,10 @@ def test_exception_is_500_problem_json_and_logged(host: LocalHost, caplog: pytes
     assert status == 500
     assert headers["Content-Type"] == "application/problem+json"
     assert json.loads(body) == {
-        "type": "about:blank", "title": "Internal Server Error", "status": 500, "detail": "Function boom failed",
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": "Function boom failed",
     }
     assert b"secret" not in body
     assert "RuntimeError: secret internals" in caplog.text
@@ -212,8 +219,9 @@ def test_requests_are_served_concurrently(host: LocalHost) -> None:
 
 
 def test_admin_runs_timer_function(host: LocalHost, ticks: list[bool]) -> None:
-    status, _, body = call(f"{host.base_url}/admin/functions/nightly", "POST", b"{}",
-                           {"Content-Type": "application/json"})
+    status, _, body = call(
+        f"{host.base_url}/admin/functions/nightly", "POST", b"{}", {"Content-Type": "application/json"}
+    )
     assert (status, body) == (202, b"")
     assert ticks == [False]
     assert call(f"{host.base_url}/admin/functions/nightly", "POST")[0] == 202  # body is optional
@@ -261,7 +269,7 @@ def test_unsupported_parameter_is_rejected_at_startup() -> None:
     def needs_blob(req: func.HttpRequest, blob: str) -> str:
         return blob
 
-    with pytest.raises(ValueError, match="needs_blob.*'blob'"):
+    with pytest.raises(ValueError, match=r"needs_blob.*'blob'"):
         LocalHost(app, settings_file=None, host_file=None)
 
 

@@ -15,12 +15,11 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
+from function_app import app
 from shared import cli
 from shared.api import handlers
 from shared.host import LocalHost
 from shared.insights import Insights
-
-from function_app import app
 
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
@@ -47,8 +46,13 @@ class Api:
     def url(self, path: str, params: dict[str, Any] | None = None) -> str:
         return f"{self.base_url}/api/{path}" + (f"?{urlencode(params)}" if params else "")
 
-    def get(self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-            method: str = "GET") -> Reply:
+    def get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "GET",
+    ) -> Reply:
         return self.fetch(self.url(path, params), headers, method)
 
     def fetch(self, url: str, headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
@@ -90,8 +94,9 @@ def assert_problem(reply: Reply, status: int, parameter: str | None = None) -> d
 # --------------------------------------------------------------------------- trace
 
 
-def test_trace_final_is_200_and_equals_the_cli(api: Api, semantic_insights: Insights,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trace_final_is_200_and_equals_the_cli(
+    api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reply = api.get("messages/msg-01-final")
     assert reply.status == 200 and reply.content_type.startswith("application/json")
     assert reply.json == cli_json(semantic_insights, monkeypatch, ["trace", "msg-01-final"])
@@ -115,7 +120,7 @@ def test_trace_not_found_is_404_problem_with_retry_after(api: Api) -> None:
     assert body["state"] == "notFound" and int(reply.headers["retry-after"]) > 0
 
 
-@pytest.mark.parametrize("bad", ["has space", "quote\"d", "pipe|x", "a" * 200, "semi;colon", "new%0Aline"])
+@pytest.mark.parametrize("bad", ["has space", 'quote"d', "pipe|x", "a" * 200, "semi;colon", "new%0Aline"])
 def test_trace_malformed_id_is_400(api: Api, bad: str) -> None:
     reply = api.fetch(f"{api.base_url}/api/messages/{quote(bad, safe='%')}")
     assert_problem(reply, 400, "messageId")
@@ -132,8 +137,11 @@ def test_trace_bad_lookback_is_400(api: Api) -> None:
 def test_search_equals_the_cli(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch) -> None:
     reply = api.get("messages", {**DAY, "recipientDomain": "fabrikam.com"})
     assert reply.status == 200
-    expected = cli_json(semantic_insights, monkeypatch,
-                        ["search", "--from", DAY["from"], "--to", DAY["to"], "--recipient-domain", "fabrikam.com"])
+    expected = cli_json(
+        semantic_insights,
+        monkeypatch,
+        ["search", "--from", DAY["from"], "--to", DAY["to"], "--recipient-domain", "fabrikam.com"],
+    )
     assert reply.json == expected
     assert "nextLink" not in reply.json
 
@@ -158,17 +166,26 @@ def test_search_pages_to_the_end_through_next_link(api: Api) -> None:
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
-        ({"top": 0}, "top"), ({"top": 1001}, "top"), ({"top": "ten"}, "top"),
-        ({"from": "yesterday"}, "from"), ({"to": "2026-13-01"}, "to"),
+        ({"top": 0}, "top"),
+        ({"top": 1001}, "top"),
+        ({"top": "ten"}, "top"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-13-01"}, "to"),
         ({"from": "2026-03-11T00:00:00Z", "to": "2026-03-10T00:00:00Z"}, "(request)"),
         ({"from": "2025-01-01T00:00:00Z", "to": "2026-03-10T00:00:00Z"}, "(request)"),
-        ({"recipient": "not-an-address"}, "recipient"), ({"recipient": "a@b.com\" | take 1"}, "recipient"),
+        ({"recipient": "not-an-address"}, "recipient"),
+        ({"recipient": 'a@b.com" | take 1'}, "recipient"),
         ({"recipientDomain": "gmail.com | project x"}, "recipientDomain"),
-        ({"status": "delivered; drop"}, "status"), ({"bounceType": "medium"}, "bounceType"),
-        ({"minDurationSeconds": -1}, "minDurationSeconds"), ({"minSizeMb": "NaN"}, "minSizeMb"),
-        ({"hasAttachments": "perhaps"}, "hasAttachments"), ({"sender": "a\nb"}, "sender"),
-        ({"internetMessageId": "<a\r\nb>"}, "internetMessageId"), ({"resourceId": "/subscriptions/x"}, "resourceId"),
-        ({"continuationToken": "not-a-token"}, "continuationToken"), ({"unknownThing": "1"}, "unknownThing"),
+        ({"status": "delivered; drop"}, "status"),
+        ({"bounceType": "medium"}, "bounceType"),
+        ({"minDurationSeconds": -1}, "minDurationSeconds"),
+        ({"minSizeMb": "NaN"}, "minSizeMb"),
+        ({"hasAttachments": "perhaps"}, "hasAttachments"),
+        ({"sender": "a\nb"}, "sender"),
+        ({"internetMessageId": "<a\r\nb>"}, "internetMessageId"),
+        ({"resourceId": "/subscriptions/x"}, "resourceId"),
+        ({"continuationToken": "not-a-token"}, "continuationToken"),
+        ({"unknownThing": "1"}, "unknownThing"),
     ],
 )
 def test_search_bad_input_is_400_naming_the_parameter(api: Api, params: dict[str, Any], parameter: str) -> None:
@@ -185,8 +202,7 @@ def test_search_token_from_other_filters_is_400(api: Api) -> None:
 
 
 @pytest.mark.parametrize("kind", ["domains", "senders", "mail-servers", "latency", "failures", "sizes"])
-def test_stats_equal_the_cli(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch,
-                             kind: str) -> None:
+def test_stats_equal_the_cli(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     reply = api.get(f"stats/{kind}", DAY)
     assert reply.status == 200
     body = reply.json
@@ -201,15 +217,23 @@ def test_stats_bad_input(api: Api) -> None:
 
 def test_bounces_json_and_csv(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch) -> None:
     body = api.get("bounces", {**DAY, "type": "hard"}).json
-    assert body == cli_json(semantic_insights, monkeypatch, ["bounces", "--type", "hard", "--from", DAY["from"],
-                                                             "--to", DAY["to"]])
+    assert body == cli_json(
+        semantic_insights, monkeypatch, ["bounces", "--type", "hard", "--from", DAY["from"], "--to", DAY["to"]]
+    )
     assert {row["recipientId"] for row in body["value"]} == {"bob@fabrikam.com", "judy@fabrikam.com"}
-    for reply in (api.get("bounces", {**DAY, "format": "csv"}),
-                  api.get("bounces", DAY, headers={"Accept": "text/csv"})):
+    for reply in (
+        api.get("bounces", {**DAY, "format": "csv"}),
+        api.get("bounces", DAY, headers={"Accept": "text/csv"}),
+    ):
         assert reply.status == 200 and reply.content_type.startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(reply.body.decode())))
-        assert {row["recipientId"] for row in rows} == {"bob@fabrikam.com", "ivan@fabrikam.com", "judy@fabrikam.com",
-                                                        "kim@fabrikam.com", "leo@contoso.com"}
+        assert {row["recipientId"] for row in rows} == {
+            "bob@fabrikam.com",
+            "ivan@fabrikam.com",
+            "judy@fabrikam.com",
+            "kim@fabrikam.com",
+            "leo@contoso.com",
+        }
         assert rows[0].keys() == body["value"][0].keys()
     assert_problem(api.get("bounces", {"type": "bouncy"}), 400, "type")
 

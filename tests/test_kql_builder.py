@@ -22,16 +22,20 @@ from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
 
 HOSTILE = [
-    "x\" | project secret",
+    'x" | project secret',
     "a'b\\\"c\\",
-    "q\"; drop table ACSEmailSendMailOperational; //",
+    'q"; drop table ACSEmailSendMailOperational; //',
     "union * | take 1",
     "\u00e9\u00e8\u2603 \U0001f4e7",
     "let x = 1;",
-    "h\"z\"",
+    'h"z"',
 ]
-HOSTILE_ADDRESSES = ["o'brien|x@contoso.com", '"we\\"ird@x"@example.org', "a.b+tag=1@xn--bcher-kva.example",
-                     "union*{take}@evil.com"]
+HOSTILE_ADDRESSES = [
+    "o'brien|x@contoso.com",
+    '"we\\"ird@x"@example.org',
+    "a.b+tag=1@xn--bcher-kva.example",
+    "union*{take}@evil.com",
+]
 HOSTILE_SENDERS = ["DoNotReply", "x'or'1'='1", "a|b", "{}~!#$%&*+/=?^_`"]
 
 SEARCH_VARIANTS: list[dict[str, Any]] = [
@@ -39,10 +43,16 @@ SEARCH_VARIANTS: list[dict[str, Any]] = [
     {"recipient": "alice@contoso.com"},
     {"recipientDomain": "gmail.com", "status": "Bounced", "bounceType": "hard"},
     {"sender": "DoNotReply@contoso.com", "minDurationSeconds": 10, "minSizeMb": 1.5, "hasAttachments": True},
-    {"internetMessageId": "<abc@contoso.com>", "messageId": "8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21",
-     "hasAttachments": False, "bounceType": "soft"},
-    {"resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
-                   "Microsoft.Communication/CommunicationServices/acs"},
+    {
+        "internetMessageId": "<abc@contoso.com>",
+        "messageId": "8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21",
+        "hasAttachments": False,
+        "bounceType": "soft",
+    },
+    {
+        "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+        "Microsoft.Communication/CommunicationServices/acs"
+    },
     *({"recipient": address} for address in HOSTILE_ADDRESSES),
     *({"sender": sender} for sender in HOSTILE_SENDERS),
     *({"internetMessageId": value.replace(" ", "_")} for value in HOSTILE),
@@ -55,22 +65,31 @@ def insights() -> Insights:
 
 
 def all_queries(insights: Insights) -> list[KqlQuery]:
-    queries = [insights.trace_query(TraceParams(message_id=m, lookback_days=d))
-               for m, d in [("m-1", 7), ("8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21", 90), ("a.b:c_d-e", 1)]]
+    queries = [
+        insights.trace_query(TraceParams(message_id=m, lookback_days=d))
+        for m, d in [("m-1", 7), ("8a3c1e2f-0d7b-4f4e-9a51-3b6a1f0c9d21", 90), ("a.b:c_d-e", 1)]
+    ]
     for variant in SEARCH_VARIANTS:
         params = SearchParams.model_validate(variant)
         queries.append(insights.search_query(params))
         cursor = PageCursor(NOW.replace(day=11), NOW, NOW.replace(hour=3), 2, _filters_fingerprint(params))
-        queries.append(insights.search_query(SearchParams.model_validate(
-            {**variant, "continuationToken": cursor.encode(), "top": 1000})))
-    for kind, bin_ in itertools.product(["domains", "senders", "mail-servers", "latency", "failures", "sizes"],
-                                        ["5m", "1d"]):
+        queries.append(
+            insights.search_query(
+                SearchParams.model_validate({**variant, "continuationToken": cursor.encode(), "top": 1000})
+            )
+        )
+    for kind, bin_ in itertools.product(
+        ["domains", "senders", "mail-servers", "latency", "failures", "sizes"], ["5m", "1d"]
+    ):
         queries.append(insights.stats_query(kind, StatsParams.model_validate({"bin": bin_, "top": 7})))
     for kind in ["hard", "soft", "all"]:
         queries.append(insights.bounces_query(BouncesParams.model_validate({"type": kind})))
     for address, sender in zip(HOSTILE_ADDRESSES, HOSTILE_SENDERS, strict=True):
-        queries.append(insights.bounces_query(BouncesParams.model_validate(
-            {"recipientDomain": address.rpartition("@")[2], "sender": sender})))
+        queries.append(
+            insights.bounces_query(
+                BouncesParams.model_validate({"recipientDomain": address.rpartition("@")[2], "sender": sender})
+            )
+        )
     queries.append(insights.daily_summary_query(date(2026, 3, 10)))
     queries.append(build_completeness_query(insights.window(NOW.replace(day=10), NOW)))
     return queries
@@ -128,7 +147,7 @@ def test_every_table_is_bounded_by_time(insights: Insights) -> None:
     for query in all_queries(insights):
         for view in ("SendMail", "StatusUpdates"):
             for match in re.finditer(rf"= {view}\b", query.body):
-                following = query.body[match.end(): match.end() + 120]
+                following = query.body[match.end() : match.end() + 120]
                 assert "TimeGenerated >= p_from" in following, (query.operation, view)
         start, end = query.timespan
         assert start < end
@@ -137,8 +156,12 @@ def test_every_table_is_bounded_by_time(insights: Insights) -> None:
 def test_filters_land_before_the_join(insights: Insights) -> None:
     query = insights.search_query(SearchParams.model_validate(SEARCH_VARIANTS[3] | SEARCH_VARIANTS[1]))
     join_at = query.body.index("| join kind=inner (Finals)")
-    for fragment in ("RecipientId =~ p_recipient", "SenderUsername =~ p_sender_username", "Size >= p_min_size_mb",
-                     "AttachmentsCount > 0"):
+    for fragment in (
+        "RecipientId =~ p_recipient",
+        "SenderUsername =~ p_sender_username",
+        "Size >= p_min_size_mb",
+        "AttachmentsCount > 0",
+    ):
         assert query.body.index(fragment) < join_at, fragment
     message = insights.search_query(SearchParams.model_validate({"messageId": "m-1"}))
     # on both sides where the column exists

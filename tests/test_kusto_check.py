@@ -15,17 +15,13 @@ ENGAGEMENT = "ACSEmailUserEngagementOperational"
 
 VALID: dict[str, str] = {
     "simple": f"{SEND} | where TimeGenerated > ago(1d) | summarize count() by bin(TimeGenerated, 1h)",
-    "query_parameters": (
-        f"declare query_parameters(p:string); {STATUS} | where RecipientId == p"
-    ),
+    "query_parameters": (f"declare query_parameters(p:string); {STATUS} | where RecipientId == p"),
     "obfuscated_let": f'let p = h"a@b.com"; {STATUS} | where RecipientId == p | take 10',
     "column_ifexists": (
         f'{STATUS} | extend Host = column_ifexists("RecipientMailServerHostName", "")'
         " | where isnotempty(Host) | project TimeGenerated, Host"
     ),
-    "column_ifexists_absent": (
-        f'{SEND} | extend X = column_ifexists("NotInThisWorkspace", "") | where X == ""'
-    ),
+    "column_ifexists_absent": (f'{SEND} | extend X = column_ifexists("NotInThisWorkspace", "") | where X == ""'),
     "arg_max_lookup_datatable": (
         "let Labels = datatable(Status:string, Label:string)"
         '["Delivered", "ok", "Failed", "bad"];\n'
@@ -84,18 +80,12 @@ def results() -> dict[str, list[dict[str, object]]]:
 
 
 @pytest.mark.parametrize("name", list(VALID))
-def test_valid_query_passes(
-    name: str, results: dict[str, list[dict[str, object]]]
-) -> None:
-    assert results[name] == [], kusto_check.format_failures(
-        [VALID[name]], [results[name]]
-    )
+def test_valid_query_passes(name: str, results: dict[str, list[dict[str, object]]]) -> None:
+    assert results[name] == [], kusto_check.format_failures([VALID[name]], [results[name]])
 
 
 @pytest.mark.parametrize("name", list(INVALID))
-def test_invalid_query_fails(
-    name: str, results: dict[str, list[dict[str, object]]]
-) -> None:
+def test_invalid_query_fails(name: str, results: dict[str, list[dict[str, object]]]) -> None:
     errors = results[name]
     assert errors, f"expected a Kusto error for {INVALID[name]!r}"
     for error in errors:
@@ -131,17 +121,13 @@ def test_custom_schema_and_warnings_are_separate() -> None:
     queries = ['T | extend x = pack("a", A) | where B == "x"', "T | where C == 1"]
     deprecated, unknown = run_checker(queries, schema, analyzers=True)
     assert deprecated and all(d["severity"] != "Error" for d in deprecated)
-    assert any(
-        d["source"] == "analyzer" and d["severity"] == "Warning" for d in deprecated
-    )
+    assert any(d["source"] == "analyzer" and d["severity"] == "Warning" for d in deprecated)
     assert [(d["severity"], d["code"]) for d in unknown] == [("Error", "KS142")]
 
 
 def test_missing_node_modules_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kusto_check, "_PACKAGE_JSON", Path("/nonexistent/package.json"))
-    with pytest.raises(
-        kusto_check.KustoCheckUnavailable, match="npm ci --prefix tools/kusto-check"
-    ):
+    with pytest.raises(kusto_check.KustoCheckUnavailable, match="npm ci --prefix tools/kusto-check"):
         check_queries([VALID["simple"]])
 
 

@@ -52,11 +52,12 @@ TOKEN = "test-token-7f3a"
 RETRIES = 3
 T0 = datetime(2025, 3, 10, 9, 0, 0, 123456, tzinfo=UTC)
 NOW = T0 + timedelta(hours=2)
-RID = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-mail/providers/"
-       "Microsoft.Communication/CommunicationServices/acs-one")
+RID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-mail/providers/"
+    "Microsoft.Communication/CommunicationServices/acs-one"
+)
 SENDER = {"SenderUsername": "DoNotReply", "SenderDomain": "mail.example.com"}
-ADDRESSES = ("alice@contoso.com", "bob@fabrikam.com", "Carol@Contoso.com", "dave@fabrikam.com",
-             "eve@example.org")
+ADDRESSES = ("alice@contoso.com", "bob@fabrikam.com", "Carol@Contoso.com", "dave@fabrikam.com", "eve@example.org")
 _ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _OBFUSCATED = re.compile(r'h"(?:[^"\\]|\\.)*"')
 
@@ -73,18 +74,41 @@ def _insert(con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, **values
     con.execute(f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(row))})', row)
 
 
-def _send(con: duckdb.DuckDBPyConnection, at: datetime, message_id: str, *, size: float, recipients: int,
-          attachments: int = 0) -> None:
-    _insert(con, schemas.SEND_MAIL, TimeGenerated=at, CorrelationId=message_id, Size=size,
-            AttachmentsCount=attachments, ToRecipientsCount=recipients, CcRecipientsCount=0, BccRecipientsCount=0,
-            UniqueRecipientsCount=recipients, _ResourceId=RID, OperationName="SendMail",
-            Category=schemas.SEND_MAIL.category, Type=schemas.SEND_MAIL_TABLE)
+def _send(
+    con: duckdb.DuckDBPyConnection, at: datetime, message_id: str, *, size: float, recipients: int, attachments: int = 0
+) -> None:
+    _insert(
+        con,
+        schemas.SEND_MAIL,
+        TimeGenerated=at,
+        CorrelationId=message_id,
+        Size=size,
+        AttachmentsCount=attachments,
+        ToRecipientsCount=recipients,
+        CcRecipientsCount=0,
+        BccRecipientsCount=0,
+        UniqueRecipientsCount=recipients,
+        _ResourceId=RID,
+        OperationName="SendMail",
+        Category=schemas.SEND_MAIL.category,
+        Type=schemas.SEND_MAIL_TABLE,
+    )
 
 
-def _status(con: duckdb.DuckDBPyConnection, at: datetime, message_id: str, recipient: str, status: str,
-            **values: Any) -> None:
-    _insert(con, schemas.STATUS_UPDATE, TimeGenerated=at, CorrelationId=message_id, RecipientId=recipient,
-            DeliveryStatus=status, _ResourceId=RID, Type=schemas.STATUS_UPDATE_TABLE, **{**SENDER, **values})
+def _status(
+    con: duckdb.DuckDBPyConnection, at: datetime, message_id: str, recipient: str, status: str, **values: Any
+) -> None:
+    _insert(
+        con,
+        schemas.STATUS_UPDATE,
+        TimeGenerated=at,
+        CorrelationId=message_id,
+        RecipientId=recipient,
+        DeliveryStatus=status,
+        _ResourceId=RID,
+        Type=schemas.STATUS_UPDATE_TABLE,
+        **{**SENDER, **values},
+    )
 
 
 def fill(con: duckdb.DuckDBPyConnection) -> None:
@@ -92,22 +116,56 @@ def fill(con: duckdb.DuckDBPyConnection) -> None:
     # msg-1: one delivered, one hard bounce (reported), an intermediate event.
     _send(con, T0, "msg-1", size=0.05, recipients=2)
     _status(con, T0 + 1 * s, "msg-1", "alice@contoso.com", "OutForDelivery")
-    _status(con, T0 + 3.5 * s, "msg-1", "alice@contoso.com", "Delivered", SmtpStatusCode="250",
-            RecipientMailServerHostName="mx1.contoso.com", InternetMessageId="<m1@mail.example.com>")
-    _status(con, T0 + 7 * s, "msg-1", "bob@fabrikam.com", "Bounced", SmtpStatusCode="550",
-            EnhancedSmtpStatusCode="5.1.1", FailureReason="BadDestination", IsHardBounce="true",
-            FailureMessage="550 5.1.1 mailbox unknown", RecipientMailServerHostName="mx.fabrikam.com")
+    _status(
+        con,
+        T0 + 3.5 * s,
+        "msg-1",
+        "alice@contoso.com",
+        "Delivered",
+        SmtpStatusCode="250",
+        RecipientMailServerHostName="mx1.contoso.com",
+        InternetMessageId="<m1@mail.example.com>",
+    )
+    _status(
+        con,
+        T0 + 7 * s,
+        "msg-1",
+        "bob@fabrikam.com",
+        "Bounced",
+        SmtpStatusCode="550",
+        EnhancedSmtpStatusCode="5.1.1",
+        FailureReason="BadDestination",
+        IsHardBounce="true",
+        FailureMessage="550 5.1.1 mailbox unknown",
+        RecipientMailServerHostName="mx.fabrikam.com",
+    )
     # msg-2: a soft failure (inferred from the code), one recipient still pending.
     t2 = T0 + timedelta(minutes=10)
     _send(con, t2, "msg-2", size=2.5, recipients=2, attachments=1)
-    _status(con, t2 + 12 * s, "msg-2", "Carol@Contoso.com", "Failed", SmtpStatusCode="452",
-            EnhancedSmtpStatusCode="4.2.2", FailureReason="MailboxFull", RecipientMailServerHostName="mx1.contoso.com")
+    _status(
+        con,
+        t2 + 12 * s,
+        "msg-2",
+        "Carol@Contoso.com",
+        "Failed",
+        SmtpStatusCode="452",
+        EnhancedSmtpStatusCode="4.2.2",
+        FailureReason="MailboxFull",
+        RecipientMailServerHostName="mx1.contoso.com",
+    )
     _status(con, t2 + 2 * s, "msg-2", "dave@fabrikam.com", "OutForDelivery")
     # msg-3: delivered with a final status stamped before the send (clock skew).
     t3 = T0 + timedelta(minutes=20)
     _send(con, t3, "msg-3", size=12.0, recipients=1)
-    _status(con, t3 - 2 * s, "msg-3", "eve@example.org", "Delivered", SmtpStatusCode="250",
-            RecipientMailServerHostName="mx.example.org")
+    _status(
+        con,
+        t3 - 2 * s,
+        "msg-3",
+        "eve@example.org",
+        "Delivered",
+        SmtpStatusCode="250",
+        RecipientMailServerHostName="mx.example.org",
+    )
     # msg-4: dropped at message level (no recipient), no send row.
     _status(con, T0 + timedelta(minutes=30), "msg-4", "", "Dropped", FailureReason="Policy")
 
@@ -138,8 +196,14 @@ class StaticCredential:
         self.token = token
         self.scopes: list[tuple[str, ...]] = []
 
-    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
         self.scopes.append(scopes)
         return AccessToken(self.token, int(time.time()) + 3600)
 
@@ -147,8 +211,14 @@ class StaticCredential:
 class FailingCredential:
     """What DefaultAzureCredential does without a managed identity or login."""
 
-    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
         raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
 
 
@@ -170,8 +240,12 @@ MakeSource = Callable[..., LogAnalyticsSource]
 def make_la(standin: LogAnalyticsStandIn, credential: StaticCredential) -> MakeSource:
     def make(**kwargs: Any) -> LogAnalyticsSource:
         options: dict[str, Any] = {
-            "endpoint": standin.endpoint, "credential": credential, "retry_total": RETRIES,
-            "retry_backoff_factor": 0.01, "retry_backoff_max": 0.05, **kwargs,
+            "endpoint": standin.endpoint,
+            "credential": credential,
+            "retry_total": RETRIES,
+            "retry_backoff_factor": 0.01,
+            "retry_backoff_max": 0.05,
+            **kwargs,
         }
         workspace = options.pop("workspace_id", WORKSPACE_ID)
         return LogAnalyticsSource(workspace, **options)
@@ -186,8 +260,10 @@ def la(make_la: MakeSource) -> LogAnalyticsSource:
 
 def _small_query(message_id: str = "msg-1") -> KqlQuery:
     """A cheap query of ours (a view, a parameter) for the fault tests."""
-    body = ("SendMail\n| where TimeGenerated >= p_from and CorrelationId == p_message_id\n"
-            "| project MessageId = CorrelationId, SendTime = TimeGenerated, MessageSize = Size")
+    body = (
+        "SendMail\n| where TimeGenerated >= p_from and CorrelationId == p_message_id\n"
+        "| project MessageId = CorrelationId, SendTime = TimeGenerated, MessageSize = Size"
+    )
     params = (Param("p_from", "datetime", T0 - timedelta(days=1)), Param("p_message_id", "string", message_id))
     return KqlQuery("test", body, params, (T0 - timedelta(days=1), NOW))
 
@@ -237,10 +313,20 @@ def _queries_of(name: str) -> list[KqlQuery]:
     insights = Insights(DuckDbSource(":memory:"), clock=_clock)
     queries = {
         "trace": [insights.trace_query(TraceParams(message_id="msg-1"))],
-        "search": [insights.search_query(SearchParams(recipient="bob@fabrikam.com", min_size_mb=0.01,
-                                                      has_attachments=False, sender="DoNotReply@mail.example.com"))],
-        "stats": [insights.stats_query("latency", StatsParams(bin="15m")),
-                  insights.stats_query("sizes", StatsParams())],
+        "search": [
+            insights.search_query(
+                SearchParams(
+                    recipient="bob@fabrikam.com",
+                    min_size_mb=0.01,
+                    has_attachments=False,
+                    sender="DoNotReply@mail.example.com",
+                )
+            )
+        ],
+        "stats": [
+            insights.stats_query("latency", StatsParams(bin="15m")),
+            insights.stats_query("sizes", StatsParams()),
+        ],
         "bounces": [insights.bounces_query(BouncesParams(type="hard", recipient_domain="fabrikam.com"))],
         "daily": [insights.daily_summary_query(T0.date())],
     }
@@ -277,7 +363,9 @@ def test_expected_content(embedded: DuckDbSource) -> None:
     trace = insights.trace(TraceParams(message_id="msg-1"))
     assert trace.state == "final"
     assert [(r.recipient_id, r.final_delivery_status, r.bounce_type) for r in trace.recipients] == [
-        ("alice@contoso.com", "Delivered", "Not Applicable"), ("bob@fabrikam.com", "Bounced", "Hard Bounce")]
+        ("alice@contoso.com", "Delivered", "Not Applicable"),
+        ("bob@fabrikam.com", "Bounced", "Hard Bounce"),
+    ]
     assert insights.trace(TraceParams(message_id="msg-2")).state == "pending"
     assert insights.trace(TraceParams(message_id="msg-4")).state == "final"
     stats = insights.stats("domains", StatsParams())
@@ -310,15 +398,20 @@ def test_request_as_the_sdk_sends_it(
 
 def test_datetimes_travel_as_log_analytics_writes_them(embedded: DuckDbSource) -> None:
     tables = to_tables(embedded.run(_small_query()))
-    assert tables[0]["columns"] == [{"name": "MessageId", "type": "string"},
-                                    {"name": "SendTime", "type": "datetime"}, {"name": "MessageSize", "type": "real"}]
+    assert tables[0]["columns"] == [
+        {"name": "MessageId", "type": "string"},
+        {"name": "SendTime", "type": "datetime"},
+        {"name": "MessageSize", "type": "real"},
+    ]
     assert tables[0]["rows"] == [["msg-1", "2025-03-10T09:00:00.1234560Z", 0.05]]
     assert kusto_datetime(datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.0000000Z"
     odd = to_tables(QueryResult(["A", "B", "C", "D"], [(None, math.nan, True, timedelta(days=1, seconds=1.5))]))
     assert [column["type"] for column in odd[0]["columns"]] == ["string", "real", "bool", "timespan"]
     assert odd[0]["rows"] == [[None, "NaN", True, "1.00:00:01.5000000"]]
-    assert parse_timespan("2025-03-10T09:00:00.123456Z/2025-03-10T10:00:00Z") == (T0, T0.replace(
-        hour=10, microsecond=0))
+    assert parse_timespan("2025-03-10T09:00:00.123456Z/2025-03-10T10:00:00Z") == (
+        T0,
+        T0.replace(hour=10, microsecond=0),
+    )
     assert parse_timespan("2025-03-10T09:00:00.123456Z/PT3600.0S") == (T0, T0 + timedelta(hours=1))
 
 
@@ -484,8 +577,14 @@ def test_unreachable_endpoint_means_unavailable(credential: StaticCredential) ->
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    source = LogAnalyticsSource(WORKSPACE_ID, endpoint=f"http://127.0.0.1:{port}", credential=credential,
-                                retry_total=1, retry_backoff_factor=0.01, retry_backoff_max=0.05)
+    source = LogAnalyticsSource(
+        WORKSPACE_ID,
+        endpoint=f"http://127.0.0.1:{port}",
+        credential=credential,
+        retry_total=1,
+        retry_backoff_factor=0.01,
+        retry_backoff_max=0.05,
+    )
     with pytest.raises(LogSourceUnavailable, match="could not be reached"):
         source.run(_small_query())
 
@@ -500,8 +599,13 @@ def test_query_the_service_cannot_run_is_rejected(la: LogAnalyticsSource, standi
 
 
 def test_scripted_bad_request_is_rejected(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
-    standin.script(Failure(status=400, message="The request had some invalid properties",
-                           innererror={"code": "SemanticError", "message": "'Sizee' is not a column"}))
+    standin.script(
+        Failure(
+            status=400,
+            message="The request had some invalid properties",
+            innererror={"code": "SemanticError", "message": "'Sizee' is not a column"},
+        )
+    )
     with pytest.raises(LogQueryRejected, match="'Sizee' is not a column") as caught:
         la.run(_small_query())
     assert caught.value.status == 502
@@ -511,15 +615,24 @@ def test_scripted_bad_request_is_rejected(la: LogAnalyticsSource, standin: LogAn
 # --------------------------------------------------------------------------- endpoint and health
 
 
-@pytest.mark.parametrize("endpoint", ["http://example.com", "http://10.0.0.5:8080", "http://localhost.evil.test",
-                                      "http://127.0.0.1.nip.io"])
+@pytest.mark.parametrize(
+    "endpoint", ["http://example.com", "http://10.0.0.5:8080", "http://localhost.evil.test", "http://127.0.0.1.nip.io"]
+)
 def test_plain_http_is_refused_unless_loopback(endpoint: str, credential: StaticCredential) -> None:
     with pytest.raises(ValueError, match="https"):
         LogAnalyticsSource(WORKSPACE_ID, endpoint=endpoint, credential=credential)
 
 
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8080", "http://localhost:1234", "http://[::1]:99",
-                                      "https://api.loganalytics.io/", "https://la.example.com"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8080",
+        "http://localhost:1234",
+        "http://[::1]:99",
+        "https://api.loganalytics.io/",
+        "https://la.example.com",
+    ],
+)
 def test_https_or_loopback_is_accepted(endpoint: str, credential: StaticCredential) -> None:
     source = LogAnalyticsSource(WORKSPACE_ID, endpoint=endpoint, credential=credential)
     assert source.endpoint == endpoint.rstrip("/")

@@ -50,8 +50,9 @@ def _walk(node: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
 
 
 def _operations(document: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    return {op["operationId"]: (path, method, op)
-            for path, item in document["paths"].items() for method, op in item.items()}
+    return {
+        op["operationId"]: (path, method, op) for path, item in document["paths"].items() for method, op in item.items()
+    }
 
 
 # --------------------------------------------------------------------------- OpenAPI 3.1
@@ -104,7 +105,8 @@ def test_query_parameters_come_from_the_params_models() -> None:
             assert param["description"], alias
             assert "anyOf" not in param["schema"], alias  # a query value is never null
         assert len(params) == len(model.model_fields) + len(path_names) - len(
-            path_names & {f.alias or n for n, f in model.model_fields.items()})
+            path_names & {f.alias or n for n, f in model.model_fields.items()}
+        )
 
 
 def test_openapi_special_responses() -> None:
@@ -133,8 +135,12 @@ def test_openapi_components() -> None:
             assert value.startswith("#/components/schemas/") and value.rsplit("/", 1)[-1] in schemas, value
         assert key != "$defs"
     schemes = document["components"]["securitySchemes"]
-    assert schemes["functionKeyHeader"] == {**schemes["functionKeyHeader"], "type": "apiKey", "in": "header",
-                                            "name": "x-functions-key"}
+    assert schemes["functionKeyHeader"] == {
+        **schemes["functionKeyHeader"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-functions-key",
+    }
     assert schemes["functionKeyQuery"]["in"] == "query" and schemes["functionKeyQuery"]["name"] == "code"
     # Datetimes serialized as text still say they are date-times.
     assert schemas["StatusEvent"]["properties"]["time"] == {"type": "string", "format": "date-time"}
@@ -142,8 +148,9 @@ def test_openapi_components() -> None:
 
 def test_stats_row_models_are_mutually_exclusive() -> None:
     """oneOf needs exactly one row model to match each row: every row model requires a field no other has."""
-    required = {name: set(m.model_json_schema(mode="serialization").get("required", []))
-                for name, m in STATS_ROW_MODELS.items()}
+    required = {
+        name: set(m.model_json_schema(mode="serialization").get("required", [])) for name, m in STATS_ROW_MODELS.items()
+    }
     for name, model in STATS_ROW_MODELS.items():
         fields = {f.alias or n for n, f in model.model_fields.items()}
         for other, needs in required.items():
@@ -189,8 +196,7 @@ def test_connector_operations() -> None:
     assert visibility["from"] == visibility["to"] == visibility["recipient"] == "important"
     assert visibility["top"] == "advanced"
     assert _operations(document)["trace_message"][2]["parameters"][0]["x-ms-visibility"] == "important"
-    assert document["securityDefinitions"] == {
-        "api_key": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
+    assert document["securityDefinitions"] == {"api_key": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
 
 
 def test_connector_has_only_swagger2_schema_keywords() -> None:
@@ -210,12 +216,20 @@ def test_connector_has_only_swagger2_schema_keywords() -> None:
 
 
 def test_to_swagger_schema_conversions() -> None:
-    converted = to_swagger_schema({
-        "anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "null"}],
-        "description": "d", "default": None,
-    })
-    assert converted == {"x-nullable": True, "type": "integer", "minimum": 0, "exclusiveMinimum": True,
-                         "description": "d"}
+    converted = to_swagger_schema(
+        {
+            "anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "null"}],
+            "description": "d",
+            "default": None,
+        }
+    )
+    assert converted == {
+        "x-nullable": True,
+        "type": "integer",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "description": "d",
+    }
     assert to_swagger_schema({"const": "x", "examples": ["x"]}) == {"enum": ["x"], "example": "x"}
     assert to_swagger_schema({"$ref": "#/$defs/A", "description": "ignored"}) == {"$ref": "#/definitions/A"}
     assert to_swagger_schema({"type": ["string", "null"]}) == {"x-nullable": True, "type": "string"}
@@ -231,12 +245,14 @@ def test_stats_rows_merge_into_one_connector_schema() -> None:
 
 def test_committed_connector_is_up_to_date() -> None:
     expected = render(swagger2_document(host=CONNECTOR_HOST))
-    assert CONNECTOR_FILE.is_file(), "connector/apiDefinition.swagger.json is missing: run " \
-                                     "`python -m shared.api.openapi --write`"
+    assert CONNECTOR_FILE.is_file(), (
+        "connector/apiDefinition.swagger.json is missing: run `python -m shared.api.openapi --write`"
+    )
     committed = CONNECTOR_FILE.read_text(encoding="utf-8")
     assert committed == expected, (
         "connector/apiDefinition.swagger.json is out of date with the models/routes: run "
-        "`python -m shared.api.openapi --write` and commit the result")
+        "`python -m shared.api.openapi --write` and commit the result"
+    )
     assert len(committed.encode("utf-8")) < CONNECTOR_MAX_BYTES
 
 

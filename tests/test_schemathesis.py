@@ -63,8 +63,13 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
     return not_a_server_error(ctx, response, case)
 
 
-CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 @dataclass
@@ -87,7 +92,8 @@ def _build_store(path: Path) -> tuple[list[str], dict[str, str]]:
     try:
         fill_store(con, messages=200, days=2, seed=1, end=end)
         rows = con.execute(
-            'SELECT DISTINCT "CorrelationId" FROM "ACSEmailSendMailOperational" ORDER BY 1 LIMIT 5').fetchall()
+            'SELECT DISTINCT "CorrelationId" FROM "ACSEmailSendMailOperational" ORDER BY 1 LIMIT 5'
+        ).fetchall()
     finally:
         con.close()
     sample_window = {"from": start.isoformat() + "Z", "to": (stop + timedelta(days=1)).isoformat() + "Z"}
@@ -132,9 +138,15 @@ def session() -> Iterator[requests.Session]:
 def _fuzz(served: Served, session: requests.Session, operation_id: str, mode: GenerationMode, examples: int) -> None:
     operation = served.schema.find_operation_by_id(operation_id)
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None, print_blob=True,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink],
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         case.call_and_validate(base_url=served.base_url, session=session, checks=CHECKS)
@@ -147,14 +159,17 @@ def test_generated_requests(served: Served, session: requests.Session, operation
     _fuzz(served, session, operation_id, GenerationMode.POSITIVE, POSITIVE_EXAMPLES)
 
 
-@pytest.mark.parametrize("operation_id", [route.name for route in ROUTES if route.name in FUZZED
-                                          and (route.params_model or route.path_params)])
+@pytest.mark.parametrize(
+    "operation_id",
+    [route.name for route in ROUTES if route.name in FUZZED and (route.params_model or route.path_params)],
+)
 def test_invalid_requests(served: Served, session: requests.Session, operation_id: str) -> None:
     _fuzz(served, session, operation_id, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)
 
 
-def _call(served: Served, session: requests.Session, operation_id: str, headers: dict[str, str] | None = None,
-          **kwargs: Any) -> Any:
+def _call(
+    served: Served, session: requests.Session, operation_id: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> Any:
     case = served.schema.find_operation_by_id(operation_id).Case(**kwargs)
     # Headers go to the call: with a session, schemathesis 4.32 lets the session's defaults win over Case headers.
     return case.call_and_validate(base_url=served.base_url, session=session, headers=headers, checks=CHECKS)
@@ -176,17 +191,23 @@ def test_search_pages_conform(served: Served, session: requests.Session) -> None
     assert first.status_code == 200, first.text
     page = first.json()
     assert len(page["value"]) == 7 and page["nextLink"].startswith(served.base_url + "/messages?")
-    second = _call(served, session, "search_messages",
-                   query={**served.window, "top": 7, "continuationToken": page["continuationToken"]})
+    second = _call(
+        served,
+        session,
+        "search_messages",
+        query={**served.window, "top": 7, "continuationToken": page["continuationToken"]},
+    )
     assert second.status_code == 200, second.text
     assert {r["messageId"] + r["recipientId"] for r in second.json()["value"]}.isdisjoint(
-        {r["messageId"] + r["recipientId"] for r in page["value"]})
+        {r["messageId"] + r["recipientId"] for r in page["value"]}
+    )
 
 
 @pytest.mark.parametrize("kind", ["domains", "senders", "mail-servers", "latency", "failures", "sizes"])
 def test_every_stats_kind_conforms(served: Served, session: requests.Session, kind: str) -> None:
-    response = _call(served, session, "get_stats", path_parameters={"kind": kind},
-                     query={**served.window, "bin": "15m"})
+    response = _call(
+        served, session, "get_stats", path_parameters={"kind": kind}, query={**served.window, "bin": "15m"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["value"], kind
 

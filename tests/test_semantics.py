@@ -84,8 +84,13 @@ def test_trace_is_message_anchored(insights: Insights) -> None:
 
 def test_not_found(insights: Insights) -> None:
     body = trace(insights, "msg-99-unknown")
-    assert body == {"messageId": "msg-99-unknown", "state": "notFound", "send": None, "messageEvents": [],
-                    "recipients": []}
+    assert body == {
+        "messageId": "msg-99-unknown",
+        "state": "notFound",
+        "send": None,
+        "messageEvents": [],
+        "recipients": [],
+    }
 
 
 def test_clock_skew_is_kept_and_flagged(insights: Insights) -> None:
@@ -104,13 +109,21 @@ def test_latest_final_event_wins_whatever_the_arrival_order(insights: Insights) 
 def test_bounce_types_reported_inferred_unknown(insights: Insights) -> None:
     recipients = by_recipient(trace(insights, "msg-07-bounces")["recipients"])
     assert (recipients["ivan@fabrikam.com"]["bounceType"], recipients["ivan@fabrikam.com"]["bounceTypeSource"]) == (
-        "Soft Bounce", "inferred")
+        "Soft Bounce",
+        "inferred",
+    )
     assert (recipients["judy@fabrikam.com"]["bounceType"], recipients["judy@fabrikam.com"]["bounceTypeSource"]) == (
-        "Hard Bounce", "inferred")
+        "Hard Bounce",
+        "inferred",
+    )
     assert (recipients["kim@fabrikam.com"]["bounceType"], recipients["kim@fabrikam.com"]["bounceTypeSource"]) == (
-        "Unknown", "unknown")
+        "Unknown",
+        "unknown",
+    )
     assert (recipients["leo@contoso.com"]["bounceType"], recipients["leo@contoso.com"]["bounceTypeSource"]) == (
-        "Soft Bounce", "reported")
+        "Soft Bounce",
+        "reported",
+    )
     kim = recipients["kim@fabrikam.com"]
     assert kim["smtpStatusCode"] is None and kim["enhancedSmtpStatusCode"] is None
     assert kim["smtpStatusCodeDetails"] == "Unknown / not provided"
@@ -131,8 +144,15 @@ def test_late_event_and_last_at_domain(insights: Insights) -> None:
 def test_search_is_send_anchored_newest_first(insights: Insights) -> None:
     rows = search_rows(insights)
     assert [row["recipientId"] for row in rows] == [
-        '"weird@local"@Example.ORG', "ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com",
-        "leo@contoso.com", "henry@fabrikam.com", "grace@contoso.com", "carol@contoso.com", "alice@Contoso.com",
+        '"weird@local"@Example.ORG',
+        "ivan@fabrikam.com",
+        "judy@fabrikam.com",
+        "kim@fabrikam.com",
+        "leo@contoso.com",
+        "henry@fabrikam.com",
+        "grace@contoso.com",
+        "carol@contoso.com",
+        "alice@Contoso.com",
         "bob@fabrikam.com",
     ]
     grace = by_recipient(rows)["grace@contoso.com"]
@@ -145,8 +165,10 @@ def test_search_is_send_anchored_newest_first(insights: Insights) -> None:
     ("filters", "expected"),
     [
         ({"recipient": "ALICE@contoso.com"}, ["alice@Contoso.com"]),
-        ({"recipientDomain": "Fabrikam.com"}, ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com",
-                                               "henry@fabrikam.com", "bob@fabrikam.com"]),
+        (
+            {"recipientDomain": "Fabrikam.com"},
+            ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "henry@fabrikam.com", "bob@fabrikam.com"],
+        ),
         ({"status": "Bounced"}, ["judy@fabrikam.com", "leo@contoso.com", "bob@fabrikam.com"]),
         ({"bounceType": "hard"}, ["judy@fabrikam.com", "bob@fabrikam.com"]),
         ({"bounceType": "soft"}, ["ivan@fabrikam.com", "leo@contoso.com"]),
@@ -154,8 +176,10 @@ def test_search_is_send_anchored_newest_first(insights: Insights) -> None:
         ({"minSizeMb": 5}, ["henry@fabrikam.com", "grace@contoso.com"]),
         ({"hasAttachments": True}, ["henry@fabrikam.com"]),
         ({"messageId": "msg-01-final"}, ["alice@Contoso.com", "bob@fabrikam.com"]),
-        ({"internetMessageId": "<msg-07-bounces@contoso.com>"},
-         ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"]),
+        (
+            {"internetMessageId": "<msg-07-bounces@contoso.com>"},
+            ["ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"],
+        ),
         ({"sender": "donotreply@CONTOSO.com", "recipientDomain": "example.org"}, ['"weird@local"@Example.ORG']),
         ({"sender": "someone-else"}, []),
     ],
@@ -165,8 +189,9 @@ def test_search_filters(insights: Insights, filters: dict[str, Any], expected: l
 
 
 def test_search_window_bounds_sends(insights: Insights) -> None:
-    rows = to_body(insights.search(SearchParams.model_validate(
-        {"from": "2026-03-10T11:00:00Z", "to": "2026-03-10T15:00:00Z"})))["value"]
+    rows = to_body(
+        insights.search(SearchParams.model_validate({"from": "2026-03-10T11:00:00Z", "to": "2026-03-10T15:00:00Z"}))
+    )["value"]
     assert [row["recipientId"] for row in rows] == ["grace@contoso.com", "carol@contoso.com"]
 
 
@@ -223,8 +248,11 @@ def test_latency_stats_leave_out_clock_skew(insights: Insights) -> None:
 def test_size_stats(insights: Insights) -> None:
     rows = {row["messageSizeCategory"]: row for row in stats(insights, "sizes")["value"]}
     assert {key: (row["messages"], row["recipients"]) for key, row in rows.items()} == {
-        "Tiny (<100KB)": (2, 3), "Small (100KB-1MB)": (2, 7), "Medium (1-5MB)": (1, 1),
-        "Large (5-10MB)": (1, 1), "Very Large (>10MB)": (1, 1),
+        "Tiny (<100KB)": (2, 3),
+        "Small (100KB-1MB)": (2, 7),
+        "Medium (1-5MB)": (1, 1),
+        "Large (5-10MB)": (1, 1),
+        "Very Large (>10MB)": (1, 1),
     }
 
 
@@ -240,9 +268,11 @@ def test_sender_and_failure_stats(insights: Insights) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [("all", {"bob@fabrikam.com", "ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"}),
-     ("hard", {"bob@fabrikam.com", "judy@fabrikam.com"}),
-     ("soft", {"ivan@fabrikam.com", "leo@contoso.com"})],
+    [
+        ("all", {"bob@fabrikam.com", "ivan@fabrikam.com", "judy@fabrikam.com", "kim@fabrikam.com", "leo@contoso.com"}),
+        ("hard", {"bob@fabrikam.com", "judy@fabrikam.com"}),
+        ("soft", {"ivan@fabrikam.com", "leo@contoso.com"}),
+    ],
 )
 def test_bounces(insights: Insights, kind: str, expected: set[str]) -> None:
     body = to_body(insights.bounces(BouncesParams.model_validate({**DAY, "type": kind})))

@@ -37,8 +37,10 @@ from shared.summaries.table import (
     unescape_key,
 )
 
-RESOURCE = ("/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/"
-            "MICROSOFT.COMMUNICATION/COMMUNICATIONSERVICES/ACS-TEST")
+RESOURCE = (
+    "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/"
+    "MICROSOFT.COMMUNICATION/COMMUNICATIONSERVICES/ACS-TEST"
+)
 FIXTURE = Path(__file__).parent / "fixtures" / "semantics"
 #: The account key of the "wrong key" tests: must never show up in a message.
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5VGVzdA=="
@@ -108,21 +110,52 @@ def _insert(con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, values: 
 
 
 def send(con: duckdb.DuckDBPyConnection, message_id: str, at: datetime, recipients: int) -> None:
-    _insert(con, schemas.SEND_MAIL, {"TimeGenerated": at, "CorrelationId": message_id, "Size": 0.05,
-                                     "AttachmentsCount": 0, "ToRecipientsCount": recipients,
-                                     "CcRecipientsCount": 0, "BccRecipientsCount": 0,
-                                     "UniqueRecipientsCount": recipients})
+    _insert(
+        con,
+        schemas.SEND_MAIL,
+        {
+            "TimeGenerated": at,
+            "CorrelationId": message_id,
+            "Size": 0.05,
+            "AttachmentsCount": 0,
+            "ToRecipientsCount": recipients,
+            "CcRecipientsCount": 0,
+            "BccRecipientsCount": 0,
+            "UniqueRecipientsCount": recipients,
+        },
+    )
 
 
-def status(con: duckdb.DuckDBPyConnection, message_id: str, at: datetime, recipient: str, delivery_status: str,
-           *, mail_server: str = "mx.example.net", smtp: str = "", enhanced: str = "", hard: str = "",
-           sender: str = "DoNotReply", sender_domain: str = "contoso.com") -> None:
-    _insert(con, schemas.STATUS_UPDATE, {
-        "TimeGenerated": at, "CorrelationId": message_id, "RecipientId": recipient,
-        "DeliveryStatus": delivery_status, "SmtpStatusCode": smtp, "EnhancedSmtpStatusCode": enhanced,
-        "IsHardBounce": hard, "SenderDomain": sender_domain, "SenderUsername": sender,
-        "RecipientMailServerHostName": mail_server,
-    })
+def status(
+    con: duckdb.DuckDBPyConnection,
+    message_id: str,
+    at: datetime,
+    recipient: str,
+    delivery_status: str,
+    *,
+    mail_server: str = "mx.example.net",
+    smtp: str = "",
+    enhanced: str = "",
+    hard: str = "",
+    sender: str = "DoNotReply",
+    sender_domain: str = "contoso.com",
+) -> None:
+    _insert(
+        con,
+        schemas.STATUS_UPDATE,
+        {
+            "TimeGenerated": at,
+            "CorrelationId": message_id,
+            "RecipientId": recipient,
+            "DeliveryStatus": delivery_status,
+            "SmtpStatusCode": smtp,
+            "EnhancedSmtpStatusCode": enhanced,
+            "IsHardBounce": hard,
+            "SenderDomain": sender_domain,
+            "SenderUsername": sender,
+            "RecipientMailServerHostName": mail_server,
+        },
+    )
 
 
 def at(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -139,25 +172,64 @@ def by_key(store: SummaryStore, day: date) -> dict[tuple[str, str | None], dict[
 
 
 def total_row(**counts: Any) -> dict[str, Any]:
-    row = {"Dimension": "total", "Key": "all", "Total": 0, "Delivered": 0, "Bounced": 0, "Failed": 0,
-           "Suppressed": 0, "Quarantined": 0, "FilteredSpam": 0, "Pending": 0, "HardBounces": 0,
-           "SoftBounces": 0, "SuccessRate": 0.0, "AvgDurationSeconds": None, "P95DurationSeconds": None}
+    row = {
+        "Dimension": "total",
+        "Key": "all",
+        "Total": 0,
+        "Delivered": 0,
+        "Bounced": 0,
+        "Failed": 0,
+        "Suppressed": 0,
+        "Quarantined": 0,
+        "FilteredSpam": 0,
+        "Pending": 0,
+        "HardBounces": 0,
+        "SoftBounces": 0,
+        "SuccessRate": 0.0,
+        "AvgDurationSeconds": None,
+        "P95DurationSeconds": None,
+    }
     row.update(counts)
     return row
 
 
 def dimension_row(dimension: str, key: str | None, total: int = 1) -> dict[str, Any]:
-    return total_row(Dimension=dimension, Key=key, Total=total, Delivered=total, SuccessRate=100.0,
-                     AvgDurationSeconds=1.5, P95DurationSeconds=2.0)
+    return total_row(
+        Dimension=dimension,
+        Key=key,
+        Total=total,
+        Delivered=total,
+        SuccessRate=100.0,
+        AvgDurationSeconds=1.5,
+        P95DurationSeconds=2.0,
+    )
 
 
 # --------------------------------------------------------------------------- keys (no Azurite)
 
 
 NASTY_KEYS = [
-    "a/b", "back\\slash", "hash#tag", "what?", "100%", "%41", "pipe|pipe", "tab\there", "nul\x00", "del\x7f",
-    "c1\x85\x9f", "ünïcødé.例え.jp", "emoji😀@example.org", "~tilde~7C", "it's", "(none)", "(none", " spaced ",
-    "a~", "~~", "mx/1.example.net",
+    "a/b",
+    "back\\slash",
+    "hash#tag",
+    "what?",
+    "100%",
+    "%41",
+    "pipe|pipe",
+    "tab\there",
+    "nul\x00",
+    "del\x7f",
+    "c1\x85\x9f",
+    "ünïcødé.例え.jp",
+    "emoji😀@example.org",
+    "~tilde~7C",
+    "it's",
+    "(none)",
+    "(none",
+    " spaced ",
+    "a~",
+    "~~",
+    "mx/1.example.net",
 ]
 
 
@@ -184,12 +256,15 @@ def test_plan_recomputes_lookback_and_backfills_gaps() -> None:
     today = date(2026, 5, 20)
     present = {date(2026, 5, 17), date(2026, 5, 15)}
     plan = plan_days(today, 2, 6, present)
-    assert plan == {date(2026, 5, 14): "backfill", date(2026, 5, 16): "backfill",
-                    date(2026, 5, 18): "recompute", date(2026, 5, 19): "recompute"}
+    assert plan == {
+        date(2026, 5, 14): "backfill",
+        date(2026, 5, 16): "backfill",
+        date(2026, 5, 18): "recompute",
+        date(2026, 5, 19): "recompute",
+    }
 
 
 # --------------------------------------------------------------------------- Azurite
-
 
 
 @pytest.mark.azurite
@@ -197,8 +272,17 @@ def test_job_is_idempotent(store: SummaryStore, insights: Insights, logs: duckdb
     day = date(2026, 1, 5)
     send(logs, "idem-1", at(day, 9), 3)
     status(logs, "idem-1", at(day, 9, 0, 2), "ann@contoso.com", "Delivered", mail_server="mx1.contoso.com")
-    status(logs, "idem-1", at(day, 9, 0, 4), "ben@fabrikam.com", "Bounced", smtp="550", enhanced="5.1.1",
-           hard="true", mail_server="")
+    status(
+        logs,
+        "idem-1",
+        at(day, 9, 0, 4),
+        "ben@fabrikam.com",
+        "Bounced",
+        smtp="550",
+        enhanced="5.1.1",
+        hard="true",
+        mail_server="",
+    )
     status(logs, "idem-1", at(day, 9, 0, 5), "cy@fabrikam.com", "Delivered", mail_server="mx.fabrikam.com")
 
     first = run_daily_summary(settings(), [day], insights=insights, store=store)
@@ -215,13 +299,24 @@ def test_job_is_idempotent(store: SummaryStore, insights: Insights, logs: duckdb
 
     assert strip(again) == strip(snapshot)
     assert set(snapshot) == {
-        "total|all", "domain|contoso.com", "domain|fabrikam.com", "sender|DoNotReply@contoso.com",
-        "status|Delivered", "status|Bounced", "mailServer|mx1.contoso.com", "mailServer|mx.fabrikam.com",
+        "total|all",
+        "domain|contoso.com",
+        "domain|fabrikam.com",
+        "sender|DoNotReply@contoso.com",
+        "status|Delivered",
+        "status|Bounced",
+        "mailServer|mx1.contoso.com",
+        "mailServer|mx.fabrikam.com",
         "mailServer|(none)",
     }
     total = snapshot["total|all"]
     assert (total["Total"], total["Delivered"], total["Bounced"], total["HardBounces"], total["Pending"]) == (
-        3, 2, 1, 1, 0)
+        3,
+        2,
+        1,
+        1,
+        0,
+    )
     assert total["SuccessRate"] == pytest.approx(66.67)
     assert total["SchemaVersion"] == 1 and total["Dimension"] == "total" and total["Key"] == "all"
     assert "Key" not in snapshot["mailServer|(none)"]
@@ -240,12 +335,21 @@ def _nullable_key() -> bool:
 
 
 @pytest.mark.azurite
-def test_late_events_change_a_recomputed_day(store: SummaryStore, insights: Insights,
-                                             logs: duckdb.DuckDBPyConnection) -> None:
+def test_late_events_change_a_recomputed_day(
+    store: SummaryStore, insights: Insights, logs: duckdb.DuckDBPyConnection
+) -> None:
     day = date(2026, 1, 12)
     send(logs, "late-1", at(day, 10), 2)
-    status(logs, "late-1", at(day, 10, 0, 10), "dora@contoso.com", "Failed", smtp="451", enhanced="4.4.1",
-           mail_server="mx.slow.example")
+    status(
+        logs,
+        "late-1",
+        at(day, 10, 0, 10),
+        "dora@contoso.com",
+        "Failed",
+        smtp="451",
+        enhanced="4.4.1",
+        mail_server="mx.slow.example",
+    )
     status(logs, "late-1", at(day, 10, 0, 3), "eli@contoso.com", "Delivered", mail_server="mx.contoso.com")
     send(logs, "late-2", at(day, 11), 1)  # no final status yet: pending
 
@@ -257,8 +361,9 @@ def test_late_events_change_a_recomputed_day(store: SummaryStore, insights: Insi
 
     # The retry succeeds an hour later, and the pending recipient is delivered the next morning.
     status(logs, "late-1", at(day, 11, 0, 10), "dora@contoso.com", "Delivered", mail_server="mx.contoso.com")
-    status(logs, "late-2", at(day + timedelta(days=1), 8), "finn@fabrikam.com", "Delivered",
-           mail_server="mx.fabrikam.com")
+    status(
+        logs, "late-2", at(day + timedelta(days=1), 8), "finn@fabrikam.com", "Delivered", mail_server="mx.fabrikam.com"
+    )
     second = run_daily_summary(settings(), [day], insights=insights, store=store)
     after = entities(store, day)
 
@@ -266,14 +371,18 @@ def test_late_events_change_a_recomputed_day(store: SummaryStore, insights: Insi
     assert second["entitiesDeleted"] == 2
     total = after["total|all"]
     assert (total["Total"], total["Delivered"], total["Failed"], total["Pending"], total["SuccessRate"]) == (
-        3, 3, 0, 0, 100.0)
+        3,
+        3,
+        0,
+        0,
+        100.0,
+    )
     assert after["domain|fabrikam.com"]["Delivered"] == 1
     assert after["status|Delivered"]["Total"] == 3
 
 
 @pytest.mark.azurite
-def test_missed_days_are_backfilled(store: SummaryStore, insights: Insights,
-                                    logs: duckdb.DuckDBPyConnection) -> None:
+def test_missed_days_are_backfilled(store: SummaryStore, insights: Insights, logs: duckdb.DuckDBPyConnection) -> None:
     today = date(2026, 2, 10)
     for offset in range(1, 8):
         day = today - timedelta(days=offset)
@@ -290,10 +399,16 @@ def test_missed_days_are_backfilled(store: SummaryStore, insights: Insights,
     assert report["ok"] and report["today"] == "2026-02-10"
     assert report["recomputed"] == ["2026-02-07", "2026-02-08", "2026-02-09"]
     assert report["backfilled"] == ["2026-02-03", "2026-02-05"]
-    assert [entry["reason"] for entry in report["days"]] == ["backfill", "backfill", "recompute", "recompute",
-                                                             "recompute"]
+    assert [entry["reason"] for entry in report["days"]] == [
+        "backfill",
+        "backfill",
+        "recompute",
+        "recompute",
+        "recompute",
+    ]
     assert store.days_present(date(2026, 2, 1), date(2026, 2, 10)) == {
-        date(2026, 2, 3) + timedelta(days=i) for i in range(7)}
+        date(2026, 2, 3) + timedelta(days=i) for i in range(7)
+    }
     # Feb 4 was present and outside the lookback: left alone.
     assert entities(store, date(2026, 2, 4))["total|all"]["ComputedAt"] == computed_at_feb4
     for iso in ("2026-02-03", "2026-02-05"):
@@ -319,8 +434,9 @@ class _FlakyInsights(Insights):
 
 
 @pytest.mark.azurite
-def test_failed_and_partial_days_are_reported(store: SummaryStore, insights: Insights,
-                                              logs: duckdb.DuckDBPyConnection) -> None:
+def test_failed_and_partial_days_are_reported(
+    store: SummaryStore, insights: Insights, logs: duckdb.DuckDBPyConnection
+) -> None:
     days = [date(2026, 2, 20), date(2026, 2, 21), date(2026, 2, 22)]
     for index, day in enumerate(days):
         send(logs, f"flaky-{index}", at(day, 8), 1)
@@ -340,12 +456,19 @@ def test_failed_and_partial_days_are_reported(store: SummaryStore, insights: Ins
 
 
 @pytest.mark.azurite
-def test_a_send_before_midnight_counts_on_its_send_day(store: SummaryStore, insights: Insights,
-                                                       logs: duckdb.DuckDBPyConnection) -> None:
+def test_a_send_before_midnight_counts_on_its_send_day(
+    store: SummaryStore, insights: Insights, logs: duckdb.DuckDBPyConnection
+) -> None:
     day = date(2026, 1, 20)
     send(logs, "midnight-1", datetime(2026, 1, 20, 23, 59, 0, 123456), 1)
-    status(logs, "midnight-1", datetime(2026, 1, 21, 0, 1, 0, 123456), "late@night.example", "Delivered",
-           mail_server="mx.night.example")
+    status(
+        logs,
+        "midnight-1",
+        datetime(2026, 1, 21, 0, 1, 0, 123456),
+        "late@night.example",
+        "Delivered",
+        mail_server="mx.night.example",
+    )
 
     summary = summarize_one_day(insights, store, day)
     rows = {(s.dimension, s.key): s for s in summary.value}
@@ -410,11 +533,20 @@ def test_batches_over_100_entities(store: SummaryStore) -> None:
 def test_read_range_is_inclusive_and_sorted(store: SummaryStore) -> None:
     days = [date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)]
     for day in reversed(days):
-        store.replace_day(day, [total_row(), dimension_row("status", "Delivered"), dimension_row("domain", "b"),
-                                dimension_row("domain", "a")], datetime.now(UTC))
+        store.replace_day(
+            day,
+            [
+                total_row(),
+                dimension_row("status", "Delivered"),
+                dimension_row("domain", "b"),
+                dimension_row("domain", "a"),
+            ],
+            datetime.now(UTC),
+        )
     read = store.read(days[0], days[1])
     assert [(s.date, s.dimension, s.key) for s in read] == [
-        (d, dim, key) for d in days[:2]
+        (d, dim, key)
+        for d in days[:2]
         for dim, key in (("total", "all"), ("domain", "a"), ("domain", "b"), ("status", "Delivered"))
     ]
     assert store.days_present(days[0], days[2]) == set(days)
@@ -482,8 +614,11 @@ def test_from_settings_full_connection_string(azurite_connection_string: str, ta
 def test_from_settings_identity_based() -> None:
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    env = {"Summaries__accountName": "acsinsightsstore", "Summaries__credential": "managedidentity",
-           "Summaries__clientId": "11111111-2222-3333-4444-555555555555"}
+    env = {
+        "Summaries__accountName": "acsinsightsstore",
+        "Summaries__credential": "managedidentity",
+        "Summaries__clientId": "11111111-2222-3333-4444-555555555555",
+    }
     store = SummaryStore.from_settings(settings(summary_storage="Summaries"), env)
     assert store.client.url.startswith("https://acsinsightsstore.table.core.windows.net")
     assert isinstance(store.client.credential, ManagedIdentityCredential)
@@ -494,8 +629,7 @@ def test_from_settings_identity_based() -> None:
     assert isinstance(store.client.credential, DefaultAzureCredential)
 
     with pytest.raises(SummaryStoreUnavailable, match="tableServiceUri"):
-        SummaryStore.from_settings(settings(summary_storage="Summaries"),
-                                   {"Summaries__tableServiceUri": "ftp://nope"})
+        SummaryStore.from_settings(settings(summary_storage="Summaries"), {"Summaries__tableServiceUri": "ftp://nope"})
 
 
 def test_nothing_configured_is_a_clear_error() -> None:
@@ -516,12 +650,14 @@ def test_malformed_connection_string_does_not_echo_it(caplog: pytest.LogCaptureF
 
 
 @pytest.mark.azurite
-def test_errors_never_leak_the_account_key(azurite_server: azurite_helper.Azurite, table_name: str,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_errors_never_leak_the_account_key(
+    azurite_server: azurite_helper.Azurite, table_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = azurite_helper.connection_string(azurite_server.endpoint, key=WRONG_KEY)
-    store = SummaryStore.from_settings(settings(summary_storage="WrongKey", summary_table=table_name),
-                                       {"WrongKey": wrong})
+    store = SummaryStore.from_settings(
+        settings(summary_storage="WrongKey", summary_table=table_name), {"WrongKey": wrong}
+    )
     ok, detail = store.check()
     assert not ok and ("403" in detail or "authentication" in detail.lower()), detail
     assert WRONG_KEY not in detail

@@ -44,18 +44,21 @@ TRACE_NOT_FOUND_RETRY_AFTER = 60
 
 
 class HttpProblem(Exception):
-    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
         self.headers = headers or {}
         self.extra = extra
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
-                  mimetype: str = "application/json") -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status, headers=headers,
-                             mimetype=mimetype, charset="utf-8")
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None, mimetype: str = "application/json"
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False), status_code=status, headers=headers, mimetype=mimetype, charset="utf-8"
+    )
 
 
 def problem_response(exc: HttpProblem) -> func.HttpResponse:
@@ -76,8 +79,11 @@ def _wants_csv(req: func.HttpRequest, params: dict[str, Any]) -> bool:
 
 def _with_query(url: str, replace: dict[str, str | None]) -> str:
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in replace and k not in _PLATFORM_PARAMS]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in replace and k not in _PLATFORM_PARAMS
+    ]
     query += [(k, v) for k, v in replace.items() if v is not None]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
@@ -91,10 +97,13 @@ def trace_message(req: func.HttpRequest) -> func.HttpResponse:
     body = to_body(result)
     if result.state == "notFound":
         raise HttpProblem(
-            404, "Message not found",
+            404,
+            "Message not found",
             f"No logs for message {params.message_id} in the last {params.lookback_days} days. Logs reach Log "
             "Analytics minutes after a send; retry later.",
-            {"Retry-After": str(TRACE_NOT_FOUND_RETRY_AFTER)}, messageId=params.message_id, state="notFound",
+            {"Retry-After": str(TRACE_NOT_FOUND_RETRY_AFTER)},
+            messageId=params.message_id,
+            state="notFound",
         )
     if result.state == "pending":
         location = _with_query(req.url, {})
@@ -113,8 +122,10 @@ def search_messages(req: func.HttpRequest) -> func.HttpResponse:
 def get_stats(req: func.HttpRequest) -> func.HttpResponse:
     kind = req.route_params.get("kind", "")
     if kind not in ("domains", "senders", "mail-servers", "latency", "failures", "sizes"):
-        raise BadRequest(f"kind: must be one of domains, senders, mail-servers, latency, failures, sizes; got {kind!r}",
-                         [{"parameter": "kind", "reason": "unknown statistics kind"}])
+        raise BadRequest(
+            f"kind: must be one of domains, senders, mail-servers, latency, failures, sizes; got {kind!r}",
+            [{"parameter": "kind", "reason": "unknown statistics kind"}],
+        )
     params = parse_params(StatsParams, _query_params(req))
     return json_response(to_body(default_insights().stats(kind, params)))
 
@@ -129,8 +140,9 @@ def list_bounces(req: func.HttpRequest) -> func.HttpResponse:
         headers = {"Content-Disposition": 'attachment; filename="bounces.csv"'}
         if result.partial:
             headers["Warning"] = '199 - "partial result"'
-        return func.HttpResponse(bounces_csv(result), status_code=200, headers=headers, mimetype="text/csv",
-                                 charset="utf-8")
+        return func.HttpResponse(
+            bounces_csv(result), status_code=200, headers=headers, mimetype="text/csv", charset="utf-8"
+        )
     return json_response(to_body(result))
 
 
@@ -151,8 +163,9 @@ def recompute_daily_summary(req: func.HttpRequest) -> func.HttpResponse:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"date: must be a day YYYY-MM-DD, got {text!r}",
-                         [{"parameter": "date", "reason": "not a date YYYY-MM-DD"}]) from None
+        raise BadRequest(
+            f"date: must be a day YYYY-MM-DD, got {text!r}", [{"parameter": "date", "reason": "not a date YYYY-MM-DD"}]
+        ) from None
     from shared.summaries.job import summarize_one_day
 
     result = summarize_one_day(default_insights(), _summary_store(), day)
@@ -217,11 +230,17 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
         try:
             from shared.summaries.table import SummaryStoreError
         except ImportError:  # never let the error path hide the original error
-            SummaryStoreError = ()  # type: ignore[assignment,misc]  # noqa: N806
+            SummaryStoreError = ()  # type: ignore[assignment,misc]
         if isinstance(exc, SummaryStoreError):
             headers = {"Retry-After": "30"} if exc.status == 503 else None
-            return problem_response(HttpProblem(exc.status, "Summary store unavailable" if exc.status == 503
-                                                else "Summary store failed", exc.detail, headers))
+            return problem_response(
+                HttpProblem(
+                    exc.status,
+                    "Summary store unavailable" if exc.status == 503 else "Summary store failed",
+                    exc.detail,
+                    headers,
+                )
+            )
         log.exception("unhandled error in %s", route.name)
         return problem_response(HttpProblem(500, "Internal Server Error", f"{route.name} failed unexpectedly"))
 

@@ -90,9 +90,12 @@ class _SchemaGenerator(GenerateJsonSchema):
 
     def generate_inner(self, schema: Any) -> JsonSchemaValue:
         core = cast(dict[str, Any], schema)
-        if (self.mode == "serialization" and core.get("type") == "datetime"
-                and isinstance(core.get("serialization"), dict)
-                and core["serialization"].get("type") == "function-plain"):
+        if (
+            self.mode == "serialization"
+            and core.get("type") == "datetime"
+            and isinstance(core.get("serialization"), dict)
+            and core["serialization"].get("type") == "function-plain"
+        ):
             return {"type": "string", "format": "date-time"}
         return super().generate_inner(cast(CoreSchema, schema))
 
@@ -148,7 +151,7 @@ def component_schemas(ref_template: str = OAS_REF) -> dict[str, Any]:
         stats["properties"]["value"] = {
             "type": "array",
             "description": "One row per group; the row shape depends on the statistics kind "
-                           "(" + ", ".join(_stats_row_models()) + ").",
+            "(" + ", ".join(_stats_row_models()) + ").",
             "items": {"oneOf": rows},
         }
     schemas["Problem"] = _problem_schema(ref_template)
@@ -248,15 +251,18 @@ def _oas_operation(route: Route) -> dict[str, Any]:
         op["description"] += " Unknown query parameters are rejected with 400."
 
     problem = {PROBLEM_JSON: {"schema": {"$ref": OAS_REF.format(model="Problem")}}}
-    retry_after = {"Retry-After": {"description": "Seconds to wait before retrying.",
-                                   "schema": {"type": "integer", "minimum": 0}}}
+    retry_after = {
+        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
+    }
     responses: dict[str, Any] = {}
     if route.response_model:
         body = {"schema": {"$ref": OAS_REF.format(model=load(route.response_model).__name__)}}
         responses["200"] = {"description": "OK", "content": {"application/json": body}}
     else:
-        responses["200"] = {"description": route.summary,
-                            "content": {"application/json": {"schema": {"type": "object"}}}}
+        responses["200"] = {
+            "description": route.summary,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     if route.name == "trace_message":
         responses["200"]["description"] = "The message reached a final state for every recipient."
         responses["202"] = {
@@ -280,16 +286,20 @@ def _oas_operation(route: Route) -> dict[str, Any]:
         responses["200"]["description"] = "Bounced recipients as JSON, or as CSV with format=csv / Accept: text/csv."
     if route.name == "health":
         responses["200"]["description"] = "Every dependency is reachable."
-        responses["503"] = {"description": "A dependency is unreachable; the body says which and why.",
-                            "content": responses["200"]["content"]}
+        responses["503"] = {
+            "description": "A dependency is unreachable; the body says which and why.",
+            "content": responses["200"]["content"],
+        }
     else:
-        responses["400"] = {"description": "Invalid request: `errors` names each parameter at fault.",
-                            "content": problem}
+        responses["400"] = {
+            "description": "Invalid request: `errors` names each parameter at fault.",
+            "content": problem,
+        }
         if route.auth != "anonymous":
             responses["401"] = {"description": "Missing or wrong function key (answered by the Functions host)."}
         responses["5XX"] = {
             "description": "Log source or summary store unavailable or throttled (503 with Retry-After), "
-                           "query failed or timed out (502/504), or an internal error (500).",
+            "query failed or timed out (502/504), or an internal error (500).",
             "headers": retry_after,
             "content": problem,
         }
@@ -328,10 +338,18 @@ def openapi_document(server_url: str = "http://localhost:7071/api") -> dict[str,
         "components": {
             "schemas": component_schemas(OAS_REF),
             "securitySchemes": {
-                "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
-                                      "description": "Function key (or the admin key for admin operations)."},
-                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
-                                     "description": "Function key as the `code` query parameter."},
+                "functionKeyHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "Function key (or the admin key for admin operations).",
+                },
+                "functionKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "code",
+                    "description": "Function key as the `code` query parameter.",
+                },
             },
         },
         "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
@@ -341,18 +359,62 @@ def openapi_document(server_url: str = "http://localhost:7071/api") -> dict[str,
 # --------------------------------------------------------------------------- Swagger 2.0
 
 #: JSON Schema keywords Swagger 2.0's Schema Object knows (plus x- extensions).
-_SWAGGER_SCHEMA_KEYS = frozenset({
-    "$ref", "format", "title", "description", "default", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
-    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
-    "maxProperties", "minProperties", "required", "enum", "type", "items", "allOf", "properties",
-    "additionalProperties", "discriminator", "readOnly", "xml", "externalDocs", "example",
-})
+_SWAGGER_SCHEMA_KEYS = frozenset(
+    {
+        "$ref",
+        "format",
+        "title",
+        "description",
+        "default",
+        "multipleOf",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "enum",
+        "type",
+        "items",
+        "allOf",
+        "properties",
+        "additionalProperties",
+        "discriminator",
+        "readOnly",
+        "xml",
+        "externalDocs",
+        "example",
+    }
+)
 #: Keywords a Swagger 2.0 (non-body) parameter may carry besides name/in/description/required.
-_SWAGGER_PARAM_KEYS = frozenset({
-    "type", "format", "items", "collectionFormat", "default", "maximum", "exclusiveMaximum", "minimum",
-    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "enum",
-    "multipleOf",
-})
+_SWAGGER_PARAM_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "items",
+        "collectionFormat",
+        "default",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "enum",
+        "multipleOf",
+    }
+)
 
 
 def to_swagger_schema(schema: Any, *, summaries: bool = False, scope: dict[str, Any] | None = None) -> Any:
@@ -371,8 +433,9 @@ def to_swagger_schema(schema: Any, *, summaries: bool = False, scope: dict[str, 
         return schema
     schema, nullable = _non_null(schema)
     if "$ref" in schema:
-        ref = str(schema["$ref"]).replace("#/components/schemas/", "#/definitions/").replace("#/$defs/",
-                                                                                               "#/definitions/")
+        ref = (
+            str(schema["$ref"]).replace("#/components/schemas/", "#/definitions/").replace("#/$defs/", "#/definitions/")
+        )
         return {"$ref": ref}  # Swagger 2.0 ignores siblings of $ref
     out: dict[str, Any] = {}
     if nullable:
@@ -439,8 +502,13 @@ def _resolve_local(option: Any, scope: dict[str, Any]) -> Any:
 
 def _swagger_parameter(p: _Parameter) -> dict[str, Any]:
     schema = to_swagger_schema(p.schema)
-    param: dict[str, Any] = {"name": p.name, "in": p.location, "required": p.required,
-                             "description": p.description, "x-ms-summary": display_name(p.name)}
+    param: dict[str, Any] = {
+        "name": p.name,
+        "in": p.location,
+        "required": p.required,
+        "description": p.description,
+        "x-ms-summary": display_name(p.name),
+    }
     param.update({k: v for k, v in schema.items() if k in _SWAGGER_PARAM_KEYS})
     if p.name in INTERNAL_PARAMETERS:
         param["x-ms-visibility"] = "internal"
@@ -462,8 +530,11 @@ def _swagger_operation(route: Route) -> dict[str, Any]:
     }
     problem = {"$ref": SWAGGER_REF.format(model="Problem")}
     responses: dict[str, Any] = {}
-    body = ({"$ref": SWAGGER_REF.format(model=load(route.response_model).__name__)}
-            if route.response_model else {"type": "object"})
+    body = (
+        {"$ref": SWAGGER_REF.format(model=load(route.response_model).__name__)}
+        if route.response_model
+        else {"type": "object"}
+    )
     responses["200"] = {"description": "OK", "schema": body}
     retry_after = {"Retry-After": {"type": "integer", "description": "Seconds to wait before retrying."}}
     if route.name == "trace_message":
@@ -472,18 +543,23 @@ def _swagger_operation(route: Route) -> dict[str, Any]:
             "schema": body,
             "headers": {"Location": {"type": "string", "description": "Absolute URL to poll."}, **retry_after},
         }
-        responses["404"] = {"description": "Nothing logged for this message yet.", "schema": problem,
-                            "headers": retry_after}
+        responses["404"] = {
+            "description": "Nothing logged for this message yet.",
+            "schema": problem,
+            "headers": retry_after,
+        }
     if route.name == "search_messages":
         op["x-ms-pageable"] = {"nextLinkName": "nextLink"}
     if route.name == "health":
         responses["503"] = {"description": "A dependency is unreachable.", "schema": body}
         op["security"] = []
     else:
-        responses["400"] = {"description": "Invalid request: errors names each parameter at fault.",
-                            "schema": problem}
-        responses["503"] = {"description": "Log source or summary store unavailable or throttled.",
-                            "schema": problem, "headers": retry_after}
+        responses["400"] = {"description": "Invalid request: errors names each parameter at fault.", "schema": problem}
+        responses["503"] = {
+            "description": "Log source or summary store unavailable or throttled.",
+            "schema": problem,
+            "headers": retry_after,
+        }
         responses["default"] = {"description": "Problem details.", "schema": problem}
     op["responses"] = responses
     return op
@@ -492,8 +568,10 @@ def _swagger_operation(route: Route) -> dict[str, Any]:
 def swagger2_document(host: str = "localhost:7071", base_path: str = "/api", scheme: str = "https") -> dict[str, Any]:
     """The Power Automate custom connector definition (Swagger 2.0)."""
     definitions_2020 = component_schemas(SWAGGER_REF)
-    definitions = {name: to_swagger_schema(schema, summaries=True, scope=definitions_2020)
-                   for name, schema in definitions_2020.items()}
+    definitions = {
+        name: to_swagger_schema(schema, summaries=True, scope=definitions_2020)
+        for name, schema in definitions_2020.items()
+    }
     # Row models only reach the connector merged into StatsResult.value; keep definitions that are used.
     paths: dict[str, Any] = {}
     for route in ROUTES:
@@ -564,8 +642,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.file.read_text(encoding="utf-8") if args.file.is_file() else ""
         if current != text:
-            print(f"{args.file} is out of date with the models: run `python -m shared.api.openapi --write`",
-                  file=sys.stderr)
+            print(
+                f"{args.file} is out of date with the models: run `python -m shared.api.openapi --write`",
+                file=sys.stderr,
+            )
             return 1
         print(f"{args.file} is up to date")
         return 0

@@ -34,35 +34,111 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("trace_message", "messages/{messageId}", "GET", "function", "Trace a message",
-          "What happened to one message: its send, message-level events and every recipient's final status "
-          "and timeline. 200 when final, 202 while pending (poll the Location), 404 while nothing is logged.",
-          "shared.models:TraceParams", "shared.models:TraceResult", "Messages",
-          (("messageId", "The message id returned by the ACS send API (operation id).", r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"),)),
-    Route("search_messages", "messages", "GET", "function", "Search deliveries",
-          "One row per recipient with its final status, newest send first; paged with nextLink.",
-          "shared.models:SearchParams", "shared.models:SearchPage", "Messages"),
-    Route("get_stats", "stats/{kind}", "GET", "function", "Delivery statistics",
-          "Aggregates over the send window: domains, senders, mail-servers, latency, failures or sizes, with how "
-          "complete the data is.",
-          "shared.models:StatsParams", "shared.models:StatsResult", "Statistics",
-          (("kind", "domains, senders, mail-servers, latency, failures or sizes.",
-            r"^(domains|senders|mail-servers|latency|failures|sizes)$"),)),
-    Route("list_bounces", "bounces", "GET", "function", "Bounced recipients",
-          "One row per bounced address (lowercased). CSV with format=csv or Accept: text/csv.",
-          "shared.models:BouncesParams", "shared.models:BounceList", "Bounces"),
-    Route("list_daily_summaries", "summaries/daily", "GET", "function", "Daily summaries",
-          "Persisted daily delivery summaries (no log query).",
-          "shared.models:SummaryRangeParams", "shared.models:DailySummaryList", "Summaries"),
-    Route("recompute_daily_summary", "summaries/daily/{date}", "POST", "admin", "Recompute a daily summary",
-          "Recompute and persist the summaries of one UTC send day; returns them.",
-          None, "shared.models:DailySummaryList", "Summaries",
-          (("date", "UTC send day, YYYY-MM-DD.", r"^\d{4}-\d{2}-\d{2}$"),)),
-    Route("health", "health", "GET", "anonymous", "Health",
-          "Whether the log source and the summary table store are reachable, and why not.",
-          None, "shared.models:Health", "Operations"),
-    Route("openapi", "openapi.json", "GET", "anonymous", "OpenAPI document",
-          "This API's OpenAPI 3.1 document.", None, None, "Operations"),
+    Route(
+        "trace_message",
+        "messages/{messageId}",
+        "GET",
+        "function",
+        "Trace a message",
+        "What happened to one message: its send, message-level events and every recipient's final status "
+        "and timeline. 200 when final, 202 while pending (poll the Location), 404 while nothing is logged.",
+        "shared.models:TraceParams",
+        "shared.models:TraceResult",
+        "Messages",
+        (
+            (
+                "messageId",
+                "The message id returned by the ACS send API (operation id).",
+                r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
+            ),
+        ),
+    ),
+    Route(
+        "search_messages",
+        "messages",
+        "GET",
+        "function",
+        "Search deliveries",
+        "One row per recipient with its final status, newest send first; paged with nextLink.",
+        "shared.models:SearchParams",
+        "shared.models:SearchPage",
+        "Messages",
+    ),
+    Route(
+        "get_stats",
+        "stats/{kind}",
+        "GET",
+        "function",
+        "Delivery statistics",
+        "Aggregates over the send window: domains, senders, mail-servers, latency, failures or sizes, with how "
+        "complete the data is.",
+        "shared.models:StatsParams",
+        "shared.models:StatsResult",
+        "Statistics",
+        (
+            (
+                "kind",
+                "domains, senders, mail-servers, latency, failures or sizes.",
+                r"^(domains|senders|mail-servers|latency|failures|sizes)$",
+            ),
+        ),
+    ),
+    Route(
+        "list_bounces",
+        "bounces",
+        "GET",
+        "function",
+        "Bounced recipients",
+        "One row per bounced address (lowercased). CSV with format=csv or Accept: text/csv.",
+        "shared.models:BouncesParams",
+        "shared.models:BounceList",
+        "Bounces",
+    ),
+    Route(
+        "list_daily_summaries",
+        "summaries/daily",
+        "GET",
+        "function",
+        "Daily summaries",
+        "Persisted daily delivery summaries (no log query).",
+        "shared.models:SummaryRangeParams",
+        "shared.models:DailySummaryList",
+        "Summaries",
+    ),
+    Route(
+        "recompute_daily_summary",
+        "summaries/daily/{date}",
+        "POST",
+        "admin",
+        "Recompute a daily summary",
+        "Recompute and persist the summaries of one UTC send day; returns them.",
+        None,
+        "shared.models:DailySummaryList",
+        "Summaries",
+        (("date", "UTC send day, YYYY-MM-DD.", r"^\d{4}-\d{2}-\d{2}$"),),
+    ),
+    Route(
+        "health",
+        "health",
+        "GET",
+        "anonymous",
+        "Health",
+        "Whether the log source and the summary table store are reachable, and why not.",
+        None,
+        "shared.models:Health",
+        "Operations",
+    ),
+    Route(
+        "openapi",
+        "openapi.json",
+        "GET",
+        "anonymous",
+        "OpenAPI document",
+        "This API's OpenAPI 3.1 document.",
+        None,
+        None,
+        "Operations",
+    ),
 )
 
 _AUTH = {"function": func.AuthLevel.FUNCTION, "anonymous": func.AuthLevel.ANONYMOUS, "admin": func.AuthLevel.ADMIN}
@@ -100,7 +176,8 @@ def build_blueprint() -> func.Blueprint:
         )
     _timer.__name__ = "daily_summary"
     bp.function_name(name="daily_summary")(
-        bp.timer_trigger(schedule="%DAILY_SUMMARY_SCHEDULE%", arg_name="timer", run_on_startup=False,
-                         use_monitor=True)(_timer)
+        bp.timer_trigger(schedule="%DAILY_SUMMARY_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)(
+            _timer
+        )
     )
     return bp

@@ -95,9 +95,7 @@ class CodeInfo:
 @cache
 def catalog_entries() -> Catalog:
     """The parsed catalog.json (cached; treat as read-only)."""
-    text = (
-        resources.files(__name__).joinpath("catalog.json").read_text(encoding="utf-8")
-    )
+    text = resources.files(__name__).joinpath("catalog.json").read_text(encoding="utf-8")
     raw: Any = json.loads(text)
     return cast(Catalog, raw)
 
@@ -191,9 +189,7 @@ def _details(entry: CatalogEntry) -> str:
 
 def _datatable(name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     schema = ", ".join(f"{column}:string" for column in columns)
-    body = ",\n".join(
-        "    " + ", ".join(string_literal(value) for value in row) for row in rows
-    )
+    body = ",\n".join("    " + ", ".join(string_literal(value) for value in row) for row in rows)
     return f"let {name} = datatable({schema})[\n{body}\n];\n"
 
 

@@ -28,29 +28,79 @@ _FINALS = "(" + ", ".join(f'"{status}"' for status in FINAL_STATUSES) + ")"
 _MESSAGE_TERMINALS = "(" + ", ".join(f'"{status}"' for status in MESSAGE_TERMINAL_STATUSES) + ")"
 
 SEND_COLUMNS = (
-    "SendTime", "MessageId", "MessageSize", "AttachmentsCount", "ToRecipientsCount", "CcRecipientsCount",
-    "BccRecipientsCount", "UniqueRecipientsCount", "_ResourceId",
+    "SendTime",
+    "MessageId",
+    "MessageSize",
+    "AttachmentsCount",
+    "ToRecipientsCount",
+    "CcRecipientsCount",
+    "BccRecipientsCount",
+    "UniqueRecipientsCount",
+    "_ResourceId",
 )
 
 #: Output columns of a correlated row: the seed's columns plus bounceTypeSource, failureCategory, clockSkew.
 CORRELATED_COLUMNS = (
-    "MessageId", "InternetMessageId", "RecipientId", "RecipientDomain", "SenderUsername", "SenderDomain",
-    "FinalDeliveryStatus", "BounceType", "BounceTypeSource", "SendTime", "FinalStatusTime", "DurationSeconds",
-    "DurationMilliseconds", "ClockSkew", "MessageSize", "MessageSizeCategory", "AttachmentsCount",
-    "ToRecipientsCount", "CcRecipientsCount", "BccRecipientsCount", "UniqueRecipientsCount", "SmtpStatusCode",
-    "SmtpStatusCodeDetails", "EnhancedSmtpStatusCode", "EnhancedSmtpStatusCodeDetails", "FailureCategory",
-    "FailureReason", "FailureMessage", "RecipientMailServerHostName", "_ResourceId",
+    "MessageId",
+    "InternetMessageId",
+    "RecipientId",
+    "RecipientDomain",
+    "SenderUsername",
+    "SenderDomain",
+    "FinalDeliveryStatus",
+    "BounceType",
+    "BounceTypeSource",
+    "SendTime",
+    "FinalStatusTime",
+    "DurationSeconds",
+    "DurationMilliseconds",
+    "ClockSkew",
+    "MessageSize",
+    "MessageSizeCategory",
+    "AttachmentsCount",
+    "ToRecipientsCount",
+    "CcRecipientsCount",
+    "BccRecipientsCount",
+    "UniqueRecipientsCount",
+    "SmtpStatusCode",
+    "SmtpStatusCodeDetails",
+    "EnhancedSmtpStatusCode",
+    "EnhancedSmtpStatusCodeDetails",
+    "FailureCategory",
+    "FailureReason",
+    "FailureMessage",
+    "RecipientMailServerHostName",
+    "_ResourceId",
 )
 
 EVENT_COLUMNS = (
-    "TimeGenerated", "CorrelationId", "RecipientId", "DeliveryStatus", "SmtpStatusCode", "EnhancedSmtpStatusCode",
-    "FailureReason", "FailureMessage", "IsHardBounce", "SenderDomain", "SenderUsername",
-    "RecipientMailServerHostName", "InternetMessageId", "_ResourceId",
+    "TimeGenerated",
+    "CorrelationId",
+    "RecipientId",
+    "DeliveryStatus",
+    "SmtpStatusCode",
+    "EnhancedSmtpStatusCode",
+    "FailureReason",
+    "FailureMessage",
+    "IsHardBounce",
+    "SenderDomain",
+    "SenderUsername",
+    "RecipientMailServerHostName",
+    "InternetMessageId",
+    "_ResourceId",
 )
 
 _FINAL_VALUES = (
-    "DeliveryStatus", "SmtpStatusCode", "EnhancedSmtpStatusCode", "SenderDomain", "SenderUsername",
-    "FailureMessage", "FailureReason", "IsHardBounce", "RecipientMailServerHostName", "InternetMessageId",
+    "DeliveryStatus",
+    "SmtpStatusCode",
+    "EnhancedSmtpStatusCode",
+    "SenderDomain",
+    "SenderUsername",
+    "FailureMessage",
+    "FailureReason",
+    "IsHardBounce",
+    "RecipientMailServerHostName",
+    "InternetMessageId",
 )
 
 
@@ -189,8 +239,10 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
     if f.sender is not None:
         username, at, domain = f.sender.rpartition("@")
         if at:
-            lines.append(f"    | where SenderUsername =~ {b.add('sender_username', 'string', username)}"
-                         f" and SenderDomain =~ {b.add('sender_domain', 'string', domain)}")
+            lines.append(
+                f"    | where SenderUsername =~ {b.add('sender_username', 'string', username)}"
+                f" and SenderDomain =~ {b.add('sender_domain', 'string', domain)}"
+            )
         else:
             lines.append(f"    | where SenderUsername =~ {b.add('sender_username', 'string', f.sender)}")
     if f.internet_message_id is not None:
@@ -278,16 +330,18 @@ def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
 
 def correlated(b: _Bindings, f: Filters, name: str = "Correlated") -> str:
     """Send-anchored correlation: the seed's join, enriched, filtered; one row per recipient."""
-    return "\n".join([
-        send_side(b, f),
-        final_side(b, f),
-        f"let {name} = Sends",
-        "    | join kind=inner (Finals) on MessageId, _ResourceId",
-        "    | project-away MessageId1, _ResourceId1",
-        ENRICHMENT,
-        *_post_join_filters(b, f),
-        "    ;",
-    ])
+    return "\n".join(
+        [
+            send_side(b, f),
+            final_side(b, f),
+            f"let {name} = Sends",
+            "    | join kind=inner (Finals) on MessageId, _ResourceId",
+            "    | project-away MessageId1, _ResourceId1",
+            ENRICHMENT,
+            *_post_join_filters(b, f),
+            "    ;",
+        ]
+    )
 
 
 def _take_bucket(count: int) -> int:
@@ -363,12 +417,12 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
 _STATS_AGGREGATES: dict[str, list[str]] = {
     "domains": [
         "Correlated",
-        "| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
-        "    Bounced = countif(FinalDeliveryStatus == \"Bounced\"), Failed = countif(FinalDeliveryStatus == \"Failed\"),",
-        "    Suppressed = countif(FinalDeliveryStatus == \"Suppressed\"),",
-        "    Quarantined = countif(FinalDeliveryStatus == \"Quarantined\"),",
-        "    FilteredSpam = countif(FinalDeliveryStatus == \"FilteredSpam\"),",
-        "    HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\"),",
+        '| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),',
+        '    Bounced = countif(FinalDeliveryStatus == "Bounced"), Failed = countif(FinalDeliveryStatus == "Failed"),',
+        '    Suppressed = countif(FinalDeliveryStatus == "Suppressed"),',
+        '    Quarantined = countif(FinalDeliveryStatus == "Quarantined"),',
+        '    FilteredSpam = countif(FinalDeliveryStatus == "FilteredSpam"),',
+        '    HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce"),',
         "    AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50),",
         "    P95DurationSeconds = percentile(LatencySeconds, 95)",
         "    by RecipientDomain",
@@ -377,8 +431,8 @@ _STATS_AGGREGATES: dict[str, list[str]] = {
     ],
     "senders": [
         "Correlated",
-        "| summarize TotalSent = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
-        "    HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\")",
+        '| summarize TotalSent = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),',
+        '    HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce")',
         "    by SenderUsername, SenderDomain",
         "| extend HardBounceRate = round(100.0 * HardBounces / TotalSent, 2),",
         "    SoftBounceRate = round(100.0 * SoftBounces / TotalSent, 2)",
@@ -386,7 +440,7 @@ _STATS_AGGREGATES: dict[str, list[str]] = {
     ],
     "mail-servers": [
         "Correlated",
-        "| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),",
+        '| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),',
         "    AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)",
         "    by RecipientMailServerHostName",
         "| extend Failures = Total - Delivered, AvgDurationSeconds = round(AvgDurationSeconds, 3)",
@@ -395,7 +449,7 @@ _STATS_AGGREGATES: dict[str, list[str]] = {
     ],
     "failures": [
         "Correlated",
-        "| where FinalDeliveryStatus != \"Delivered\"",
+        '| where FinalDeliveryStatus != "Delivered"',
         "| summarize Count = count() by FailureReason, FinalDeliveryStatus, SmtpStatusCode,",
         "    EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails, FailureCategory",
         "| order by Count desc, FailureReason asc, EnhancedSmtpStatusCode asc, SmtpStatusCode asc",
@@ -424,8 +478,8 @@ def build_stats_query(kind: str, params: StatsParams, window: Window) -> KqlQuer
         body = [
             correlated(b, f),
             "Correlated",
-            "| where FinalDeliveryStatus == \"Delivered\" and not(ClockSkew)",
-            f"| summarize Count = count(), AvgDurationSeconds = round(avg(LatencySeconds), 3),",
+            '| where FinalDeliveryStatus == "Delivered" and not(ClockSkew)',
+            "| summarize Count = count(), AvgDurationSeconds = round(avg(LatencySeconds), 3),",
             f"    P95DurationSeconds = percentile(LatencySeconds, 95) by Time = bin(SendTime, {bin_span})",
             "| order by Time asc",
         ]
@@ -497,12 +551,12 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     _window_lets(b, window)
     f = Filters()
     counts = (
-        "Total = count(), Delivered = countif(FinalDeliveryStatus == \"Delivered\"),"
-        " Bounced = countif(FinalDeliveryStatus == \"Bounced\"), Failed = countif(FinalDeliveryStatus == \"Failed\"),"
-        " Suppressed = countif(FinalDeliveryStatus == \"Suppressed\"),"
-        " Quarantined = countif(FinalDeliveryStatus == \"Quarantined\"),"
-        " FilteredSpam = countif(FinalDeliveryStatus == \"FilteredSpam\"),"
-        " HardBounces = countif(BounceType == \"Hard Bounce\"), SoftBounces = countif(BounceType == \"Soft Bounce\"),"
+        'Total = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),'
+        ' Bounced = countif(FinalDeliveryStatus == "Bounced"), Failed = countif(FinalDeliveryStatus == "Failed"),'
+        ' Suppressed = countif(FinalDeliveryStatus == "Suppressed"),'
+        ' Quarantined = countif(FinalDeliveryStatus == "Quarantined"),'
+        ' FilteredSpam = countif(FinalDeliveryStatus == "FilteredSpam"),'
+        ' HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce"),'
         " AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
     )
     body = [
@@ -516,22 +570,20 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         "    | join kind=leftanti (MessageFailures) on MessageId, _ResourceId",
         "    | summarize sum(UniqueRecipientsCount));",
         "let Dimensions = Correlated",
-        "    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, \"@\", SenderDomain));",
+        '    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, "@", SenderDomain));',
         "union",
-        f"    (Dimensions | summarize {counts} | extend Dimension = \"total\", Key = \"all\"),",
-        f"    (Dimensions | summarize {counts} by Key = RecipientDomain | extend Dimension = \"domain\"),",
-        f"    (Dimensions | summarize {counts} by Key = Sender | extend Dimension = \"sender\"),",
-        f"    (Dimensions | summarize {counts} by Key = FinalDeliveryStatus | extend Dimension = \"status\"),",
-        f"    (Dimensions | summarize {counts} by Key = RecipientMailServerHostName"
-        " | extend Dimension = \"mailServer\")",
-        "| extend Pending = iff(Dimension == \"total\", max_of(tolong(Expected) - Total, 0), long(0))",
+        f'    (Dimensions | summarize {counts} | extend Dimension = "total", Key = "all"),',
+        f'    (Dimensions | summarize {counts} by Key = RecipientDomain | extend Dimension = "domain"),',
+        f'    (Dimensions | summarize {counts} by Key = Sender | extend Dimension = "sender"),',
+        f'    (Dimensions | summarize {counts} by Key = FinalDeliveryStatus | extend Dimension = "status"),',
+        f'    (Dimensions | summarize {counts} by Key = RecipientMailServerHostName | extend Dimension = "mailServer")',
+        '| extend Pending = iff(Dimension == "total", max_of(tolong(Expected) - Total, 0), long(0))',
         "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
         "    AvgDurationSeconds = round(AvgDurationSeconds, 3)",
         "| project Dimension, Key, Total, Delivered, Bounced, Failed, Suppressed, Quarantined, FilteredSpam,",
         "    Pending, HardBounces, SoftBounces, SuccessRate, AvgDurationSeconds, P95DurationSeconds",
     ]
     return _query("daily-summary", b, body, window)
-
 
 
 def build_hard_bounce_rate_query(window: Window = _PLACEHOLDER) -> KqlQuery:
@@ -542,7 +594,7 @@ def build_hard_bounce_rate_query(window: Window = _PLACEHOLDER) -> KqlQuery:
     body = [
         correlated(b, Filters()),
         "Correlated",
-        "| summarize Total = count(), HardBounces = countif(BounceType == \"Hard Bounce\")",
+        '| summarize Total = count(), HardBounces = countif(BounceType == "Hard Bounce")',
         "| extend HardBounceRate = iff(Total == 0, real(0), round(100.0 * HardBounces / Total, 2))",
         "| project HardBounceRate, HardBounces, Total",
     ]
@@ -560,7 +612,7 @@ def build_p95_latency_query(window: Window = _PLACEHOLDER) -> KqlQuery:
         "Sends",
         "| join kind=inner (Finals) on MessageId, _ResourceId",
         "| where FinalStatusTime >= SendTime",
-        "| extend DurationSeconds = todouble(datetime_diff(\"millisecond\", FinalStatusTime, SendTime)) / 1000.0",
+        '| extend DurationSeconds = todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0',
         "| summarize P95DurationSeconds = percentile(DurationSeconds, 95), Delivered = count()",
         "| extend P95DurationSeconds = iff(Delivered == 0, real(0), P95DurationSeconds)",
     ]

@@ -45,8 +45,9 @@ def _create_catalog_tables(connection: duckdb.DuckDBPyConnection) -> None:
     through the search path); the Log Analytics form sends the same rows as datatables instead."""
     from shared.codes import CATALOG_TABLES, catalog_rows
 
-    attached = connection.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
-                                  [_CATALOG_DB]).fetchone()
+    attached = connection.execute(
+        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [_CATALOG_DB]
+    ).fetchone()
     if not attached or not attached[0]:
         connection.execute(f"ATTACH ':memory:' AS {_CATALOG_DB}")
     for name, columns in CATALOG_TABLES.items():

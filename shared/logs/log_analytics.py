@@ -9,6 +9,7 @@ flagged, with the service's warning.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
 from typing import TYPE_CHECKING, Any
@@ -160,12 +161,9 @@ def _map_http_error(exc: Any) -> LogQueryError:
         retry_after = 30.0
         response = getattr(exc, "response", None)
         if response is not None:
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 retry_after = float(response.headers.get("Retry-After", retry_after))
-            except (TypeError, ValueError):
-                pass
-        return LogQueryThrottled(f"Log Analytics is throttling queries: {message}", retry_after=retry_after,
-                                 code=code)
+        return LogQueryThrottled(f"Log Analytics is throttling queries: {message}", retry_after=retry_after, code=code)
     if status in (401, 403):
         return LogSourceUnavailable(f"not authorised to query the workspace (HTTP {status}): {message}", code=code)
     if status == 400:

@@ -36,8 +36,9 @@ def plan_days(today: date, lookback_days: int, backfill_days: int, present: set[
     return dict(sorted(plan.items()))
 
 
-def _summarise(insights: Insights, store: SummaryStore, day: date, *, present: bool,
-               computed_at: datetime) -> tuple[ReplaceResult | None, str | None, int]:
+def _summarise(
+    insights: Insights, store: SummaryStore, day: date, *, present: bool, computed_at: datetime
+) -> tuple[ReplaceResult | None, str | None, int]:
     """Compute and persist one day. Returns (result or None if skipped, partial warning, total)."""
     rows, partial = insights.daily_summary(day)
     total = next((int(row.get("Total") or 0) for row in rows if row.get("Dimension") == "total"), 0)
@@ -97,8 +98,9 @@ def run_daily_summary(
         day_started = time.monotonic()
         entry: dict[str, Any] = {"date": day.isoformat(), "reason": reason}
         try:
-            result, partial, total = _summarise(insights, store, day, present=day in present,
-                                                computed_at=datetime.now(UTC))
+            result, partial, total = _summarise(
+                insights, store, day, present=day in present, computed_at=datetime.now(UTC)
+            )
         except (LogQueryError, SummaryStoreError, ValueError) as exc:
             detail = getattr(exc, "detail", None) or str(exc)
             logger.error("daily summary %s (%s) failed: %s", day.isoformat(), reason, detail)
@@ -112,19 +114,30 @@ def run_daily_summary(
             if result is None:
                 entry["status"] = "skipped"
             else:
-                entry.update(status="written", entities=result.entities, written=result.written,
-                             deleted=result.deleted)
+                entry.update(status="written", entities=result.entities, written=result.written, deleted=result.deleted)
                 report["entitiesWritten"] += result.written
                 report["entitiesDeleted"] += result.deleted
-                logger.info("daily summary %s (%s): %d recipients, %d entities written, %d deleted",
-                            day.isoformat(), reason, total, result.written, result.deleted)
+                logger.info(
+                    "daily summary %s (%s): %d recipients, %d entities written, %d deleted",
+                    day.isoformat(),
+                    reason,
+                    total,
+                    result.written,
+                    result.deleted,
+                )
         entry["seconds"] = round(time.monotonic() - day_started, 3)
         report["days"].append(entry)
     report["ok"] = not report["failed"]
     report["seconds"] = round(time.monotonic() - started, 3)
-    logger.info("daily summary run: %d days (%d recomputed, %d backfilled, %d requested), %d failed, %.1f s",
-                len(plan), len(report["recomputed"]), len(report["backfilled"]), len(report["requested"]),
-                len(report["failed"]), report["seconds"])
+    logger.info(
+        "daily summary run: %d days (%d recomputed, %d backfilled, %d requested), %d failed, %.1f s",
+        len(plan),
+        len(report["recomputed"]),
+        len(report["backfilled"]),
+        len(report["requested"]),
+        len(report["failed"]),
+        report["seconds"],
+    )
     return report
 
 
@@ -139,8 +152,9 @@ def summarize_one_day(insights: Insights, store: SummaryStore, day: date) -> Dai
     result = store.replace_day(day, rows, datetime.now(UTC), delete_stale=not partial)
     if partial:
         logger.warning("daily summary %s: partial query result written, stale keys kept", day.isoformat())
-    logger.info("daily summary %s (requested): %d entities written, %d deleted",
-                day.isoformat(), result.written, result.deleted)
+    logger.info(
+        "daily summary %s (requested): %d entities written, %d deleted", day.isoformat(), result.written, result.deleted
+    )
     return DailySummaryList(value=store.read(day, day))
 
 
@@ -157,6 +171,8 @@ def run_scheduled(*, past_due: bool = False) -> dict[str, Any]:
         logger.warning("daily summary timer is past due; running now")
     report = run_daily_summary(Settings.from_env(), insights=default_insights())
     if not report["ok"]:
-        raise RuntimeError(f"daily summary failed for {len(report['failed'])} day(s): "
-                           + ", ".join(item["date"] for item in report["failed"]))
+        raise RuntimeError(
+            f"daily summary failed for {len(report['failed'])} day(s): "
+            + ", ".join(item["date"] for item in report["failed"])
+        )
     return report

@@ -52,8 +52,18 @@ _ESCAPE: Final = "~"
 #: Row keys longer than this many UTF-16 code units (1 KiB is the service limit) are shortened.
 MAX_ROW_KEY_UNITS: Final = 512
 
-INT_COLUMNS: Final = ("Total", "Delivered", "Bounced", "Failed", "Suppressed", "Quarantined", "FilteredSpam",
-                      "Pending", "HardBounces", "SoftBounces")
+INT_COLUMNS: Final = (
+    "Total",
+    "Delivered",
+    "Bounced",
+    "Failed",
+    "Suppressed",
+    "Quarantined",
+    "FilteredSpam",
+    "Pending",
+    "HardBounces",
+    "SoftBounces",
+)
 FLOAT_COLUMNS: Final = ("SuccessRate", "AvgDurationSeconds", "P95DurationSeconds")
 _REQUIRED_FLOATS: Final = ("SuccessRate",)
 
@@ -245,7 +255,7 @@ def _key_is_nullable() -> bool:
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -313,8 +323,7 @@ def _identity_credential(kind: str | None, client_id: str | None) -> TokenCreden
 
 
 class SummaryStore:
-    def __init__(self, client: TableClient, *, description: str | None = None,
-                 secrets: Sequence[str] = ()) -> None:
+    def __init__(self, client: TableClient, *, description: str | None = None, secrets: Sequence[str] = ()) -> None:
         self.client = client
         self.table = client.table_name
         self._secrets = tuple(secrets)
@@ -428,8 +437,9 @@ class SummaryStore:
         )
         return {str(entity["RowKey"]) for entity in entities}
 
-    def replace_day(self, day: date, rows: Iterable[Mapping[str, Any]], computed_at: datetime, *,
-                    delete_stale: bool = True) -> ReplaceResult:
+    def replace_day(
+        self, day: date, rows: Iterable[Mapping[str, Any]], computed_at: datetime, *, delete_stale: bool = True
+    ) -> ReplaceResult:
         """Make the day's partition hold exactly *rows*: upsert all (batches of 100), then delete the rest.
 
         Readers never see the day empty: new entities replace old ones in place first, and only
@@ -480,8 +490,15 @@ class SummaryStore:
             raise self._error("reading summaries", exc) from exc
         summaries = [from_entity(entity, nullable_key=self._nullable_key) for entity in entities]
         order = {name: index for index, name in enumerate(DIMENSIONS)}
-        summaries.sort(key=lambda s: (s.date, order.get(s.dimension, len(order)), s.dimension,
-                                      s.key is not None and s.key != "", s.key or ""))
+        summaries.sort(
+            key=lambda s: (
+                s.date,
+                order.get(s.dimension, len(order)),
+                s.dimension,
+                s.key is not None and s.key != "",
+                s.key or "",
+            )
+        )
         return summaries
 
     def days_present(self, from_day: date, to_day: date) -> set[date]:
@@ -502,14 +519,22 @@ class SummaryStore:
         """Whether the table can be reached, and why (no secrets), for /api/health."""
         try:
             pages = self.client.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": "health"}, select=["PartitionKey"],
-                results_per_page=1, retry_total=0, connection_timeout=5, read_timeout=10,
+                "PartitionKey eq @pk",
+                parameters={"pk": "health"},
+                select=["PartitionKey"],
+                results_per_page=1,
+                retry_total=0,
+                connection_timeout=5,
+                read_timeout=10,
             ).by_page()
             next(pages, None)
         except ResourceNotFoundError:
             return True, f"{self.description} is reachable; the table is created by the first summary run"
         except Exception as exc:
-            error = self._error("checking the summary table", exc) if isinstance(exc, AzureError) else \
-                SummaryStoreError(redact(f"checking the summary table: {type(exc).__name__}", self._secrets))
+            error = (
+                self._error("checking the summary table", exc)
+                if isinstance(exc, AzureError)
+                else SummaryStoreError(redact(f"checking the summary table: {type(exc).__name__}", self._secrets))
+            )
             return False, error.detail
         return True, f"{self.description} is reachable"
