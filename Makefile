@@ -8,7 +8,7 @@ SAMPLE_MESSAGES ?= 20000
 SAMPLE_DAYS ?= 7
 export ACS_LOCAL_STORE ?= .data/acs-logs.duckdb
 
-.PHONY: setup run test lint typecheck unit bench connector clean
+.PHONY: setup run test lint typecheck unit checkov bench connector clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ tools/azurite/node_modules/.installed: tools/azurite/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix tools/azurite
 	touch $@
 
+.venv-checkov/.installed: tools/checkov-requirements.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
+	.venv-checkov/bin/python -m pip install --quiet -r tools/checkov-requirements.txt
+	touch $@
+
 setup: $(VENV)/.installed tools/kusto-check/node_modules/.installed tools/azurite/node_modules/.installed
 
 run: setup
@@ -32,6 +38,8 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check shared tests function_app.py benchmarks
+	$(PY) -m shared.monitoring --check
+	$(PY) -m shared.api.openapi --check
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -39,7 +47,10 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck unit
+checkov: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --config-file .checkov.yaml --quiet --compact
+
+test: lint typecheck checkov unit
 
 bench: setup
 	$(PY) benchmarks/run.py
@@ -48,4 +59,4 @@ connector: setup
 	$(PY) -m shared.api.openapi --write
 
 clean:
-	rm -rf $(VENV) tools/*/node_modules .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov tools/*/node_modules .data .pytest_cache .mypy_cache .ruff_cache

@@ -295,10 +295,10 @@ def bench_http() -> None:
 
 def bench_summary() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
-    from azurite import start_azurite  # type: ignore[import-not-found]
-
     from shared.summaries.job import summarize_one_day
     from shared.summaries.table import SummaryStore
+
+    from azurite import running  # type: ignore[import-not-found]
 
     day_store = DATA / "day-1000000.duckdb"
     day = date(2026, 3, 15)
@@ -310,8 +310,8 @@ def bench_summary() -> None:
         con.execute("CHECKPOINT")
         con.close()
     insights = Insights(DuckDbSource(day_store), clock=clock)
-    with start_azurite() as connection_string:
-        store = SummaryStore.from_connection_string(connection_string, "BenchSummaries")
+    with running() as azurite:
+        store = SummaryStore.from_connection_string(azurite.connection_string, "BenchSummaries")
         store.ensure_table()
         insights.daily_summary_query(day)
         insights.run_query(insights.daily_summary_query(day))  # translation is per process, once

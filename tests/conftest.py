@@ -13,6 +13,8 @@ from shared.insights import Insights
 from shared.logs.embedded import DuckDbSource
 from shared.logs.store import open_store
 
+import azurite as azurite_helper
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SEMANTICS = FIXTURES / "semantics"
 #: "Now" for tests over the semantics fixture (its send day is 2026-03-10).
@@ -35,3 +37,19 @@ def semantic_insights(semantic_store: Path) -> Iterator[Insights]:
     source = DuckDbSource(semantic_store)
     yield Insights(source, clock=lambda: FIXTURE_NOW)
     source.close()
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[azurite_helper.Azurite]:
+    """Azurite's Table service for the session (tools/azurite), or the one named by AZURITE_TABLE_ENDPOINT."""
+    try:
+        server = azurite_helper.start()
+    except azurite_helper.AzuriteUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string(azurite_server: azurite_helper.Azurite) -> str:
+    return azurite_server.connection_string

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from kusto_check import assert_valid_kql
 
 from shared.insights import Insights, PageCursor, _filters_fingerprint
 from shared.kql.builder import build_completeness_query
@@ -18,6 +17,8 @@ from shared.kql.query import KqlQuery, from_log_analytics_text
 from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
 from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+
+from kusto_check import assert_valid_kql
 
 NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import kusto_check
 import pytest
+
+import kusto_check
 from kusto_check import assert_valid_kql, check_queries, run_checker
 
 SEND = "ACSEmailSendMailOperational"

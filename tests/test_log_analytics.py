@@ -22,16 +22,6 @@ import duckdb
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
-from la_standin import (
-    WORKSPACE_ID,
-    Failure,
-    LogAnalyticsStandIn,
-    PartialError,
-    Throttle,
-    kusto_datetime,
-    parse_timespan,
-    to_tables,
-)
 
 from shared import schemas
 from shared.insights import Insights
@@ -47,6 +37,17 @@ from shared.logs.source import (
 )
 from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+
+from la_standin import (
+    WORKSPACE_ID,
+    Failure,
+    LogAnalyticsStandIn,
+    PartialError,
+    Throttle,
+    kusto_datetime,
+    parse_timespan,
+    to_tables,
+)
 
 TOKEN = "test-token-7f3a"
 RETRIES = 3

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from kusto_check import assert_valid_kql
-
 from shared import monitoring
 from shared.insights import Insights
 from shared.kql import builder
 from shared.kql.builder import Window
+
+from kusto_check import assert_valid_kql
 
 
 def test_committed_queries_match_the_builder() -> None:

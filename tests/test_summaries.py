@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import azurite as azurite_helper
 import duckdb
 import pytest
 
@@ -37,6 +36,8 @@ from shared.summaries.table import (
     unescape_key,
 )
 
+import azurite as azurite_helper
+
 RESOURCE = (
     "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/"
     "MICROSOFT.COMMUNICATION/COMMUNICATIONSERVICES/ACS-TEST"
@@ -47,24 +48,6 @@ WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5VGV
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def azurite_server() -> Iterator[azurite_helper.Azurite]:
-    problem, server = "", None
-    try:
-        server = azurite_helper.start()
-    except azurite_helper.AzuriteUnavailable as exc:
-        problem = str(exc)
-    if server is None:
-        pytest.fail(problem, pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite_connection_string(azurite_server: azurite_helper.Azurite) -> str:
-    return azurite_server.connection_string
 
 
 @pytest.fixture

@@ -1,0 +1,100 @@
+"""Summaries over HTTP and the timer through the local host, against real Azurite and the semantics fixture."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from function_app import app
+from shared import services
+from shared.api import handlers
+from shared.host import LocalHost
+from shared.insights import Insights
+from shared.settings import APP_SETTINGS, Settings
+from shared.summaries.table import SummaryStore
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, method=method, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            raw = response.read()
+            return response.status, dict(response.headers), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, dict(error.headers), json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="module")
+def table() -> str:
+    return "Summaries" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def base_url(semantic_insights: Insights, azurite_connection_string: str, table: str) -> Iterator[str]:
+    patch = pytest.MonkeyPatch()
+    patch.setattr(handlers, "default_insights", lambda: semantic_insights)
+    patch.setattr(services, "default_insights", lambda: semantic_insights)
+    patch.setenv("AzureWebJobsStorage", azurite_connection_string)
+    patch.setenv("SUMMARY_TABLE", table)
+    patch.setenv("SUMMARY_LOOKBACK_DAYS", "2")
+    patch.setenv("SUMMARY_BACKFILL_DAYS", "4")
+    with LocalHost(app, settings_file=None) as host:
+        yield host.base_url
+    patch.undo()
+
+
+def test_recompute_then_read_a_day(base_url: str) -> None:
+    status, _, body = call(f"{base_url}/api/summaries/daily/2026-03-10", "POST")
+    assert status == 200, body
+    rows = {(row["dimension"], row["key"]): row for row in body["value"]}
+    total = rows[("total", "all")]
+    assert (total["total"], total["delivered"], total["pending"], total["successRate"]) == (10, 5, 2, 50.0)
+    assert rows[("domain", "example.org")]["delivered"] == 1
+    assert total["date"] == "2026-03-10" and total["schemaVersion"] == 1
+
+    status, _, again = call(f"{base_url}/api/summaries/daily/2026-03-10", "POST")
+    assert status == 200
+    strip = [{k: v for k, v in row.items() if k != "computedAt"} for row in again["value"]]
+    assert strip == [{k: v for k, v in row.items() if k != "computedAt"} for row in body["value"]]
+
+    status, _, domains = call(f"{base_url}/api/summaries/daily?from=2026-03-09&to=2026-03-11&dimension=domain")
+    assert status == 200
+    assert [row["key"] for row in domains["value"]] == ["contoso.com", "example.org", "fabrikam.com"]
+
+
+def test_health_is_ok_with_table_storage(base_url: str) -> None:
+    status, _, body = call(f"{base_url}/api/health")
+    assert status == 200, body
+    assert body["status"] == "ok" and body["tableStore"]["reachable"] is True
+    assert "AccountKey" not in json.dumps(body)
+
+
+def test_timer_runs_through_the_admin_endpoint(base_url: str, azurite_connection_string: str, table: str) -> None:
+    status, _, _ = call(f"{base_url}/admin/functions/daily_summary", "POST", b"{}")
+    assert status == 202
+    store = SummaryStore.from_connection_string(azurite_connection_string, table)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    present = store.days_present(yesterday - timedelta(days=3), yesterday)
+    # SUMMARY_BACKFILL_DAYS=4: the four days up to yesterday now all have a summary
+    assert present == {yesterday - timedelta(days=n) for n in range(4)}
+
+
+def test_local_settings_sample_lists_every_setting() -> None:
+    from pathlib import Path
+
+    sample = json.loads((Path(__file__).parent.parent / "local.settings.sample.json").read_text(encoding="utf-8"))
+    values = sample["Values"]
+    assert {spec.name for spec in APP_SETTINGS} <= set(values)
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    for spec in APP_SETTINGS:
+        assert values[spec.name] == (spec.default or ""), spec.name
+    assert Settings.from_env().summary_table
