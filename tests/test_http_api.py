@@ -266,3 +266,20 @@ def test_openapi_document(api: Api) -> None:
 def test_unknown_route_and_method(api: Api) -> None:
     assert api.get("nothing-here").status == 404
     assert api.get("messages", method="DELETE").status == 405
+
+
+def test_unexpected_error_is_a_500_problem_that_logs_no_address(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = "@".join(["carol", "contoso.com"])  # built, so the traceback's source lines do not show it
+
+    def explode() -> Insights:
+        raise RuntimeError("cannot handle recipient " + address)
+
+    monkeypatch.setattr(handlers, "default_insights", explode)
+    with caplog.at_level("DEBUG"):
+        reply = api.get("messages", DAY)
+    body = assert_problem(reply, 500)
+    assert "carol@contoso.com" not in json.dumps(body)
+    assert "RuntimeError" in caplog.text and "search_messages" in caplog.text
+    assert "carol@contoso.com" not in caplog.text

@@ -6,12 +6,15 @@ Every expected value below is explained in tests/fixtures/semantics/EXPECTED.md.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.api.render import to_body
 from shared.insights import Insights
+from shared.logs.embedded import DuckDbSource
+from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
@@ -293,3 +296,24 @@ def test_daily_summary_counts_on_the_send_day(insights: Insights) -> None:
     assert by_key[("sender", "DoNotReply@contoso.com")]["Total"] == 10
     next_day, _ = insights.daily_summary(date(2026, 3, 11))
     assert next_day == [] or all(row["Total"] == 0 for row in next_day)
+
+
+def test_unmapped_codes_are_named(tmp_path: Path) -> None:
+    """Codes the catalog does not know are explained as such, on both code columns."""
+    con = open_store(tmp_path / "unmapped.duckdb")
+    con.execute(
+        "INSERT INTO ACSEmailSendMailOperational (TimeGenerated, CorrelationId, Size, UniqueRecipientsCount,"
+        " _ResourceId) VALUES ('2026-03-10 09:00:00', 'msg-u', 0.2, 1, 'r')"
+    )
+    con.execute(
+        "INSERT INTO ACSEmailStatusUpdateOperational (TimeGenerated, CorrelationId, RecipientId, DeliveryStatus,"
+        " SmtpStatusCode, EnhancedSmtpStatusCode, IsHardBounce, _ResourceId) VALUES"
+        " ('2026-03-10 09:00:05', 'msg-u', 'zed@example.net', 'Failed', '599', '5.99.1', '', 'r')"
+    )
+    con.close()
+    source = DuckDbSource(tmp_path / "unmapped.duckdb")
+    (row,) = to_body(Insights(source).search(SearchParams.model_validate(DAY)))["value"]
+    source.close()
+    assert row["smtpStatusCodeDetails"] == "Unmapped SMTP code: 599"
+    assert row["enhancedSmtpStatusCodeDetails"] == "Unmapped enhanced code: 5.99.1"
+    assert (row["bounceType"], row["failureCategory"]) == ("Hard Bounce", "other")  # 5xx class: hard

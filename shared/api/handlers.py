@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -241,7 +242,10 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
                     headers,
                 )
             )
-        log.exception("unhandled error in %s", route.name)
+        # The exception's message may quote data (a validation error quotes the recipient it failed on):
+        # log where it happened, never what it said.
+        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
+        log.error("unhandled %s in %s\n%s", type(exc).__name__, route.name, where)
         return problem_response(HttpProblem(500, "Internal Server Error", f"{route.name} failed unexpectedly"))
 
 

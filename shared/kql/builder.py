@@ -264,9 +264,9 @@ SIZE_CATEGORY = """case(
         MessageSize < 10.0, "Large (5-10MB)",
         "Very Large (>10MB)")"""
 
-# Written so both engines agree and the embedded translation stays small: a column from an unmatched
-# `lookup` is "" in Log Analytics but NULL in DuckDB, so "has a value" is tested as `strlen(X) > 0`
-# (false for "", NULL for NULL: not taken either way) and "empty" is what falls through to a later branch.
+# Written so both engines agree and the embedded translation stays small. A column from an unmatched
+# `lookup` is "" in Log Analytics but NULL in DuckDB; `coalesce` skips both (for strings it returns the
+# first non-empty value), so every "first known explanation" chain is a coalesce.
 ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime
     | extend DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime)
     | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3)
@@ -277,10 +277,14 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
     | lookup kind=leftouter EnhancedCodeCatalog on EnhancedSmtpStatusCode
     | extend EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode)
     | lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject
+    | extend CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
+        extract(@"^([245])[0-9][0-9]$", 1, SmtpStatusCode))
     | extend InferredBounce = case(
         EnhancedBounce in ("hard", "soft"), EnhancedBounce,
         EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
         SmtpBounce in ("hard", "soft"), SmtpBounce,
+        CodeClass == "5", "hard",
+        CodeClass == "4", "soft",
         "")
     | extend ReportedBounce = tolower(IsHardBounce)
     | extend BounceType = case(
@@ -295,25 +299,20 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
         ReportedBounce in ("true", "false"), "reported",
         BounceType != "Unknown", "inferred",
         "unknown")
-    | extend SmtpStatusCodeDetails = case(
-        strlen(SmtpStatusCodeDetails) > 0, SmtpStatusCodeDetails,
-        strlen(SmtpStatusCode) > 0, strcat("Unmapped SMTP code: ", SmtpStatusCode),
-        FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
-        "Unknown / not provided")
-    | extend EnhancedSmtpStatusCodeDetails = case(
-        strlen(EnhancedSmtpStatusCodeDetails) > 0, EnhancedSmtpStatusCodeDetails,
-        strlen(EnhancedSubjectDetails) > 0, EnhancedSubjectDetails,
-        strlen(EnhancedSmtpStatusCode) > 0, strcat("Unmapped enhanced code: ", EnhancedSmtpStatusCode),
-        FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
-        "Unknown / not provided")
-    | extend FailureCategory = case(
-        FinalDeliveryStatus == "Delivered", "",
-        strlen(EnhancedFailureCategory) > 0 and EnhancedFailureCategory != "none", EnhancedFailureCategory,
-        strlen(EnhancedSubjectFailureCategory) > 0 and EnhancedSubjectFailureCategory != "none",
-            EnhancedSubjectFailureCategory,
-        strlen(SmtpFailureCategory) > 0 and SmtpFailureCategory != "none", SmtpFailureCategory,
-        FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
-        "other")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
+    | extend SmtpStatusCodeDetails = coalesce(SmtpStatusCodeDetails,
+        iff(SmtpStatusCode == "", "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode)),
+        iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided"))
+    | extend EnhancedSmtpStatusCodeDetails = coalesce(EnhancedSmtpStatusCodeDetails, EnhancedSubjectDetails,
+        iff(EnhancedSmtpStatusCode == "", "",
+            replace_string("Unmapped enhanced code: {code}", "{code}", EnhancedSmtpStatusCode)),
+        iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided"))
+    | extend FailureCategory = iff(FinalDeliveryStatus == "Delivered", "", coalesce(
+        iff(EnhancedFailureCategory == "none", "", EnhancedFailureCategory),
+        iff(EnhancedSubjectFailureCategory == "none", "", EnhancedSubjectFailureCategory),
+        iff(SmtpFailureCategory == "none", "", SmtpFailureCategory),
+        iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other")))""".replace(
+    "{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN
+).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
 
 
 def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
