@@ -167,7 +167,12 @@ class Insights:
         result = self.source.run(query)
         rows = [SearchRow.model_validate(_fields(record)) for record in result.records()]
         if cursor is not None:
-            rows = rows[cursor.skip :]
+            # Drop the rows the previous pages already returned: those tied at the cursor's send time.
+            # Counting only rows still at that time means a changed tie group never skips older rows.
+            dropped = 0
+            while dropped < min(cursor.skip, len(rows)) and rows[dropped].send_time == cursor.send_time:
+                dropped += 1
+            rows = rows[dropped:]
         page, more = rows[: params.top], len(rows) > params.top
         token = None
         if more and page:

@@ -267,50 +267,50 @@ SIZE_CATEGORY = """case(
 # Written so both engines agree and the embedded translation stays small. A column from an unmatched
 # `lookup` is "" in Log Analytics but NULL in DuckDB; `coalesce` skips both (for strings it returns the
 # first non-empty value), so every "first known explanation" chain is a coalesce.
-ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime
-    | extend DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime)
-    | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3)
-    | extend LatencySeconds = iff(ClockSkew, real(null), DurationSeconds)
-    | extend RecipientDomain = {RECIPIENT_DOMAIN}
-    | extend MessageSizeCategory = {SIZE_CATEGORY}
+ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime,
+        DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime),
+        RecipientDomain = {RECIPIENT_DOMAIN},
+        MessageSizeCategory = {SIZE_CATEGORY},
+        ReportedBounce = tolower(IsHardBounce),
+        EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode),
+        CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
+            extract(@"^([245])[0-9][0-9]$", 1, SmtpStatusCode))
+    | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3),
+        LatencySeconds = iff(ClockSkew, real(null), round(todouble(DurationMilliseconds) / 1000.0, 3))
     | lookup kind=leftouter SmtpCodeCatalog on SmtpStatusCode
     | lookup kind=leftouter EnhancedCodeCatalog on EnhancedSmtpStatusCode
-    | extend EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode)
     | lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject
-    | extend CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
-        extract(@"^([245])[0-9][0-9]$", 1, SmtpStatusCode))
     | extend InferredBounce = case(
-        EnhancedBounce in ("hard", "soft"), EnhancedBounce,
-        EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
-        SmtpBounce in ("hard", "soft"), SmtpBounce,
-        CodeClass == "5", "hard",
-        CodeClass == "4", "soft",
-        "")
-    | extend ReportedBounce = tolower(IsHardBounce)
+            EnhancedBounce in ("hard", "soft"), EnhancedBounce,
+            EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
+            SmtpBounce in ("hard", "soft"), SmtpBounce,
+            CodeClass == "5", "hard",
+            CodeClass == "4", "soft",
+            ""),
+        SmtpStatusCodeDetails = coalesce(SmtpStatusCodeDetails,
+            iff(SmtpStatusCode == "", "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode)),
+            iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided")),
+        EnhancedSmtpStatusCodeDetails = coalesce(EnhancedSmtpStatusCodeDetails, EnhancedSubjectDetails,
+            iff(EnhancedSmtpStatusCode == "", "",
+                replace_string("Unmapped enhanced code: {code}", "{code}", EnhancedSmtpStatusCode)),
+            iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided")),
+        FailureCategory = iff(FinalDeliveryStatus == "Delivered", "", coalesce(
+            iff(EnhancedFailureCategory == "none", "", EnhancedFailureCategory),
+            iff(EnhancedSubjectFailureCategory == "none", "", EnhancedSubjectFailureCategory),
+            iff(SmtpFailureCategory == "none", "", SmtpFailureCategory),
+            iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other")))
     | extend BounceType = case(
-        FinalDeliveryStatus == "Delivered", "Not Applicable",
-        ReportedBounce == "true", "Hard Bounce",
-        ReportedBounce == "false", "Soft Bounce",
-        FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "hard", "Hard Bounce",
-        FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "soft", "Soft Bounce",
-        "Unknown")
-    | extend BounceTypeSource = case(
-        FinalDeliveryStatus == "Delivered", "notApplicable",
-        ReportedBounce in ("true", "false"), "reported",
-        BounceType != "Unknown", "inferred",
-        "unknown")
-    | extend SmtpStatusCodeDetails = coalesce(SmtpStatusCodeDetails,
-        iff(SmtpStatusCode == "", "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode)),
-        iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided"))
-    | extend EnhancedSmtpStatusCodeDetails = coalesce(EnhancedSmtpStatusCodeDetails, EnhancedSubjectDetails,
-        iff(EnhancedSmtpStatusCode == "", "",
-            replace_string("Unmapped enhanced code: {code}", "{code}", EnhancedSmtpStatusCode)),
-        iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided"))
-    | extend FailureCategory = iff(FinalDeliveryStatus == "Delivered", "", coalesce(
-        iff(EnhancedFailureCategory == "none", "", EnhancedFailureCategory),
-        iff(EnhancedSubjectFailureCategory == "none", "", EnhancedSubjectFailureCategory),
-        iff(SmtpFailureCategory == "none", "", SmtpFailureCategory),
-        iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other")))""".replace(
+            FinalDeliveryStatus == "Delivered", "Not Applicable",
+            ReportedBounce == "true", "Hard Bounce",
+            ReportedBounce == "false", "Soft Bounce",
+            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "hard", "Hard Bounce",
+            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "soft", "Soft Bounce",
+            "Unknown"),
+        BounceTypeSource = case(
+            FinalDeliveryStatus == "Delivered", "notApplicable",
+            ReportedBounce in ("true", "false"), "reported",
+            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce in ("hard", "soft"), "inferred",
+            "unknown")""".replace(
     "{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN
 ).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
 
