@@ -303,17 +303,10 @@ class TraceResult(_Out):
     warning: str | None = None
 
 
-class SearchRow(CorrelatedFields):
+class SearchRow(CorrelatedFields, SendInfo):
+    """One recipient of one send: the send's columns and the recipient's final status, enriched."""
+
     message_id: str
-    send_time: UtcDateTime
-    message_size: float | None = None
-    message_size_category: str | None = None
-    attachments_count: int | None = None
-    to_recipients_count: int | None = None
-    cc_recipients_count: int | None = None
-    bcc_recipients_count: int | None = None
-    unique_recipients_count: int | None = None
-    resource_id: str | None = None
 
 
 class SearchPage(_Out):

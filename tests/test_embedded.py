@@ -7,21 +7,28 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURE_NOW
 from shared.api.render import to_body
 from shared.insights import Insights
 from shared.logs import embedded
 from shared.logs.embedded import DuckDbSource, optimise_sql
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
+from conftest import FIXTURE_NOW
+
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
 
 def answers(insights: Insights) -> list[Any]:
-    out: list[Any] = [to_body(insights.trace(TraceParams(message_id=m)))
-                      for m in ("msg-01-final", "msg-02-pending", "msg-04-nosend", "msg-99")]
-    for filters in ({}, {"messageId": "msg-07-bounces"}, {"internetMessageId": "<msg-01-final@contoso.com>"},
-                    {"recipientDomain": "fabrikam.com", "status": "Bounced"}):
+    out: list[Any] = [
+        to_body(insights.trace(TraceParams(message_id=m)))
+        for m in ("msg-01-final", "msg-02-pending", "msg-04-nosend", "msg-99")
+    ]
+    for filters in (
+        {},
+        {"messageId": "msg-07-bounces"},
+        {"internetMessageId": "<msg-01-final@contoso.com>"},
+        {"recipientDomain": "fabrikam.com", "status": "Bounced"},
+    ):
         out.append(to_body(insights.search(SearchParams.model_validate({**DAY, **filters}))))
     out += [to_body(insights.stats(kind, StatsParams.model_validate(DAY))) for kind in ("domains", "failures")]
     out.append(to_body(insights.bounces(BouncesParams.model_validate(DAY))))

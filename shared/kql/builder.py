@@ -310,9 +310,7 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
             FinalDeliveryStatus == "Delivered", "notApplicable",
             ReportedBounce in ("true", "false"), "reported",
             FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce in ("hard", "soft"), "inferred",
-            "unknown")""".replace(
-    "{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN
-).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
+            "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
 
 
 def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
@@ -413,15 +411,20 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
     return _query("trace", b, body, window)
 
 
+#: Recipients per final status and bounce type: domain stats and daily summaries count the same way.
+STATUS_COUNTS = ", ".join(
+    [
+        "Total = count()",
+        *(f'{status} = countif(FinalDeliveryStatus == "{status}")' for status in FINAL_STATUSES),
+        'HardBounces = countif(BounceType == "Hard Bounce")',
+        'SoftBounces = countif(BounceType == "Soft Bounce")',
+    ]
+)
+
 _STATS_AGGREGATES: dict[str, list[str]] = {
     "domains": [
         "Correlated",
-        '| summarize Total = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),',
-        '    Bounced = countif(FinalDeliveryStatus == "Bounced"), Failed = countif(FinalDeliveryStatus == "Failed"),',
-        '    Suppressed = countif(FinalDeliveryStatus == "Suppressed"),',
-        '    Quarantined = countif(FinalDeliveryStatus == "Quarantined"),',
-        '    FilteredSpam = countif(FinalDeliveryStatus == "FilteredSpam"),',
-        '    HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce"),',
+        f"| summarize {STATUS_COUNTS},",
         "    AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50),",
         "    P95DurationSeconds = percentile(LatencySeconds, 95)",
         "    by RecipientDomain",
@@ -549,15 +552,8 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     b = _Bindings()
     _window_lets(b, window)
     f = Filters()
-    counts = (
-        'Total = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),'
-        ' Bounced = countif(FinalDeliveryStatus == "Bounced"), Failed = countif(FinalDeliveryStatus == "Failed"),'
-        ' Suppressed = countif(FinalDeliveryStatus == "Suppressed"),'
-        ' Quarantined = countif(FinalDeliveryStatus == "Quarantined"),'
-        ' FilteredSpam = countif(FinalDeliveryStatus == "FilteredSpam"),'
-        ' HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce"),'
-        " AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
-    )
+    latency = "AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
+    counts = f"{STATUS_COUNTS}, {latency}"
     body = [
         correlated(b, f),
         "let MessageFailures = StatusUpdates",

@@ -48,12 +48,16 @@ _STRING_COLUMNS = sorted(
 #: duckdb-kql's rendering of `where COLUMN == PARAMETER` for a column of unknown type: a dynamic-value branch
 #: and a null-safe branch, each wrapped in coalesce(..., FALSE).
 _WHERE_STRING_EQUALS = re.compile(
-    r"WHERE CASE WHEN typeof\(\"(?P<c>{columns})\"\) = 'JSON' THEN CASE WHEN coalesce\(\"(?P=c)\" ->> '\$', ''\) IS NULL "
-    r"AND CAST\((?P<p>\$kqlp\d+) AS VARCHAR\) IS NULL THEN NULL ELSE coalesce\(\(coalesce\(\"(?P=c)\" ->> '\$', ''\) = "
-    r"CAST\((?P=p) AS VARCHAR\)\), FALSE\) END ELSE CASE WHEN \"(?P=c)\" IS NULL AND CAST\((?P=p) AS VARCHAR\) IS NULL "
-    r"THEN NULL ELSE coalesce\(\(\"(?P=c)\" = CAST\((?P=p) AS VARCHAR\)\), FALSE\) END END\)".replace(
-        "{columns}", "|".join(re.escape(column) for column in _STRING_COLUMNS)
-    )
+    "".join(
+        [
+            r"WHERE CASE WHEN typeof\(\"(?P<c>{columns})\"\) = 'JSON' THEN ",
+            r"CASE WHEN coalesce\(\"(?P=c)\" ->> '\$', ''\) IS NULL AND CAST\((?P<p>\$kqlp\d+) AS VARCHAR\) IS NULL ",
+            r"THEN NULL ELSE coalesce\(\(coalesce\(\"(?P=c)\" ->> '\$', ''\) = ",
+            r"CAST\((?P=p) AS VARCHAR\)\), FALSE\) END ",
+            r"ELSE CASE WHEN \"(?P=c)\" IS NULL AND CAST\((?P=p) AS VARCHAR\) IS NULL ",
+            r"THEN NULL ELSE coalesce\(\(\"(?P=c)\" = CAST\((?P=p) AS VARCHAR\)\), FALSE\) END END\)",
+        ]
+    ).replace("{columns}", "|".join(re.escape(column) for column in _STRING_COLUMNS))
 )
 
 
