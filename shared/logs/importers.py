@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.store import RECORD_KEY, ensure_tables, insert_staged, quote, record_key_sql
+from shared.logs.store import RECORD_KEY, ensure_indexes, ensure_tables, insert_staged, quote, record_key_sql
 
 #: File name endings walked in folders.
 ARCHIVE_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -712,6 +712,7 @@ def import_paths(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], ta
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        ensure_indexes(con)
     finally:
         _drop_staging(con)
     return report

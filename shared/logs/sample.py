@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.store import insert_staged, open_store, quote
+from shared.logs.store import ensure_indexes, insert_staged, open_store, quote
 
 SUBSCRIPTION_ID = "5f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 RESOURCE_GROUP = "rg-email-prod"
@@ -561,6 +561,7 @@ def fill_store(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: i
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        ensure_indexes(con)
     finally:
         _drop(con)
     return counts

@@ -61,6 +61,17 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     check_tables(con)
 
 
+def ensure_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """Index CorrelationId, so message lookups (trace, messageId filters) probe instead of scanning.
+
+    Called after bulk inserts: building the index over loaded rows is cheaper than maintaining it row by
+    row during the first, largest import; later imports maintain it.
+    """
+    for table in schemas.TABLES:
+        name = quote(f"ix_{table.name}_CorrelationId")
+        con.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table.name)} (CorrelationId)")
+
+
 def check_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Raise :class:`StoreSchemaError` if a present table's columns differ from the schema."""
     for table in schemas.TABLES:
