@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--messages", type=int, default=5000)
     sample.add_argument("--days", type=int, default=3)
     sample.add_argument("--seed", type=int, default=1)
-    sample.add_argument("--end", metavar="YYYY-MM-DD", help="last day of sample data (default today, UTC)")
+    sample.add_argument("--end", metavar="YYYY-MM-DD", help="last day of sample data (default yesterday, UTC)")
 
     trace = commands.add_parser("trace", help="what happened to one message")
     trace.add_argument("message_id", metavar="MESSAGE_ID")
@@ -241,7 +241,8 @@ def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
         raise UsageError("--messages must be between 1 and 10000000")
     if args.days < 1 or args.days > 90:
         raise UsageError("--days must be between 1 and 90")
-    end = _parse_day(args.end, "--end") or datetime.now(UTC).date()
+    # Whole days up to yesterday by default: no sample send lies in the future, and every day is complete.
+    end = _parse_day(args.end, "--end") or datetime.now(UTC).date() - timedelta(days=1)
     con = _store_connection(settings)
     try:
         counts = fill_store(con, args.messages, args.days, args.seed, end)

@@ -30,12 +30,12 @@ if [ ! -f "$STORE" ]; then
 fi
 echo "Computing daily summaries into Azurite..."
 "$PY" -m shared summarize >/dev/null
-"$PY" -m shared summarize --date "$(date -u +%F)" >/dev/null
 
 MESSAGE_ID=$("$PY" - <<'PY'
 import os, duckdb
 con = duckdb.connect(os.environ.get("ACS_LOCAL_STORE", ".data/acs-logs.duckdb"), read_only=True)
-row = con.execute('SELECT CorrelationId FROM ACSEmailSendMailOperational ORDER BY TimeGenerated DESC LIMIT 1').fetchone()
+row = con.execute('SELECT CorrelationId FROM ACSEmailSendMailOperational WHERE TimeGenerated <= now() '
+                  'ORDER BY TimeGenerated DESC LIMIT 1').fetchone()
 print(row[0] if row else "unknown")
 PY
 )
