@@ -22,13 +22,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Azurite's well-known development account (public, documented), as the product resolves UseDevelopmentStorage=true.
+from shared.summaries.table import DEV_ACCOUNT, DEV_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_DIR = ROOT / "tools" / "azurite"
 AZURITE_TABLE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-table"
 
-#: Azurite's well-known development account (public, documented).
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 FLAGS = (
     "--inMemoryPersistence",
