@@ -167,3 +167,13 @@ def test_filters_land_before_the_join(insights: Insights) -> None:
     message = insights.search_query(SearchParams.model_validate({"messageId": "m-1"}))
     # on both sides where the column exists
     assert message.body.count("CorrelationId == p_message_id") == 2
+
+
+def test_log_analytics_form_survives_workspaces_without_newer_columns(insights: Insights) -> None:
+    """Older workspaces lack InternetMessageId, RecipientMailServerHostName, TrafficSource: still no errors."""
+    from shared.schemas import TABLES
+
+    older = {table.name: {c: t for c, t in table.columns if c not in table.optional} for table in TABLES}
+    assert "InternetMessageId" not in older["ACSEmailStatusUpdateOperational"]
+    queries = all_queries(insights)
+    assert_valid_kql([query.log_analytics_text() for query in queries], schema=older)
