@@ -168,6 +168,18 @@ class Filters:
 
 # --------------------------------------------------------------------------- parts
 
+#: A recipient's domain: the lowercased part after the last "@".
+RECIPIENT_DOMAIN = r'tolower(extract(@"@([^@]+)$", 1, RecipientId))'
+
+#: The seed's size categories (Size is in MB; upper bounds are exclusive), computed once, on the send side.
+SIZE_CATEGORY = """case(
+        isnull(Size), "",
+        Size < 0.1, "Tiny (<100KB)",
+        Size < 1.0, "Small (100KB-1MB)",
+        Size < 5.0, "Medium (1-5MB)",
+        Size < 10.0, "Large (5-10MB)",
+        "Very Large (>10MB)")"""
+
 
 def _window_lets(b: _Bindings, window: Window) -> None:
     b.add("from", "datetime", window.start)
@@ -189,8 +201,10 @@ def send_side(b: _Bindings, f: Filters, name: str = "Sends") -> str:
     lines += [
         "    | summarize arg_min(TimeGenerated, Size, AttachmentsCount, ToRecipientsCount, CcRecipientsCount,",
         "        BccRecipientsCount, UniqueRecipientsCount) by CorrelationId, _ResourceId",
-        "    | project SendTime = TimeGenerated, MessageId = CorrelationId, MessageSize = Size, AttachmentsCount,",
-        "        ToRecipientsCount, CcRecipientsCount, BccRecipientsCount, UniqueRecipientsCount, _ResourceId;",
+        "    | project SendTime = TimeGenerated, MessageId = CorrelationId, MessageSize = Size,",
+        f"        MessageSizeCategory = {SIZE_CATEGORY},",
+        "        AttachmentsCount, ToRecipientsCount, CcRecipientsCount, BccRecipientsCount, UniqueRecipientsCount,",
+        "        _ResourceId;",
     ]
     return "\n".join(lines)
 
@@ -252,25 +266,12 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
     return "\n".join(lines)
 
 
-#: A recipient's domain: the lowercased part after the last "@".
-RECIPIENT_DOMAIN = r'tolower(extract(@"@([^@]+)$", 1, RecipientId))'
-
-#: The seed's size categories (Size is in MB; upper bounds are exclusive).
-SIZE_CATEGORY = """case(
-        isnull(MessageSize), "",
-        MessageSize < 0.1, "Tiny (<100KB)",
-        MessageSize < 1.0, "Small (100KB-1MB)",
-        MessageSize < 5.0, "Medium (1-5MB)",
-        MessageSize < 10.0, "Large (5-10MB)",
-        "Very Large (>10MB)")"""
-
 # Written so both engines agree and the embedded translation stays small. A column from an unmatched
 # `lookup` is "" in Log Analytics but NULL in DuckDB; `coalesce` skips both (for strings it returns the
 # first non-empty value), so every "first known explanation" chain is a coalesce.
 ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime,
         DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime),
         RecipientDomain = {RECIPIENT_DOMAIN},
-        MessageSizeCategory = {SIZE_CATEGORY},
         ReportedBounce = tolower(IsHardBounce),
         EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode),
         CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
@@ -310,7 +311,7 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
             FinalDeliveryStatus == "Delivered", "notApplicable",
             ReportedBounce in ("true", "false"), "reported",
             FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce in ("hard", "soft"), "inferred",
-            "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN).replace("{SIZE_CATEGORY}", SIZE_CATEGORY)
+            "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN)
 
 
 def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
@@ -405,7 +406,7 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         ENRICHMENT,
         "| project " + ", ".join(CORRELATED_COLUMNS),
         '| extend RowKind = "final"',
-        f'| union (Send | extend MessageSizeCategory = {SIZE_CATEGORY}, RowKind = "send"),',
+        '| union (Send | extend RowKind = "send"),',
         '    (Events | extend RowKind = "event")',
     ]
     return _query("trace", b, body, window)
@@ -468,7 +469,6 @@ def build_stats_query(kind: str, params: StatsParams, window: Window) -> KqlQuer
         body = [
             send_side(b, f),
             "Sends",
-            f"| extend MessageSizeCategory = {SIZE_CATEGORY}",
             "| summarize Messages = count(), Recipients = sum(UniqueRecipientsCount),",
             "    AvgMessageSize = round(avg(MessageSize), 4) by MessageSizeCategory",
             "| order by MessageSizeCategory asc",
