@@ -227,7 +227,8 @@ def _event_filters(b: _Bindings, f: Filters) -> list[str]:
 def _final_status() -> list[str]:
     values = ", ".join(_FINAL_VALUES)
     return [
-        f"    | where isnotempty(RecipientId) and DeliveryStatus in {_FINALS}",
+        # RecipientId is a string column of the table: "" (never null) for message-level events.
+        f'    | where RecipientId != "" and DeliveryStatus in {_FINALS}',
         f"    | summarize arg_max(TimeGenerated, {values})",
         "        by MessageId = CorrelationId, RecipientId, _ResourceId",
         "    | project MessageId, RecipientId, _ResourceId, FinalStatusTime = TimeGenerated,",
@@ -404,8 +405,7 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         "| join kind=leftouter (Send) on MessageId, _ResourceId",
         "| project-away MessageId1, _ResourceId1",
         ENRICHMENT,
-        "| project " + ", ".join(CORRELATED_COLUMNS),
-        '| extend RowKind = "final"',
+        "| project " + ", ".join(CORRELATED_COLUMNS) + ', RowKind = "final"',
         '| union (Send | extend RowKind = "send"),',
         '    (Events | extend RowKind = "event")',
     ]
@@ -501,7 +501,7 @@ def build_completeness_query(window: Window) -> KqlQuery:
         "let Window = StatusUpdates",
         "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to;",
         "let Pending = Window",
-        "    | where isnotempty(RecipientId)",
+        '    | where RecipientId != ""',
         f"    | summarize Finals = countif(DeliveryStatus in {_FINALS}) by MessageId = CorrelationId, RecipientId,"
         " _ResourceId",
         "    | where Finals == 0",
@@ -558,7 +558,7 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         correlated(b, f),
         "let MessageFailures = StatusUpdates",
         "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
-        f"    | where isempty(RecipientId) and DeliveryStatus in {_MESSAGE_TERMINALS}",
+        f'    | where RecipientId == "" and DeliveryStatus in {_MESSAGE_TERMINALS}',
         "    | distinct MessageId = CorrelationId, _ResourceId;",
         "// Recipients expected to get a final status: those of sends that did not fail as a whole.",
         "let Expected = toscalar(Sends",
