@@ -34,6 +34,7 @@ from shared.models import (
     StatsParams,
     StatsResult,
     StatusEvent,
+    TimeWindowParams,
     TraceParams,
     TraceRecipient,
     TraceResult,
@@ -147,11 +148,15 @@ class Insights:
     def search_query(self, params: SearchParams) -> KqlQuery:
         return self._search_plan(params)[0]
 
+    def send_window(self, params: TimeWindowParams) -> Window:
+        """The request's send window with its defaults filled in from the clock, read once."""
+        return self.window(*params.window(self.clock()))
+
     def stats_query(self, kind: str, params: StatsParams) -> KqlQuery:
-        return builder.build_stats_query(kind, params, self.window(*params.window(self.clock())))
+        return builder.build_stats_query(kind, params, self.send_window(params))
 
     def bounces_query(self, params: BouncesParams) -> KqlQuery:
-        return builder.build_bounces_query(params, self.window(*params.window(self.clock())))
+        return builder.build_bounces_query(params, self.send_window(params))
 
     def daily_summary_query(self, day: date) -> KqlQuery:
         return builder.build_daily_summary_query(datetime.combine(day, time(0), UTC), self.status_grace)
@@ -185,8 +190,10 @@ class Insights:
         return SearchPage(value=page, continuation_token=token, **_partial(result))
 
     def stats(self, kind: str, params: StatsParams) -> StatsResult:
-        query = self.stats_query(kind, params)
-        completeness_query = builder.build_completeness_query(self.window(*params.window(self.clock())))
+        # One window for both queries, so the completeness describes exactly the rows counted.
+        window = self.send_window(params)
+        query = builder.build_stats_query(kind, params, window)
+        completeness_query = builder.build_completeness_query(window)
         with ThreadPoolExecutor(max_workers=2) as pool:
             value_future = pool.submit(self.source.run, query)
             completeness_future = pool.submit(self.source.run, completeness_query)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.kql import builder
-from shared.kql.builder import Window
 from shared.kql.query import KqlQuery
 from shared.models import StatsParams
 
@@ -24,15 +22,13 @@ WORKBOOK_LOOKBACK = "30d"
 #: Alert rules evaluate sends of this window (keep in step with the rule's windowSize, PT6H by default).
 ALERT_WINDOW = "6h"
 
-_PLACEHOLDER_WINDOW = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
-
 
 def _relative(lookback: str) -> dict[str, str]:
     return {"p_from": f"ago({lookback})", "p_to": "now()", "p_status_to": "now()"}
 
 
 def _stats(kind: str, **extra: object) -> KqlQuery:
-    return builder.build_stats_query(kind, StatsParams.model_validate({"top": 50, **extra}), _PLACEHOLDER_WINDOW)
+    return builder.build_stats_query(kind, StatsParams.model_validate({"top": 50, **extra}), builder.PLACEHOLDER_WINDOW)
 
 
 def _with_tail(query: KqlQuery, tail: str) -> KqlQuery:

@@ -358,7 +358,7 @@ def _query(operation: str, b: _Bindings, body: list[str], window: Window) -> Kql
 # --------------------------------------------------------------------------- operations
 
 #: A fixed window for queries whose time bounds are replaced by relative expressions (alerts, workbook).
-_PLACEHOLDER = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
+PLACEHOLDER_WINDOW = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
 
 
 def build_search_query(
@@ -581,7 +581,7 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     return _query("daily-summary", b, body, window)
 
 
-def build_hard_bounce_rate_query(window: Window = _PLACEHOLDER) -> KqlQuery:
+def build_hard_bounce_rate_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuery:
     """One row, ``HardBounceRate``: percent of final per-recipient statuses of sends in the window that are
     hard bounces (reported or inferred). For the hard-bounce alert rule."""
     b = _Bindings()
@@ -596,7 +596,7 @@ def build_hard_bounce_rate_query(window: Window = _PLACEHOLDER) -> KqlQuery:
     return _query("alert-hard-bounce-rate", b, body, window)
 
 
-def build_p95_latency_query(window: Window = _PLACEHOLDER) -> KqlQuery:
+def build_p95_latency_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuery:
     """One row, ``P95DurationSeconds``: p95 send-to-delivered latency of sends in the window (clock-skewed
     rows left out). For the latency alert rule; needs no code catalog, so it stays small."""
     b = _Bindings()
