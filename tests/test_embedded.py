@@ -10,7 +10,7 @@ import pytest
 from shared.api.render import to_body
 from shared.insights import Insights
 from shared.logs import embedded
-from shared.logs.embedded import DuckDbSource, optimise_sql
+from shared.logs.embedded import DuckDbSource, drop_json_branches, index_equalities, optimise_sql
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
 from conftest import FIXTURE_NOW
@@ -45,15 +45,51 @@ def test_rewrite_changes_no_answer(semantic_store: Path, monkeypatch: pytest.Mon
     plain.close()
 
 
-def test_rewrite_targets_message_lookups_only(semantic_insights: Insights) -> None:
+def test_index_rewrite_targets_message_lookups_only(semantic_insights: Insights) -> None:
     source = semantic_insights.source
     assert isinstance(source, DuckDbSource)
     trace = source.translate(semantic_insights.trace_query(TraceParams(message_id="m")).embedded_text())
-    rewritten = optimise_sql(str(trace))
+    rewritten = index_equalities(str(trace))
     assert rewritten.count('WHERE ("CorrelationId" = CAST($kqlp') == 2  # the send row and the events
     assert len(rewritten) < len(str(trace))
     stats = str(source.translate(semantic_insights.stats_query("domains", StatsParams()).embedded_text()))
-    assert optimise_sql(stats) == stats
+    assert index_equalities(stats) == stats
+
+
+def test_every_json_guard_of_our_queries_is_dropped(semantic_insights: Insights) -> None:
+    source = semantic_insights.source
+    assert isinstance(source, DuckDbSource)
+    queries = [
+        semantic_insights.trace_query(TraceParams(message_id="m")),
+        semantic_insights.search_query(SearchParams.model_validate({"recipient": "a@b.com", "bounceType": "hard"})),
+        *(semantic_insights.stats_query(kind, StatsParams()) for kind in ("domains", "senders", "failures")),
+        semantic_insights.bounces_query(BouncesParams()),
+    ]
+    for query in queries:
+        translated = str(source.translate(query.embedded_text()))
+        assert "= 'JSON' THEN" in translated
+        optimised = optimise_sql(translated)
+        assert "= 'JSON' THEN" not in optimised, query.operation
+        assert len(optimised) < len(translated)
+
+
+def test_json_branch_rewrite_keeps_the_other_branch_whole() -> None:
+    guarded = (
+        "SELECT CASE WHEN typeof(\"a\") = 'JSON' THEN (CASE WHEN x THEN 'END' ELSE ')' END) "
+        "ELSE CASE WHEN \"a\" = 'it''s ELSE' THEN 1 ELSE 2 END END AS k, "
+        "CASE WHEN typeof(\"b\") = 'JSON' THEN 1 ELSE CASE WHEN typeof(\"c\") = 'JSON' THEN 2 ELSE 3 END END AS j "
+        "FROM t"
+    )
+    assert drop_json_branches(guarded) == (
+        "SELECT (CASE WHEN \"a\" = 'it''s ELSE' THEN 1 ELSE 2 END) AS k, ((3)) AS j FROM t"
+    )
+    # A guard on anything but a column, or one this rewrite cannot read to its END, is left alone.
+    assert drop_json_branches("SELECT CASE WHEN typeof(1) = 'JSON' THEN 1 ELSE 2 END") == (
+        "SELECT CASE WHEN typeof(1) = 'JSON' THEN 1 ELSE 2 END"
+    )
+    assert drop_json_branches("SELECT CASE WHEN typeof(\"a\") = 'JSON' THEN 1 END") == (
+        "SELECT CASE WHEN typeof(\"a\") = 'JSON' THEN 1 END"
+    )
 
 
 def test_message_lookup_is_pushed_into_the_scan(semantic_store: Path) -> None:

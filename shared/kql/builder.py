@@ -270,25 +270,18 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
 # Written so both engines agree and the embedded translation stays small. A column from an unmatched
 # `lookup` is "" in Log Analytics but NULL in DuckDB; `coalesce` skips both (for strings it returns the
 # first non-empty value), so every "first known explanation" chain is a coalesce.
-ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime,
-        DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime),
-        RecipientDomain = {RECIPIENT_DOMAIN},
-        ReportedBounce = tolower(IsHardBounce),
+ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
         EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode),
         CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
             extract(@"^([245])[0-9][0-9]$", 1, SmtpStatusCode))
-    | extend DurationSeconds = round(todouble(DurationMilliseconds) / 1000.0, 3),
-        LatencySeconds = iff(ClockSkew, real(null), round(todouble(DurationMilliseconds) / 1000.0, 3))
     | lookup kind=leftouter SmtpCodeCatalog on SmtpStatusCode
     | lookup kind=leftouter EnhancedCodeCatalog on EnhancedSmtpStatusCode
     | lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject
-    | extend InferredBounce = case(
-            EnhancedBounce in ("hard", "soft"), EnhancedBounce,
-            EnhancedSubjectBounce in ("hard", "soft"), EnhancedSubjectBounce,
-            SmtpBounce in ("hard", "soft"), SmtpBounce,
-            CodeClass == "5", "hard",
-            CodeClass == "4", "soft",
-            ""),
+    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime,
+        DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime),
+        DurationSeconds = round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3),
+        LatencySeconds = iff(isnotnull(SendTime) and FinalStatusTime < SendTime, real(null),
+            round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3)),
         SmtpStatusCodeDetails = coalesce(SmtpStatusCodeDetails,
             iff(SmtpStatusCode == "", "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode)),
             iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided")),
@@ -300,18 +293,27 @@ ENRICHMENT = r"""    | extend ClockSkew = isnotnull(SendTime) and FinalStatusTim
             iff(EnhancedFailureCategory == "none", "", EnhancedFailureCategory),
             iff(EnhancedSubjectFailureCategory == "none", "", EnhancedSubjectFailureCategory),
             iff(SmtpFailureCategory == "none", "", SmtpFailureCategory),
-            iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other")))
-    | extend BounceType = case(
+            iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other"))),
+        BounceType = case(
             FinalDeliveryStatus == "Delivered", "Not Applicable",
-            ReportedBounce == "true", "Hard Bounce",
-            ReportedBounce == "false", "Soft Bounce",
-            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "hard", "Hard Bounce",
-            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce == "soft", "Soft Bounce",
+            IsHardBounce =~ "true", "Hard Bounce",
+            IsHardBounce =~ "false", "Soft Bounce",
+            FinalDeliveryStatus !in ("Bounced", "Failed"), "Unknown",
+            EnhancedBounce == "hard", "Hard Bounce",
+            EnhancedBounce == "soft", "Soft Bounce",
+            EnhancedSubjectBounce == "hard", "Hard Bounce",
+            EnhancedSubjectBounce == "soft", "Soft Bounce",
+            SmtpBounce == "hard", "Hard Bounce",
+            SmtpBounce == "soft", "Soft Bounce",
+            CodeClass == "5", "Hard Bounce",
+            CodeClass == "4", "Soft Bounce",
             "Unknown"),
         BounceTypeSource = case(
             FinalDeliveryStatus == "Delivered", "notApplicable",
-            ReportedBounce in ("true", "false"), "reported",
-            FinalDeliveryStatus in ("Bounced", "Failed") and InferredBounce in ("hard", "soft"), "inferred",
+            IsHardBounce in~ ("true", "false"), "reported",
+            FinalDeliveryStatus in ("Bounced", "Failed") and (EnhancedBounce in ("hard", "soft")
+                or EnhancedSubjectBounce in ("hard", "soft") or SmtpBounce in ("hard", "soft")
+                or CodeClass in ("5", "4")), "inferred",
             "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN)
 
 
@@ -402,8 +404,8 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         *_final_status(),
         "    ;",
         "Finals",
+        # The join's MessageId1 and _ResourceId1 are left out by the projection below.
         "| join kind=leftouter (Send) on MessageId, _ResourceId",
-        "| project-away MessageId1, _ResourceId1",
         ENRICHMENT,
         "| project " + ", ".join(CORRELATED_COLUMNS) + ', RowKind = "final"',
         '| union (Send | extend RowKind = "send"),',

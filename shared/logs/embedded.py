@@ -61,7 +61,7 @@ _WHERE_STRING_EQUALS = re.compile(
 )
 
 
-def optimise_sql(sql: str) -> str:
+def index_equalities(sql: str) -> str:
     """Let DuckDB use the store's indexes and zone maps for `where COLUMN == PARAMETER` filters.
 
     The translation of such a filter on a VARCHAR column of an ACS table reduces, in a WHERE clause, to
@@ -71,6 +71,64 @@ def optimise_sql(sql: str) -> str:
     checked against compressed segments: a message lookup on 2.4 M status rows drops from ~35 ms to ~2 ms.
     """
     return _WHERE_STRING_EQUALS.sub(lambda m: f'WHERE ("{m["c"]}" = CAST({m["p"]} AS VARCHAR)))', sql)
+
+
+#: SQL tokens that matter for finding the end of a CASE expression: quoted text and names, brackets, keywords.
+_CASE_TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|[()]|\b(?:CASE|END|ELSE)\b""", re.IGNORECASE)
+#: duckdb-kql's run-time guard for a column that might hold a `dynamic`: the JSON branch comes first.
+_JSON_GUARD = re.compile(r"""CASE WHEN typeof\("(?:[^"]|"")*"\) = 'JSON' THEN """)
+
+
+def _else_and_end(sql: str, start: int) -> tuple[int, int] | None:
+    """Offsets of the ELSE and END that close the CASE whose WHEN clause starts at ``start``."""
+    depth = nested = 0
+    else_at = None
+    for token in _CASE_TOKENS.finditer(sql, start):
+        text = token.group().upper()
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif text == "CASE":
+            nested += 1
+        elif text == "END":
+            if nested == 0 and depth == 0:
+                return None if else_at is None else (else_at, token.start())
+            nested -= 1
+        elif text == "ELSE" and nested == 0 and depth == 0:
+            else_at = token.end()
+    return None
+
+
+def drop_json_branches(sql: str) -> str:
+    """Keep only the non-JSON branch of duckdb-kql's ``CASE WHEN typeof("Col") = 'JSON' ...`` guards.
+
+    duckdb-kql does not know column types, so every string operator on a column is rendered twice,
+    once for a `dynamic` value and once for anything else, and DuckDB binds and optimises both. Nothing
+    our queries read or compute is JSON (the ACS tables and the code catalog have no dynamic columns, and
+    the builder emits no function that makes one), so the JSON branch can never be taken: dropping it
+    changes no answer and cuts the planning time of a trace by about a fifth.
+    """
+    out: list[str] = []
+    position = 0
+    for guard in _JSON_GUARD.finditer(sql):
+        if guard.start() < position:
+            continue  # inside a JSON branch already dropped
+        bounds = _else_and_end(sql, guard.end())
+        if bounds is None:
+            continue
+        else_at, end_at = bounds
+        out += [sql[position : guard.start()], "(", drop_json_branches(sql[else_at:end_at].strip()), ")"]
+        position = end_at + len("END")
+    out.append(sql[position:])
+    return "".join(out)
+
+
+def optimise_sql(sql: str) -> str:
+    """The SQL we run for a translation: message lookups made index-friendly, impossible JSON branches gone."""
+    return drop_json_branches(index_equalities(sql))
 
 
 def _create_catalog_tables(connection: duckdb.DuckDBPyConnection) -> None:
