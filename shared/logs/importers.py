@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.store import RECORD_KEY, ensure_indexes, ensure_tables, insert_staged, quote, record_key_sql
+from shared.logs.store import ensure_indexes, ensure_tables, insert_staged, quote
 
 #: File name endings walked in folders.
 ARCHIVE_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -249,15 +249,12 @@ for _table in schemas.TABLES:
     for _name, _type in _table.columns:
         assert _UNION.setdefault(_name, schemas.DUCKDB_TYPES[_type]) == schemas.DUCKDB_TYPES[_type]
 
-#: SQL: the record key of a staged row, by its table.
-_KEY_CASE = "CASE _table " + " ".join(f"WHEN '{t.name}' THEN {record_key_sql(t)}" for t in schemas.TABLES) + " END"
-
 
 def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
-    """One connection-local table for all staged records: union of columns, target table, key, provenance."""
+    """One connection-local table for all staged records: union of columns, target table, provenance."""
     columns = ", ".join(f"{quote(n)} {t}" for n, t in _UNION.items())
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _staged ({columns}, _table VARCHAR, {quote(RECORD_KEY)} VARCHAR, "
+        f"CREATE OR REPLACE TEMP TABLE _staged ({columns}, _table VARCHAR, "
         "_file VARCHAR, _line BIGINT, _reason VARCHAR, _batch INTEGER)"
     )
 
@@ -287,8 +284,8 @@ def _stage_rows(
     spec = "{" + ", ".join(f"{_lit(n)}: {_lit(schemas.DUCKDB_TYPES[t])}" for n, t in table.columns) + "}"
     names = ", ".join(quote(n) for n in table.column_names)
     con.execute(
-        f"INSERT INTO _staged BY NAME SELECT *, {record_key_sql(table)} AS {quote(RECORD_KEY)}, "
-        f"{_lit(table.name)} AS _table, {_next_batch(con)} AS _batch FROM (SELECT {names} FROM "
+        f"INSERT INTO _staged BY NAME SELECT *, {_lit(table.name)} AS _table, {_next_batch(con)} AS _batch "
+        f"FROM (SELECT {names} FROM "
         f"read_json(?, format='newline_delimited', columns={spec}, timestampformat='%Y-%m-%dT%H:%M:%S.%f'))",
         [str(tmp)],
     )
@@ -365,7 +362,11 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
     top_keys: set[str] = set()
     prop_keys: set[str] = set()
     keys_of = "json_keys(line, ['$', '$.properties'])"
-    for (lists,) in con.execute(f"SELECT DISTINCT {f'try({keys_of})' if exact else keys_of} FROM _source").fetchall():
+    if exact:
+        keys_of = f"try({keys_of})"
+    # Grouped by a hash of the key lists: far cheaper than comparing the lists themselves, line by line.
+    shapes = f"SELECT any_value(k) FROM (SELECT {keys_of} AS k FROM _source) GROUP BY hash(k)"
+    for (lists,) in con.execute(shapes).fetchall():
         if lists:
             top_keys.update(str(k) for k in lists[0] or ())
             prop_keys.update(str(k) for k in lists[1] or ())
@@ -453,7 +454,7 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
     con.execute(
         f"""
         INSERT INTO _staged BY NAME
-        SELECT *, {_KEY_CASE} AS {quote(RECORD_KEY)}, {batch} AS _batch FROM (
+        SELECT *, {batch} AS _batch FROM (
             SELECT {", ".join(typed)}, _table, _line, _reason,
                 -- the file name is long and only needed to report a failure
                 CASE WHEN _reason IS NOT NULL OR _line IS NOT NULL THEN _file END AS _file
@@ -677,7 +678,11 @@ def import_paths(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], ta
     report = ImportReport(files=len(files))
     con.execute("SET TimeZone='UTC'")
     ensure_tables(con)
+    # Staging order does not matter (rows are sorted by time when stored), and letting DuckDB write
+    # staged rows in any order lets both cores convert at once: about a third faster.
+    preserve_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     try:
+        con.execute("SET preserve_insertion_order = false")
         _create_staging(con)
         with tempfile.TemporaryDirectory(prefix="acs-import-") as tmp:
             workdir = Path(tmp)
@@ -699,13 +704,13 @@ def import_paths(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], ta
                     _stage_json_document(con, path, forced, workdir, report)
             if batch:
                 _stage_archive_lines(con, batch, report)
+        con.execute(f"SET preserve_insertion_order = {bool(preserve_order)}")
         # Everything is validated and staged (in connection-local temp tables): store it atomically.
         con.execute("BEGIN TRANSACTION")
         try:
             for schema in schemas.TABLES:
-                names = ", ".join(quote(c) for c in (*schema.column_names, RECORD_KEY))
-                staged = f"(SELECT {names} FROM _staged WHERE _table = {_lit(schema.name)})"
-                read, inserted = insert_staged(con, schema, staged, keyed=True)
+                staged = f"(SELECT * FROM _staged WHERE _table = {_lit(schema.name)})"
+                read, inserted = insert_staged(con, schema, staged)
                 if read:
                     report.tables[schema.name] = TableCounts(read=read, inserted=inserted)
             con.execute("COMMIT")
@@ -714,6 +719,7 @@ def import_paths(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], ta
             raise
         ensure_indexes(con)
     finally:
+        con.execute(f"SET preserve_insertion_order = {bool(preserve_order)}")
         _drop_staging(con)
     return report
 

@@ -1,8 +1,9 @@
 """The embedded DuckDB log store used when no Log Analytics workspace is configured.
 
-The tables are exactly the documented columns of :mod:`shared.schemas`, plus one trailing
-``_RecordKey VARCHAR`` column: an md5 over every schema column, used to skip exact duplicate
-records on import (so re-importing the same files changes nothing).
+The tables are exactly the documented columns of :mod:`shared.schemas`. Exact duplicate records are
+skipped on insert by comparing every column (so re-importing the same files changes nothing). Stores
+written by earlier versions carry a trailing ``_RecordKey`` column (an md5 of the row, no longer used);
+they are read and written as they are, the column left empty for new rows.
 """
 
 from __future__ import annotations
@@ -14,13 +15,8 @@ import duckdb
 
 from shared import schemas
 
-#: Trailing column holding the exact-duplicate key of a row.
+#: Trailing column of stores written by earlier versions (an md5 duplicate key), tolerated and left empty.
 RECORD_KEY = "_RecordKey"
-
-#: Separator between column values in the record key (ASCII unit separator).
-_KEY_SEPARATOR = "chr(31)"
-#: What a NULL column contributes to the record key (distinct from an empty string).
-_KEY_NULL = "chr(0)"
 
 
 class StoreSchemaError(RuntimeError):
@@ -32,32 +28,10 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def record_key_sql(table: schemas.TableSchema, alias: str = "") -> str:
-    """SQL expression computing the ``_RecordKey`` of a row of *table*.
-
-    Strings are stored as '' when absent (Kusto strings are never null), so only numbers and
-    datetimes can be NULL; a NULL contributes a marker distinct from any value.
-    """
-    prefix = f"{alias}." if alias else ""
-    parts = []
-    for name, kusto_type in table.columns:
-        column = prefix + quote(name)
-        if kusto_type == "datetime":
-            value = f"strftime({column}, '%Y-%m-%dT%H:%M:%S.%f')"
-        elif kusto_type == "string":
-            value = column
-        else:
-            value = f"CAST({column} AS VARCHAR)"
-        parts.append(f"coalesce({value}, {_KEY_NULL})")
-    return f"md5(concat_ws({_KEY_SEPARATOR}, {', '.join(parts)}))"
-
-
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables (schema columns + trailing ``_RecordKey``) if they do not exist."""
+    """Create the tables (the schema's columns) if they do not exist."""
     for statement in schemas.duckdb_create_statements():
         con.execute(statement)
-    for table in schemas.TABLES:
-        con.execute(f"ALTER TABLE {quote(table.name)} ADD COLUMN IF NOT EXISTS {quote(RECORD_KEY)} VARCHAR")
     check_tables(con)
 
 
@@ -128,56 +102,41 @@ def store_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return counts
 
 
-def insert_staged(
-    con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, staging: str, keyed: bool = False
-) -> tuple[int, int]:
+def insert_staged(con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, staging: str) -> tuple[int, int]:
     """Move rows from the relation *staging* (schema columns, any order) into *table*.
 
-    Computes ``_RecordKey``, skips rows whose exact duplicate is already stored or appears earlier
-    in *staging*, and inserts in TimeGenerated order (keeps DuckDB's zone maps tight).
-    With *keyed*, *staging* already carries a ``_RecordKey`` column computed by :func:`record_key_sql`.
+    Skips rows whose exact duplicate (every column equal, NULLs equal) is already stored or appears
+    earlier in *staging*, and inserts in TimeGenerated order (keeps DuckDB's zone maps tight).
     Returns ``(rows read, rows inserted)``. Runs inside the caller's transaction, if any.
     """
     target = quote(table.name)
-    key = quote(RECORD_KEY)
     columns = ", ".join(quote(name) for name in table.column_names)
-    # Rows stored by other writers (without a key) get one, so they take part in de-duplication.
-    con.execute(f"UPDATE {target} SET {key} = {record_key_sql(table)} WHERE {key} IS NULL")
-    if keyed:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _keyed AS SELECT {columns}, {key} FROM {staging}")
-    else:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _keyed AS SELECT {columns}, {record_key_sql(table)} AS {key} FROM {staging}"
-        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _incoming AS SELECT {columns} FROM {staging}")
     try:
-        row = con.execute('SELECT count(*), min("TimeGenerated"), max("TimeGenerated") FROM _keyed').fetchall()[0]
+        row = con.execute('SELECT count(*), min("TimeGenerated"), max("TimeGenerated") FROM _incoming').fetchall()[0]
         read = int(row[0])
         if read == 0:
             return 0, 0
-        source = "_keyed"
-        # Exact duplicates inside the batch itself (rare): keep the first of each.
-        repeated = con.execute(
-            f"SELECT count(*) FROM (SELECT {key} FROM _keyed GROUP BY {key} HAVING count(*) > 1)"
-        ).fetchall()[0][0]
-        if repeated:
-            source = f"(SELECT * FROM _keyed QUALIFY row_number() OVER (PARTITION BY {key}) = 1)"
-        # Exact duplicates share TimeGenerated, so only that time range of the target is probed,
-        # and not at all when the target holds nothing in it (zone maps make the check cheap).
-        in_range = 't."TimeGenerated" BETWEEN $low AND $high'
+        # Exact duplicates share TimeGenerated, so only that time range of the target is compared,
+        # and not at all when the target holds nothing in it (zone maps make the probe cheap).
         params = {"low": row[1], "high": row[2]}
-        overlap = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {target} t WHERE {in_range} LIMIT 1)", params)
-        where = ""
+        in_range = '"TimeGenerated" BETWEEN $low AND $high'
+        overlap = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {target} WHERE {in_range} LIMIT 1)", params)
         if overlap.fetchall()[0][0]:
-            where = f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key} AND {in_range})"
+            # Set difference: drops what is stored and repeats within the batch, comparing every column.
+            source = f"(SELECT {columns} FROM _incoming EXCEPT SELECT {columns} FROM {target} WHERE {in_range})"
         else:
             params = {}
+            # Repeats within the batch (rare): a 64-bit hash finds candidates cheaply; DISTINCT decides.
+            repeated = con.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM _incoming GROUP BY hash({columns}) HAVING count(*) > 1)"
+            ).fetchall()[0][0]
+            source = f"(SELECT DISTINCT {columns} FROM _incoming)" if repeated else "_incoming"
         result = con.execute(
-            f"INSERT INTO {target} ({columns}, {key}) SELECT {columns}, {key} FROM {source} s {where} "
-            'ORDER BY "TimeGenerated"',
-            params,
+            f'INSERT INTO {target} ({columns}) SELECT {columns} FROM {source} ORDER BY "TimeGenerated"', params
         ).fetchall()
         return read, int(result[0][0])
     finally:
-        # After a failure inside a transaction the drop fails too; the rollback removes _keyed.
+        # After a failure inside a transaction the drop fails too; the rollback removes _incoming.
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"DROP {'VIEW' if keyed else 'TABLE'} IF EXISTS _keyed")
+            con.execute("DROP VIEW IF EXISTS _incoming")
