@@ -130,6 +130,13 @@ InternetMessageId = Annotated[str, AfterValidator(validate_internet_message_id)]
 ResourceId = Annotated[str, AfterValidator(validate_resource_id)]
 
 
+#: Descriptions of query parameters that several endpoints share (OpenAPI and the connector show them).
+MESSAGE_ID_DESCRIPTION = "The message id returned by the ACS send API (operation id)."
+SENDER_DESCRIPTION = "Sender username (e.g. DoNotReply) or full sender address."
+RECIPIENT_DOMAIN_DESCRIPTION = "Recipient domain, e.g. contoso.com (case-insensitive)."
+TOP_DESCRIPTION = "Maximum number of rows to return."
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
@@ -187,43 +194,60 @@ class TimeWindowParams(_Params):
 
 
 class TraceParams(_Params):
-    message_id: MessageId
+    message_id: MessageId = Field(description=MESSAGE_ID_DESCRIPTION)
     lookback_days: int = Field(7, ge=1, le=MAX_LOOKBACK_DAYS, description="How far back to look for the message.")
 
 
 class SearchParams(TimeWindowParams):
-    sender: Sender | None = Field(None, description="Sender username (e.g. DoNotReply) or full sender address.")
+    sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
     recipient: Address | None = Field(None, description="Recipient address (case-insensitive).")
-    recipient_domain: Domain | None = None
+    recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
     status: FinalStatus | None = Field(None, description="Final delivery status.")
-    bounce_type: Literal["hard", "soft"] | None = None
-    min_duration_seconds: float | None = Field(None, ge=0, le=10_000_000)
-    min_size_mb: float | None = Field(None, ge=0, le=1000)
-    has_attachments: bool | None = None
-    internet_message_id: InternetMessageId | None = None
-    message_id: MessageId | None = None
-    resource_id: ResourceId | None = None
-    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP)
-    continuation_token: str | None = Field(None, max_length=2048)
+    bounce_type: Literal["hard", "soft"] | None = Field(None, description="Only hard or only soft bounces.")
+    min_duration_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=10_000_000,
+        description="Only recipients whose final status came at least this many seconds after the send.",
+    )
+    min_size_mb: float | None = Field(None, ge=0, le=1000, description="Only messages of at least this size in MB.")
+    has_attachments: bool | None = Field(None, description="Only messages with (true) or without (false) attachments.")
+    internet_message_id: InternetMessageId | None = Field(
+        None, description="The Internet Message-ID header, e.g. <abc@contoso.com>."
+    )
+    message_id: MessageId | None = Field(None, description=MESSAGE_ID_DESCRIPTION)
+    resource_id: ResourceId | None = Field(
+        None, description="Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME)."
+    )
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
+    continuation_token: str | None = Field(
+        None,
+        max_length=2048,
+        description="Opaque token from a previous page's continuationToken (use nextLink instead).",
+    )
 
 
 class StatsParams(TimeWindowParams):
-    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP)
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
     bin: Bin = Field("1h", description="Time bin for latency stats.")
 
 
 class BouncesParams(TimeWindowParams):
-    type: Literal["hard", "soft", "all"] = "all"
-    recipient_domain: Domain | None = None
-    sender: Sender | None = None
-    top: int = Field(MAX_TOP, ge=1, le=MAX_TOP * 10)
-    format: Literal["json", "csv"] = "json"
+    type: Literal["hard", "soft", "all"] = Field("all", description="Bounce type: hard, soft or all.")
+    recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
+    sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
+    top: int = Field(MAX_TOP, ge=1, le=MAX_TOP * 10, description=TOP_DESCRIPTION)
+    format: Literal["json", "csv"] = Field(
+        "json", description="json (default) or csv; Accept: text/csv also selects CSV."
+    )
 
 
 class SummaryRangeParams(_Params):
     from_: date = Field(alias="from")
     to: date
-    dimension: Literal["total", "domain", "sender", "status", "mailServer"] | None = None
+    dimension: Literal["total", "domain", "sender", "status", "mailServer"] | None = Field(
+        None, description="Only summaries of this dimension."
+    )
 
     @model_validator(mode="after")
     def _order(self) -> SummaryRangeParams:

@@ -89,9 +89,14 @@ def test_query_parameters_come_from_the_params_models() -> None:
     for route in ROUTES:
         op = operations[route.name][2]
         params = {(p["name"], p["in"]): p for p in op.get("parameters", [])}
-        for name, _description, pattern in route.path_params:
+        for name, description, pattern in route.path_params:
             assert params[(name, "path")]["required"] is True
             assert params[(name, "path")]["schema"]["pattern"] == pattern
+            # described by the route, or else by the params model's field of the same name
+            if description is None:
+                fields = {f.alias or n: f for n, f in load(route.params_model).model_fields.items()}
+                description = fields[name].description
+            assert description and params[(name, "path")]["description"] == description
         if route.params_model is None:
             continue
         model = load(route.params_model)

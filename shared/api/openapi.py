@@ -52,23 +52,6 @@ IMPORTANT_PARAMETERS = frozenset({"messageId", "from", "to", "recipient", "kind"
 INTERNAL_PARAMETERS = frozenset({"continuationToken"})
 
 #: Descriptions of parameters whose model field has none.
-PARAMETER_DESCRIPTIONS = {
-    "messageId": "The message id returned by the ACS send API (operation id).",
-    "recipientDomain": "Recipient domain, e.g. contoso.com (case-insensitive).",
-    "bounceType": "Only hard or only soft bounces.",
-    "minDurationSeconds": "Only recipients whose final status came at least this many seconds after the send.",
-    "minSizeMb": "Only messages of at least this size in MB.",
-    "hasAttachments": "Only messages with (true) or without (false) attachments.",
-    "internetMessageId": "The Internet Message-ID header, e.g. <abc@contoso.com>.",
-    "resourceId": "Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME).",
-    "top": "Maximum number of rows to return.",
-    "continuationToken": "Opaque token from a previous page's continuationToken (use nextLink instead).",
-    "type": "Bounce type: hard, soft or all.",
-    "sender": "Sender username (e.g. DoNotReply) or full sender address.",
-    "format": "json (default) or csv; Accept: text/csv also selects CSV.",
-    "dimension": "Only summaries of this dimension.",
-}
-
 _ACRONYMS = {"id": "ID", "smtp": "SMTP", "mb": "MB", "p50": "P50", "p95": "P95", "csv": "CSV"}
 
 
@@ -214,19 +197,22 @@ class _Parameter:
 def _parameters(route: Route) -> list[_Parameter]:
     params: list[_Parameter] = []
     path_names = set()
+    model = cast(type[BaseModel], load(route.params_model)) if route.params_model else None
+    schema = _model_schema(model, OAS_REF, "validation") if model else {}
+    described = {name: prop.get("description") for name, prop in schema.get("properties", {}).items()}
     for name, description, pattern in route.path_params:
         path_names.add(name)
-        params.append(_Parameter(name, "path", {"type": "string", "pattern": pattern}, description, True))
-    if route.params_model:
-        model = cast(type[BaseModel], load(route.params_model))
-        schema = _model_schema(model, OAS_REF, "validation")
+        # A route parameter the params model also declares is described there.
+        text = description or described.get(name) or display_name(name)
+        params.append(_Parameter(name, "path", {"type": "string", "pattern": pattern}, text, True))
+    if model:
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             if name in path_names:
                 continue
             prop, _ = _non_null(prop)
             prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
-            description = prop.pop("description", None) or PARAMETER_DESCRIPTIONS.get(name) or display_name(name)
+            description = prop.pop("description", None) or display_name(name)
             params.append(_Parameter(name, "query", prop, description, name in required))
     return params
 

@@ -29,8 +29,8 @@ class Route:
     params_model: str | None
     response_model: str | None
     tag: str
-    #: Route parameters: name -> (description, pattern).
-    path_params: tuple[tuple[str, str, str], ...] = ()
+    #: Route parameters: (name, description, pattern); no description: the params model's field has it.
+    path_params: tuple[tuple[str, str | None, str], ...] = ()
 
 
 ROUTES: tuple[Route, ...] = (
@@ -48,7 +48,7 @@ ROUTES: tuple[Route, ...] = (
         (
             (
                 "messageId",
-                "The message id returned by the ACS send API (operation id).",
+                None,
                 r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
             ),
         ),
