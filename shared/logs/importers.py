@@ -412,12 +412,9 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
         elif name == "Category":
             expr = f"coalesce({_raw(name)}, '')"
         elif name == "_ResourceId":
-            expr = f"coalesce(lower(trim({_raw(name)})), '')"
+            expr = "coalesce(_resource_id, '')"
         elif name == "_SubscriptionId":
-            expr = (
-                f"CASE WHEN lower(trim({_raw('_ResourceId')})) LIKE '/subscriptions/%' "
-                f"THEN split_part(lower(trim({_raw('_ResourceId')})), '/', 3) ELSE '' END"
-            )
+            expr = "CASE WHEN _resource_id LIKE '/subscriptions/%' THEN split_part(_resource_id, '/', 3) ELSE '' END"
         elif name == "SourceSystem":
             expr = _lit(_SOURCE_SYSTEM)
         elif name == "_IsBillable":
@@ -427,24 +424,26 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
         elif duck_type == "VARCHAR":
             expr = f"coalesce({_raw(name)}, '')"
         else:
-            expr = f"TRY_CAST(nullif(trim({_raw(name)}), '') AS {duck_type})"
+            expr = f"TRY_CAST(nullif({_trim(_raw(name))}, '') AS {duck_type})"
         typed.append(f"{expr} AS {quote(name)}")
 
     checks = [
         "WHEN _bad_json THEN 'invalid JSON'",
-        f"WHEN {_raw('TimeGenerated')} IS NULL OR trim({_raw('TimeGenerated')}) = '' THEN 'missing time'",
+        f"WHEN {_raw('TimeGenerated')} IS NULL OR {_trim(_raw('TimeGenerated'))} = '' THEN 'missing time'",
         f"WHEN _time IS NULL THEN 'bad timestamp in time: ' || {_raw('TimeGenerated')}",
         "WHEN _category IS NULL OR _category = '' THEN 'missing category'",
     ]
     for table in schemas.TABLES:
-        for name, kusto_type in table.columns:
-            if kusto_type in ("int", "long", "real") and name not in _DERIVED:
-                cast = "DOUBLE" if kusto_type == "real" else "BIGINT"
-                checks.append(
-                    f"WHEN _category = {_lit(table.category.lower())} AND trim({_raw(name)}) <> '' AND "
-                    f"TRY_CAST(trim({_raw(name)}) AS {cast}) IS NULL THEN "
-                    f"{_lit(f'{name} is not a number: ')} || {_raw(name)}"
-                )
+        # Numbers of a table are checked in its records only (one comparison for the others).
+        numbers = [
+            f"WHEN {_trim(_raw(name))} <> '' AND "
+            f"TRY_CAST({_trim(_raw(name))} AS {'DOUBLE' if kusto_type == 'real' else 'BIGINT'}) IS NULL "
+            f"THEN {_lit(f'{name} is not a number: ')} || {_raw(name)}"
+            for name, kusto_type in table.columns
+            if kusto_type in ("int", "long", "real") and name not in _DERIVED
+        ]
+        if numbers:
+            checks.append(f"WHEN _category = {_lit(table.category.lower())} THEN CASE {' '.join(numbers)} END")
     table_case = (
         "CASE _category "
         + " ".join(f"WHEN {_lit(t.category.lower())} THEN {_lit(t.name)}" for t in schemas.TABLES)
@@ -461,7 +460,8 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
             FROM (SELECT *, CASE {" ".join(checks)} END AS _reason FROM (
                 SELECT *, {table_case} AS _table FROM (
                     SELECT *, TRY_CAST({_raw("TimeGenerated")} AS TIMESTAMPTZ)::TIMESTAMP AS _time,
-                        lower(trim({_raw("Category")})) AS _category
+                        lower({_trim(_raw("Category"))}) AS _category,
+                        lower({_trim(_raw("_ResourceId"))}) AS _resource_id
                     FROM (
                         SELECT f AS _file, n AS _line, v IS NULL AS _bad_json, {raw_select}
                         FROM (SELECT f, n, {f"try({extract})" if exact else extract} AS v FROM _source)
@@ -496,6 +496,12 @@ def _stage_source(con: duckdb.DuckDBPyConnection, report: ImportReport, exact: b
 
 def _raw(column: str) -> str:
     return quote("raw:" + column)
+
+
+def _trim(expr: str) -> str:
+    """SQL: *expr* without leading and trailing spaces, as ``trim`` gives it, but copied only when it has any
+    (``trim`` copies every string; on 180-character resource ids that was a fifth of the staging time)."""
+    return f"CASE WHEN starts_with({expr}, ' ') OR ends_with({expr}, ' ') THEN trim({expr}) ELSE {expr} END"
 
 
 def _next_batch(con: duckdb.DuckDBPyConnection) -> int:
