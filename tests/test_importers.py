@@ -174,6 +174,20 @@ def test_archive_json_lines_mapping(con: duckdb.DuckDBPyConnection, tmp_path: Pa
     ]
 
 
+def test_archive_values_padded_with_spaces(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    padded = send_record("m1", Size=" 12.5 ", ToRecipientsCount="  3")
+    padded["resourceId"] = "  " + RID + " "
+    padded["category"] = " EmailSendMailOperational  "
+    write_lines(tmp_path / "a" / "PT1H.json", [padded])
+    import_paths(con, [tmp_path / "a"])
+    assert rows(con, SEND, '"Size", "ToRecipientsCount", "_ResourceId", "_SubscriptionId", "Category"') == [
+        (12.5, 3, RID.lower(), "11111111-2222-3333-4444-555555555555", " EmailSendMailOperational  ")
+    ]
+    write_lines(tmp_path / "b" / "PT1H.json", [send_record("m2", Size=" 1 2 ")])
+    with pytest.raises(ImportFailure, match="Size is not a number:  1 2 "):
+        import_paths(con, [tmp_path / "b"])
+
+
 def test_archive_key_casing_varies_and_unknown_properties_ignored(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
