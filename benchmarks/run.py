@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.insights import Insights  # noqa: E402
-from shared.logs.embedded import DuckDbSource  # noqa: E402
+from shared.logs.embedded import DuckDbSource, translation_schema  # noqa: E402
 from shared.logs.importers import import_paths  # noqa: E402
 from shared.logs.sample import fill_store, write_archive  # noqa: E402
 from shared.logs.store import open_store  # noqa: E402
@@ -253,16 +253,20 @@ def bench_seed() -> None:
     seed = _seed_query() + "\n| where MessageId == messageId"
     seed = "declare query_parameters(messageId:string);\n" + seed
     duckdb_kql.kql(con, seed, {"messageId": message_id}).fetchall()  # warm
-    seed_ms = _time(lambda: duckdb_kql.kql(con, seed, {"messageId": message_id}).fetchall(), 3)
+    ad_hoc_ms = _time(lambda: duckdb_kql.kql(con, seed, {"messageId": message_id}).fetchall(), 3)
+    # The fair comparison: the seed translated once (as our templates are), only its SQL timed.
+    translated = duckdb_kql.to_sql(seed, schema=translation_schema(), parameters={"messageId": message_id})
+    seed_ms = _time(lambda: con.execute(str(translated), translated.parameters).fetchall(), 3)
     con.close()
     insights.trace(TraceParams(message_id=message_id))
-    ours = _time(lambda: insights.trace(TraceParams(message_id=message_id)), 10)
+    ours = _time(lambda: insights.trace(TraceParams(message_id=message_id)), 20)
     RESULTS["seed"] = {
         "seedFilteredAfterJoinMs": round(statistics.median(seed_ms)),
+        "seedAdHocMs": round(statistics.median(ad_hoc_ms)),
         "traceMs": round(statistics.median(ours), 1),
         "ratio": round(statistics.median(seed_ms) / statistics.median(ours)),
         "goal": ">= 100x",
-        "note": "seed timing includes duckdb-kql translation (~0.4 s) as the seed is run ad hoc",
+        "note": "seed timed as SQL once translated; seedAdHocMs adds duckdb-kql's translation (a user's ad hoc run)",
     }
 
 

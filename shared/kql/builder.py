@@ -268,8 +268,8 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
 
 
 # Written so both engines agree and the embedded translation stays small. A column from an unmatched
-# `lookup` is "" in Log Analytics but NULL in DuckDB; `coalesce` skips both (for strings it returns the
-# first non-empty value), so every "first known explanation" chain is a coalesce.
+# `lookup` is "" in Log Analytics but NULL in DuckDB: "first known explanation" chains test
+# `isnotnull(X) and X != ""`, which skips both (and translates far smaller than `coalesce` or `isnotempty`).
 ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
         EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode),
         CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
@@ -282,18 +282,27 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
         DurationSeconds = round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3),
         LatencySeconds = iff(isnotnull(SendTime) and FinalStatusTime < SendTime, real(null),
             round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3)),
-        SmtpStatusCodeDetails = coalesce(SmtpStatusCodeDetails,
-            iff(SmtpStatusCode == "", "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode)),
-            iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided")),
-        EnhancedSmtpStatusCodeDetails = coalesce(EnhancedSmtpStatusCodeDetails, EnhancedSubjectDetails,
-            iff(EnhancedSmtpStatusCode == "", "",
-                replace_string("Unmapped enhanced code: {code}", "{code}", EnhancedSmtpStatusCode)),
-            iff(FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)", "Unknown / not provided")),
-        FailureCategory = iff(FinalDeliveryStatus == "Delivered", "", coalesce(
-            iff(EnhancedFailureCategory == "none", "", EnhancedFailureCategory),
-            iff(EnhancedSubjectFailureCategory == "none", "", EnhancedSubjectFailureCategory),
-            iff(SmtpFailureCategory == "none", "", SmtpFailureCategory),
-            iff(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam", "other"))),
+        SmtpStatusCodeDetails = case(
+            isnotnull(SmtpStatusCodeDetails) and SmtpStatusCodeDetails != "", SmtpStatusCodeDetails,
+            SmtpStatusCode != "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode),
+            FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+            "Unknown / not provided"),
+        EnhancedSmtpStatusCodeDetails = case(
+            isnotnull(EnhancedSmtpStatusCodeDetails) and EnhancedSmtpStatusCodeDetails != "",
+                EnhancedSmtpStatusCodeDetails,
+            isnotnull(EnhancedSubjectDetails) and EnhancedSubjectDetails != "", EnhancedSubjectDetails,
+            EnhancedSmtpStatusCode != "",
+                replace_string("Unmapped enhanced code: {code}", "{code}", EnhancedSmtpStatusCode),
+            FinalDeliveryStatus == "Delivered", "Not applicable (Delivered)",
+            "Unknown / not provided"),
+        FailureCategory = case(
+            FinalDeliveryStatus == "Delivered", "",
+            isnotnull(EnhancedFailureCategory) and EnhancedFailureCategory !in ("", "none"), EnhancedFailureCategory,
+            isnotnull(EnhancedSubjectFailureCategory) and EnhancedSubjectFailureCategory !in ("", "none"),
+                EnhancedSubjectFailureCategory,
+            isnotnull(SmtpFailureCategory) and SmtpFailureCategory !in ("", "none"), SmtpFailureCategory,
+            FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
+            "other"),
         BounceType = case(
             FinalDeliveryStatus == "Delivered", "Not Applicable",
             IsHardBounce =~ "true", "Hard Bounce",
