@@ -279,9 +279,9 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
     | lookup kind=leftouter EnhancedSubjectCatalog on EnhancedSubject
     | extend ClockSkew = isnotnull(SendTime) and FinalStatusTime < SendTime,
         DurationMilliseconds = datetime_diff("millisecond", FinalStatusTime, SendTime),
-        DurationSeconds = round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3),
+        DurationSeconds = round(datetime_diff("millisecond", FinalStatusTime, SendTime) / 1000.0, 3),
         LatencySeconds = iff(isnotnull(SendTime) and FinalStatusTime < SendTime, real(null),
-            round(todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0, 3)),
+            round(datetime_diff("millisecond", FinalStatusTime, SendTime) / 1000.0, 3)),
         SmtpStatusCodeDetails = case(
             isnotnull(SmtpStatusCodeDetails) and SmtpStatusCodeDetails != "", SmtpStatusCodeDetails,
             SmtpStatusCode != "", replace_string("Unmapped SMTP code: {code}", "{code}", SmtpStatusCode),
@@ -618,7 +618,7 @@ def build_p95_latency_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuery:
         "Sends",
         "| join kind=inner (Finals) on MessageId, _ResourceId",
         "| where FinalStatusTime >= SendTime",
-        '| extend DurationSeconds = todouble(datetime_diff("millisecond", FinalStatusTime, SendTime)) / 1000.0',
+        '| extend DurationSeconds = datetime_diff("millisecond", FinalStatusTime, SendTime) / 1000.0',
         "| summarize P95DurationSeconds = percentile(DurationSeconds, 95), Delivered = count()",
         "| extend P95DurationSeconds = iff(Delivered == 0, real(0), P95DurationSeconds)",
     ]
