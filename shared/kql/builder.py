@@ -413,8 +413,9 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         *_final_status(),
         "    ;",
         "Finals",
-        # The join's MessageId1 and _ResourceId1 are left out by the projection below.
         "| join kind=leftouter (Send) on MessageId, _ResourceId",
+        # Dropped here, not only by the projection below: fewer columns through every enrichment stage.
+        "| project-away MessageId1, _ResourceId1",
         ENRICHMENT,
         "| project " + ", ".join(CORRELATED_COLUMNS) + ', RowKind = "final"',
         '| union (Send | extend RowKind = "send"),',
