@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -51,6 +52,7 @@ RESOLVING_STATUSES = frozenset(FINAL_STATUSES) | {"Expanded"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=1024)
 def snake(column: str) -> str:
     """KQL output column -> model field: ``_ResourceId`` -> ``resource_id``, ``P95DurationSeconds`` -> ``p95_...``."""
     return _CAMEL.sub("_", column.lstrip("_")).lower()
