@@ -126,6 +126,10 @@ def test_duplicates_within_one_import_count_once_nulls_included(con: duckdb.Duck
     report = import_paths(con, [blob])
     assert (report.read, report.inserted, report.duplicates) == (4, 2, 2)
     assert rows(con, SEND, '"CorrelationId", "Size"') == [("m1", None), ("m2", 0.25)]
+    # Equal in time, message, recipient and status but not in a detail: two records, both kept.
+    twins = [status_record("m3", "a@b.com", "Bounced"), status_record("m3", "a@b.com", "Bounced", FailureMessage="x")]
+    report = import_paths(con, [write_lines(tmp_path / "b" / "PT1H.json", twins)])
+    assert (report.read, report.inserted, report.duplicates) == (2, 2, 0)
 
 
 def test_archive_json_lines_mapping(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
