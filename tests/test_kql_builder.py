@@ -105,6 +105,21 @@ def test_every_query_passes_the_kusto_language_service(insights: Insights) -> No
     assert_valid_kql([query.embedded_text() for query in queries], schema=embedded_kusto_schema())
 
 
+#: Kusto functions and operators that make `dynamic` values. The embedded engine drops duckdb-kql's JSON
+#: branches (shared.logs.embedded.drop_json_branches) because our queries never hold one.
+DYNAMIC_MAKERS = re.compile(
+    r"\b(parse_json|todynamic|dynamic|pack|pack_all|pack_array|bag_pack|make_list\w*|make_set\w*|make_bag\w*"
+    r"|split|extract_all|parse_xml|mv-expand|mv-apply|series_\w+|array_\w+|bag_\w+)\b"
+)
+
+
+def test_no_query_or_table_holds_a_dynamic_value(insights: Insights) -> None:
+    assert all(kusto_type != "dynamic" for table in embedded_kusto_schema().values() for kusto_type in table.values())
+    for query in all_queries(insights):
+        body = query.embedded_text()
+        assert not DYNAMIC_MAKERS.search(body), (query.operation, DYNAMIC_MAKERS.search(body))
+
+
 def test_values_never_enter_the_body(insights: Insights) -> None:
     """Two searches with the same filters but different (hostile) values have the same body text."""
     for address_a, address_b in itertools.pairwise(HOSTILE_ADDRESSES):
