@@ -51,7 +51,6 @@ IMPORTANT_PARAMETERS = frozenset({"messageId", "from", "to", "recipient", "kind"
 #: Parameters a flow never sets itself (paging); "internal" hides them in the designer.
 INTERNAL_PARAMETERS = frozenset({"continuationToken"})
 
-#: Descriptions of parameters whose model field has none.
 _ACRONYMS = {"id": "ID", "smtp": "SMTP", "mb": "MB", "p50": "P50", "p95": "P95", "csv": "CSV"}
 
 

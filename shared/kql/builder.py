@@ -270,6 +270,8 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
 # Written so both engines agree and the embedded translation stays small. A column from an unmatched
 # `lookup` is "" in Log Analytics but NULL in DuckDB: "first known explanation" chains test
 # `isnotnull(X) and X != ""`, which skips both (and translates far smaller than `coalesce` or `isnotempty`).
+# Kusto cannot read a column assigned in the same `extend`, so DurationSeconds and LatencySeconds repeat the
+# expressions of DurationMilliseconds and ClockSkew rather than cost the embedded engine another stage.
 ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
         EnhancedSubject = extract(@"^([245]\.[0-9]{1,3})\.[0-9]{1,3}$", 1, EnhancedSmtpStatusCode),
         CodeClass = coalesce(extract(@"^([245])\.", 1, EnhancedSmtpStatusCode),
