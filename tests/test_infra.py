@@ -404,7 +404,19 @@ def test_function_app_runtime_https_and_identity() -> None:
         "userAssignedIdentityResourceId": Expr("identityId"),
     }
     assert app.get("properties", "siteConfig", "minTlsVersion") == "1.2"
-    assert app.get("properties", "siteConfig", "ftpsState") == "Disabled"
+    # Flex Consumption refuses siteConfig.ftpsState; FTP is off through the basic-auth policy instead.
+    assert app.get("properties", "siteConfig", "ftpsState") is None
+
+
+def test_basic_publishing_policies_are_off_and_have_a_location() -> None:
+    """ARM refuses basicPublishingCredentialsPolicies without `location` (error 51008), though the type data omits it."""
+    policies = [
+        r for r in resources(INFRA / "app" / "api.bicep") if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    ]
+    assert sorted(r.get("name") for r in policies) == ["ftp", "scm"]
+    for policy in policies:
+        assert policy.get("location") == Expr("location")
+        assert policy.get("properties", "allow") is False
 
 
 def test_no_functions_worker_runtime_anywhere() -> None:

@@ -98,7 +98,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: concat(hostSettings, appLevelSettings)
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState: Flex Consumption refuses it ("Site.SiteConfig.FtpsState ... is invalid"); FTP publishing is
+      // off through the ftp basicPublishingCredentialsPolicies below.
       http20Enabled: true
     }
     functionAppConfig: {
@@ -125,9 +126,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Publishing with user name and password (FTP and SCM basic auth) is off; azd and Core Tools use Entra ID.
+// ARM requires `location` on these policies although the generated type data omits it (Microsoft's verified
+// modules set it too); tests/test_bicep_types.py allows it through overrides.json.
 resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'ftp'
+  location: location
   properties: {
     allow: false
   }
@@ -136,6 +140,7 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'scm'
+  location: location
   properties: {
     allow: false
   }
