@@ -55,6 +55,33 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SUMMARY_LOOKBACK_DAYS", "3", "Days recomputed on every run, since status events arrive late."),
     SettingSpec("SUMMARY_BACKFILL_DAYS", "14", "Days checked for missing summaries and backfilled."),
     SettingSpec("STATUS_GRACE_HOURS", "72", "How long after a send status events are still looked for."),
+    SettingSpec(
+        "STATE_TABLE", "DeliveryState", "Azure Table Storage table of the delivery state (one partition a message)."
+    ),
+    SettingSpec("SUBSCRIPTIONS_TABLE", "Subscriptions", "Azure Table Storage table of webhook subscriptions."),
+    SettingSpec("FOLLOW_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (UTC) of the Log Analytics follower timer."),
+    SettingSpec(
+        "LINK_SIGNING_KEY",
+        None,
+        "HMAC key (at least 32 characters) that signs continuation tokens and poll links; a development key "
+        "is used when unset locally.",
+    ),
+    SettingSpec("REQUEST_BUDGET_SECONDS", "25", "Time budget of one HTTP request, Log Analytics retries included."),
+    SettingSpec(
+        "LOG_ANALYTICS_FUNCTIONS",
+        "false",
+        "true when the code-catalog KQL functions are deployed in the workspace (queries call them instead of "
+        "carrying the catalog inline).",
+    ),
+    SettingSpec("REPORT_RECIPIENTS", None, "Comma-separated addresses that receive the daily report email."),
+    SettingSpec("REPORT_SENDER", None, "ACS verified sender address of the daily report email."),
+    SettingSpec("ACS_ENDPOINT", None, "Communication Services endpoint used to send the report (managed identity)."),
+    SettingSpec(
+        "ACS_CONNECTION_STRING",
+        None,
+        "Communication Services connection string (local runs and tests); wins over ACS_ENDPOINT.",
+        deployed=False,
+    ),
 )
 
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}

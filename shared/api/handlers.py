@@ -221,7 +221,7 @@ def dispatch(route: Route, req: func.HttpRequest) -> func.HttpResponse:
         errors = [{"parameter": exc.parameter, "reason": exc.reason}]
         return problem_response(HttpProblem(400, "Invalid request", str(exc), errors=errors))
     except LogQueryThrottled as exc:
-        retry = str(max(1, round(exc.retry_after)))
+        retry = str(max(1, round(exc.retry_after or 30)))
         return problem_response(HttpProblem(503, exc.title, exc.detail, {"Retry-After": retry}))
     except LogQueryError as exc:
         log.warning("log query failed in %s: %s", route.name, type(exc).__name__)

@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
+from shared.errors import InvalidInput, ParameterError
 from shared.logs.store import ensure_indexes, ensure_tables, insert_staged, quote
 
 #: File name endings walked in folders.
@@ -67,7 +68,7 @@ _DERIVED = frozenset(
 _SOURCE_SYSTEM = "Azure"
 
 
-class ImportFailure(ValueError):
+class ImportFailure(InvalidInput):
     """A file could not be imported; nothing from the call was stored."""
 
     def __init__(self, file: str | Path, line: int | None, reason: str) -> None:
@@ -75,7 +76,7 @@ class ImportFailure(ValueError):
         self.line = line
         self.reason = reason
         where = f"{self.file}:{line}" if line is not None else self.file
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {reason}", [ParameterError("paths", f"{where}: {reason}")])
 
 
 @dataclass

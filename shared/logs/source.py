@@ -6,43 +6,41 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from shared.errors import Unavailable, UpstreamFailure
 from shared.kql.query import KqlQuery
 
 
-class LogQueryError(Exception):
-    """A query could not be answered. ``status`` is the HTTP status the API should answer with."""
+class LogQueryError(UpstreamFailure):
+    """A query could not be answered (the source refused it or failed)."""
 
-    status = 502
     title = "Log query failed"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail, retry_after=retry_after)
         self.code = code
 
 
-class LogQueryThrottled(LogQueryError):
-    """Log Analytics answered 429 and retries did not help."""
-
-    status = 503
-    title = "Log Analytics is throttling queries"
-
-    def __init__(self, detail: str, *, retry_after: float = 30.0, code: str | None = None) -> None:
-        super().__init__(detail, code=code)
-        self.retry_after = retry_after
-
-
-class LogSourceUnavailable(LogQueryError):
-    """The source cannot be reached or is not configured (no store, no credentials)."""
+class LogSourceUnavailable(LogQueryError, Unavailable):
+    """The source cannot be reached, is not configured, timed out or failed transiently: retry later."""
 
     status = 503
     title = "Log source unavailable"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(
+            detail, code=code, retry_after=Unavailable.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+        )
+
+
+class LogQueryThrottled(LogSourceUnavailable):
+    """Log Analytics answered 429 and retries did not help (or would not fit the request's budget)."""
+
+    title = "Log Analytics is throttling queries"
 
 
 class LogQueryRejected(LogQueryError):
     """The service refused the query text (a bug on our side, never user input)."""
 
-    status = 502
     title = "Log query rejected"
 
 

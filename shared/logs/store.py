@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from shared import schemas
+from shared.errors import ServiceError
 
 #: Trailing column of stores written by earlier versions (an md5 duplicate key), tolerated and left empty.
 RECORD_KEY = "_RecordKey"
@@ -23,7 +24,7 @@ RECORD_KEY = "_RecordKey"
 _DUPLICATE_PROBE = ("TimeGenerated", "CorrelationId", "RecipientId", "DeliveryStatus", "EngagementType")
 
 
-class StoreSchemaError(RuntimeError):
+class StoreSchemaError(ServiceError):
     """An existing store's tables do not have the documented columns."""
 
 

@@ -36,6 +36,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.errors import Unavailable, UpstreamFailure
 from shared.models import DailySummary
 from shared.settings import Settings
 
@@ -81,18 +82,13 @@ _SECRET_PATTERNS: Final = (
 _T = TypeVar("_T")
 
 
-class SummaryStoreError(Exception):
-    """The summary table could not be read or written. ``status`` is the HTTP status to answer with."""
+class SummaryStoreError(UpstreamFailure):
+    """The summary table could not be read or written."""
 
-    status = 502
     title = "Summary store failed"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
-
-class SummaryStoreUnavailable(SummaryStoreError):
+class SummaryStoreUnavailable(SummaryStoreError, Unavailable):
     """No storage connection is configured, it is malformed, or the service cannot be reached."""
 
     status = 503
