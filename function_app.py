@@ -1,8 +1,9 @@
-"""Azure Functions entry point (Python v2 model): decorators and bindings only; logic lives in shared/."""
+"""Azure Functions entry point (Python v2 model): the app and its functions, nothing else.
 
-import azure.functions as func
+Every function (HTTP routes, timers, the Event Grid trigger) is declared once in shared/api/spec.py;
+this module imports only azure.functions and that spec, so the host starts fast.
+"""
 
-from shared.api.routes import build_blueprint
+from shared.api.functions import create_app
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(build_blueprint())
+app = create_app()

@@ -272,15 +272,15 @@ def bench_seed() -> None:
 
 def bench_http() -> None:
     ensure_store()
-    from function_app import app
-    from shared.api import handlers
-    from shared.host import LocalHost
+    from shared.api.functions import create_app
+    from shared.services import Services
+    from shared.settings import Settings
+    from tools.devhost import DevHost
 
-    # The app's own Insights over the benchmark store, with the benchmark's clock (its data is in the past).
-    insights = _insights()
-    handlers.default_insights = lambda: insights  # type: ignore[assignment]
+    # The app's own services over the benchmark store, with the benchmark's clock (its data is in the past).
+    services = Services(Settings.from_env(), insights=_insights())
     ids = _message_ids(300)
-    with LocalHost(app, settings_file=None) as host:
+    with DevHost(create_app(lambda: services), settings_file=None, host_file=ROOT / "host.json") as host:
 
         def get(message_id: str) -> int:
             try:
@@ -328,7 +328,7 @@ def bench_summary() -> None:
         insights.daily_summary_query(day)
         insights.run_query(insights.daily_summary_query(day))  # translation is per process, once
         started = time.perf_counter()
-        result = summarize_one_day(insights, store, day)
+        result = summarize_one_day(insights, store, day, today=day + timedelta(days=1))
         seconds = time.perf_counter() - started
     RESULTS["summary"] = {
         "messages": 1_000_000,

@@ -1,4 +1,8 @@
-"""``python -m shared``: the service from the shell. JSON on stdout; exit 2 with a clear message on bad input."""
+"""``python -m shared``: the service from the shell. JSON on stdout.
+
+Failures print one line on stderr and exit with the error's code (``shared.errors``): 2 for bad input, 1 for
+anything else. No traceback reaches the user; nothing is logged about recipients.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,19 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from shared.api.params import BadRequest, parse_params
+from shared.api.params import parse_params
 from shared.api.render import bounces_csv, to_json
-from shared.insights import Insights, InvalidToken
+from shared.errors import EXIT_FAILURE, InvalidInput, ServiceError
+from shared.insights import Insights
 from shared.kql.query import KqlQuery
-from shared.logs.source import LogQueryError
-from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams, WindowError
+from shared.models import STATS_KINDS, BouncesParams, SearchParams, StatsRequest, TraceParams
+from shared.services import Services
 from shared.settings import Settings, load_local_settings
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILURE = 1
 
-
-class UsageError(Exception):
-    pass
+class UsageError(InvalidInput):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         search.add_argument(f"--{option}")
     search.add_argument("--has-attachments", action="store_true", default=None)
 
-    stats = commands.add_parser("stats", help="aggregates: domains, senders, mail-servers, latency, failures, sizes")
-    stats.add_argument("kind", choices=["domains", "senders", "mail-servers", "latency", "failures", "sizes"])
+    stats = commands.add_parser("stats", help="aggregates: " + ", ".join(STATS_KINDS))
+    stats.add_argument("kind", choices=STATS_KINDS)
     _window_options(stats)
     stats.add_argument("--top")
     stats.add_argument("--bin")
@@ -98,16 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kql.add_argument("operation", nargs=argparse.REMAINDER, metavar="OPERATION ...")
 
-    serve = commands.add_parser("serve", help="serve the Functions app's HTTP API locally")
-    serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--host", default="127.0.0.1")
-
     summarize = commands.add_parser("summarize", help="run the daily summary job now")
     summarize.add_argument("--date", metavar="YYYY-MM-DD", help="summarize this day only (default: the job's days)")
     return parser
 
 
-_NOT_PARAMS = {"command", "kind", "engine", "operation", "paths"}
+_NOT_PARAMS = {"command", "engine", "operation", "paths"}
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,7 +125,7 @@ def _query_for(insights: Insights, args: argparse.Namespace) -> KqlQuery:
     if args.command == "search":
         return insights.search_query(parse_params(SearchParams, raw))
     if args.command == "stats":
-        return insights.stats_query(args.kind, parse_params(StatsParams, raw))
+        return insights.stats_query(args.kind, parse_params(StatsRequest, raw))
     if args.command == "bounces":
         return insights.bounces_query(parse_params(BouncesParams, raw))
     raise UsageError(f"kql: no query for `{args.command}`; use trace, search, stats or bounces")
@@ -141,60 +140,42 @@ def _parse_day(text: str | None, option: str) -> date | None:
         raise UsageError(f"{option} must be a date YYYY-MM-DD, got {text!r}") from None
 
 
-def run(argv: Sequence[str], out: Any = None) -> int:
+def run(argv: Sequence[str], out: Any = None, services: Services | None = None) -> int:
+    """Run one command; ``services`` replaces the ones built from the settings (tests)."""
     out = out or sys.stdout
     try:
-        return _run(list(argv), out)
-    except (UsageError, BadRequest, InvalidToken, WindowError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except LogQueryError as exc:
+        return _run(list(argv), out, services)
+    except ServiceError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # a file or port the command needed: name it, no traceback
+        print(f"error: {exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # never a traceback (it may quote data); say what failed
+        print(f"error: {args_command(argv)} failed unexpectedly ({type(exc).__name__})", file=sys.stderr)
         return EXIT_FAILURE
 
 
-def _run(argv: list[str], out: Any) -> int:
+def args_command(argv: Sequence[str]) -> str:
+    return next((word for word in argv if not word.startswith("-")), "command")
+
+
+def _run(argv: list[str], out: Any, services: Services | None) -> int:
     load_local_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = services.settings if services is not None else Settings.from_env()
 
-    if args.command == "serve":
-        from function_app import app  # the Functions app itself, served as Core Tools would
-        from shared.host import serve
-
-        serve(app, host=args.host, port=args.port)
-        return 0
     if args.command == "import":
         return _import(settings, args, out)
     if args.command == "sample":
         return _sample(settings, args, out)
+    services = services or Services(settings)
     if args.command == "summarize":
-        from shared.summaries.job import run_daily_summary
-
-        day = _parse_day(args.date, "--date")
-        report = run_daily_summary(settings, days=[day] if day else None)
-        print(json.dumps(report, indent=2), file=out)
-        return 0
-
-    from shared.services import make_insights
-
-    insights = make_insights(settings)
+        return _summarize(services, args, out)
+    insights = services.insights
     if args.command == "kql":
-        if not args.operation:
-            raise UsageError("kql: name an operation, e.g. `kql search --sender DoNotReply`")
-        operation = list(args.operation)
-        if "--engine" in operation:  # accept the option after the operation too
-            at = operation.index("--engine")
-            if at + 1 >= len(operation) or operation[at + 1] not in ("log-analytics", "embedded"):
-                raise UsageError("kql: --engine takes log-analytics or embedded")
-            args.engine = operation[at + 1]
-            del operation[at : at + 2]
-        inner = parser.parse_args(operation)
-        query = _query_for(insights, inner)
-        engine = args.engine or ("log-analytics" if settings.workspace_id else "embedded")
-        print(query.log_analytics_text() if engine == "log-analytics" else query.embedded_text(), file=out)
-        return 0
+        return _kql(parser, insights, settings, args, out)
 
     raw = _raw_params(args)
     if args.command == "trace":
@@ -202,13 +183,49 @@ def _run(argv: list[str], out: Any) -> int:
     elif args.command == "search":
         print(to_json(insights.search(parse_params(SearchParams, raw)), indent=2), file=out)
     elif args.command == "stats":
-        print(to_json(insights.stats(args.kind, parse_params(StatsParams, raw)), indent=2), file=out)
+        params = parse_params(StatsRequest, raw)
+        print(to_json(insights.stats(params.kind, params), indent=2), file=out)
     elif args.command == "bounces":
-        params = parse_params(BouncesParams, raw)
-        result = insights.bounces(params)
-        print(bounces_csv(result) if params.format == "csv" else to_json(result, indent=2), file=out, end="")
-        if params.format != "csv":
+        bounce_params = parse_params(BouncesParams, raw)
+        result = insights.bounces(bounce_params)
+        print(bounces_csv(result) if bounce_params.format == "csv" else to_json(result, indent=2), file=out, end="")
+        if bounce_params.format != "csv":
             print(file=out)
+    return 0
+
+
+def _summarize(services: Services, args: argparse.Namespace, out: Any) -> int:
+    """The daily summary job now; exit 1 when any day failed (the report says which and why)."""
+    from shared.summaries.job import run_daily_summary
+
+    day = _parse_day(args.date, "--date")
+    report = run_daily_summary(
+        services.settings, days=[day] if day else None, insights=services.insights, store=services.summaries
+    )
+    print(json.dumps(report, indent=2), file=out)
+    if not report["ok"]:
+        failed = ", ".join(item["date"] for item in report["failed"])
+        print(f"error: the daily summary failed for {failed}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _kql(
+    parser: argparse.ArgumentParser, insights: Insights, settings: Settings, args: argparse.Namespace, out: Any
+) -> int:
+    if not args.operation:
+        raise UsageError("kql: name an operation, e.g. `kql search --sender DoNotReply`")
+    operation = list(args.operation)
+    if "--engine" in operation:  # accept the option after the operation too
+        at = operation.index("--engine")
+        if at + 1 >= len(operation) or operation[at + 1] not in ("log-analytics", "embedded"):
+            raise UsageError("kql: --engine takes log-analytics or embedded")
+        args.engine = operation[at + 1]
+        del operation[at : at + 2]
+    inner = parser.parse_args(operation)
+    query = _query_for(insights, inner)
+    engine = args.engine or ("log-analytics" if settings.workspace_id else "embedded")
+    print(query.log_analytics_text() if engine == "log-analytics" else query.embedded_text(), file=out)
     return 0
 
 
@@ -221,13 +238,11 @@ def _store_connection(settings: Settings) -> Any:
 
 
 def _import(settings: Settings, args: argparse.Namespace, out: Any) -> int:
-    from shared.logs.importers import ImportFailure, import_paths
+    from shared.logs.importers import import_paths
 
     con = _store_connection(settings)
     try:
         report = import_paths(con, args.paths, table=args.table)
-    except ImportFailure as exc:
-        raise UsageError(str(exc)) from exc
     finally:
         con.close()
     print(json.dumps(report.as_dict(), indent=2), file=out)

@@ -18,6 +18,7 @@ component failed, not what it held.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -39,12 +40,21 @@ class ServiceError(Exception):
     title = "Internal Server Error"
     exit_code = EXIT_FAILURE
 
-    def __init__(self, detail: str, *, retry_after: float | None = None, title: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        title: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
         if title is not None:
             self.title = title
+        #: Extra members of the problem document (e.g. the message id a 404 is about).
+        self.fields = fields or {}
 
 
 class InvalidInput(ServiceError, ValueError):
@@ -87,7 +97,13 @@ class Unavailable(ServiceError):
     title = "Service unavailable"
     DEFAULT_RETRY_AFTER = 30.0
 
-    def __init__(self, detail: str, *, retry_after: float | None = None, title: str | None = None) -> None:
-        super().__init__(
-            detail, retry_after=self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after, title=title
-        )
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        title: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        retry = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+        super().__init__(detail, retry_after=retry, title=title, fields=fields)

@@ -6,8 +6,6 @@ rows into the response models of :mod:`shared.models`. Nothing here knows HTTP.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -18,11 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from shared.errors import InvalidInput, ParameterError
 from shared.kql import builder
 from shared.kql.builder import Window
 from shared.kql.query import KqlQuery
 from shared.logs.source import LogSource, QueryResult
 from shared.models import (
+    EARLIEST,
+    LATEST,
+    MAX_WINDOW_DAYS,
     STATS_ROW_MODELS,
     BounceList,
     BounceRow,
@@ -42,6 +44,7 @@ from shared.models import (
     TraceState,
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
+from shared.signing import Signer
 
 #: How far past "now" a trace still looks, for clocks that run slightly ahead.
 TRACE_CLOCK_TOLERANCE = timedelta(minutes=5)
@@ -62,8 +65,16 @@ def _fields(record: dict[str, Any]) -> dict[str, Any]:
     return {snake(key): value for key, value in record.items()}
 
 
-class InvalidToken(ValueError):
-    """A continuation token that is malformed or belongs to another query."""
+class InvalidToken(InvalidInput):
+    """A continuation token that is malformed, forged, or belongs to another query."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"continuationToken: {reason}", [ParameterError("continuationToken", reason)])
+
+
+#: Rows tied at one send time that a token may skip (ties beyond a page are rare; this bounds a forged skip).
+MAX_CURSOR_SKIP = 1_000_000
+_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -74,28 +85,42 @@ class PageCursor:
     skip: int
     filters: str
 
-    def encode(self) -> str:
+    def encode(self, signer: Signer) -> str:
         payload = {
             "w": [self.window_start.isoformat(), self.window_end.isoformat()],
             "t": self.send_time.isoformat(),
             "s": self.skip,
             "f": self.filters,
         }
-        raw = json.dumps(payload, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return signer.sign("search", payload)
 
     @classmethod
-    def decode(cls, token: str) -> PageCursor:
+    def decode(cls, token: str, signer: Signer) -> PageCursor:
+        """The cursor of a token this service signed, its fields held to the query parameters' limits."""
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            payload = json.loads(raw)
+            payload = signer.verify("search", token, "continuationToken")
+        except InvalidInput:
+            raise InvalidToken("is not a token this service issued, or was altered") from None
+        try:
             start, end = (datetime.fromisoformat(value) for value in payload["w"])
-            cursor = cls(start, end, datetime.fromisoformat(payload["t"]), int(payload["s"]), str(payload["f"]))
-        except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
-            raise InvalidToken("continuationToken is not a token this service issued") from exc
-        if any(value.tzinfo is None for value in (start, end, cursor.send_time)) or cursor.skip < 0:
-            raise InvalidToken("continuationToken is not a token this service issued")
+            cursor = cls(start, end, datetime.fromisoformat(payload["t"]), payload["s"], payload["f"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidToken("is not a token this service issued") from None
+        cursor.validate()
         return cursor
+
+    def validate(self) -> None:
+        times = (self.window_start, self.window_end, self.send_time)
+        if any(value.tzinfo is None or not EARLIEST <= value < LATEST for value in times):
+            raise InvalidToken(f"holds a time outside {EARLIEST.year}-{LATEST.year}")
+        if not self.window_start < self.window_end <= self.window_start + timedelta(days=MAX_WINDOW_DAYS):
+            raise InvalidToken(f"holds a window that is empty or longer than {MAX_WINDOW_DAYS} days")
+        if not self.window_start <= self.send_time <= self.window_end:
+            raise InvalidToken("holds a position outside its window")
+        if not isinstance(self.skip, int) or isinstance(self.skip, bool) or not 0 <= self.skip <= MAX_CURSOR_SKIP:
+            raise InvalidToken(f"holds a skip outside 0-{MAX_CURSOR_SKIP}")
+        if not isinstance(self.filters, str) or not _FINGERPRINT.match(self.filters):
+            raise InvalidToken("is not a token this service issued")
 
 
 def _filters_fingerprint(params: SearchParams) -> str:
@@ -110,10 +135,12 @@ class Insights:
         *,
         status_grace: timedelta = builder.DEFAULT_STATUS_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signer: Signer | None = None,
     ) -> None:
         self.source = source
         self.status_grace = status_grace
         self.clock = clock
+        self.signer = signer or Signer.from_setting(None)
 
     # -- query construction (also used by `python -m shared kql`) ----------------------------
 
@@ -129,12 +156,12 @@ class Insights:
         fingerprint = _filters_fingerprint(params)
         cursor = None
         if params.continuation_token:
-            cursor = PageCursor.decode(params.continuation_token)
+            cursor = PageCursor.decode(params.continuation_token, self.signer)
             if cursor.filters != fingerprint:
-                raise InvalidToken("continuationToken belongs to a search with other filters")
+                raise InvalidToken("belongs to a search with other filters")
             start, end = cursor.window_start, cursor.window_end
             if (params.from_ and params.from_ != start) or (params.to and params.to != end):
-                raise InvalidToken("continuationToken belongs to a search with another time window")
+                raise InvalidToken("belongs to a search with another time window")
         else:
             start, end = params.window(self.clock())
         query = builder.build_search_query(
@@ -188,7 +215,7 @@ class Insights:
             if cursor is not None and cursor.send_time == last:
                 ties += cursor.skip
             start, end = query.timespan[0], query.timespan[1] - self.status_grace
-            token = PageCursor(start, end, last, ties, fingerprint).encode()
+            token = PageCursor(start, end, last, ties, fingerprint).encode(self.signer)
         return SearchPage(value=page, continuation_token=token, **_partial(result))
 
     def stats(self, kind: str, params: StatsParams) -> StatsResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,9 @@ BounceTypeName = Literal["Hard Bounce", "Soft Bounce", "Not Applicable", "Unknow
 BounceTypeSource = Literal["reported", "inferred", "notApplicable", "unknown"]
 TraceState = Literal["final", "pending", "notFound"]
 StatsKind = Literal["domains", "senders", "mail-servers", "latency", "failures", "sizes"]
+STATS_KINDS: tuple[str, ...] = get_args(StatsKind)
+SummaryDimension = Literal["total", "domain", "sender", "status", "mailServer"]
+SUMMARY_DIMENSIONS: tuple[str, ...] = get_args(SummaryDimension)
 Bin = Literal["5m", "15m", "1h", "1d"]
 BIN_SPANS = {
     "5m": timedelta(minutes=5),
@@ -59,7 +63,8 @@ def _no_controls(value: str, what: str) -> str:
     return value
 
 
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+_MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN)
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)*"
     r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?$"
@@ -122,7 +127,9 @@ def validate_resource_id(value: str) -> str:
     return value
 
 
-MessageId = Annotated[str, AfterValidator(validate_message_id)]
+MessageId = Annotated[
+    str, AfterValidator(validate_message_id), WithJsonSchema({"type": "string", "pattern": MESSAGE_ID_PATTERN})
+]
 Domain = Annotated[str, AfterValidator(validate_domain)]
 Address = Annotated[str, AfterValidator(validate_address)]
 Sender = Annotated[str, AfterValidator(validate_sender)]
@@ -198,6 +205,13 @@ class TraceParams(_Params):
     lookback_days: int = Field(7, ge=1, le=MAX_LOOKBACK_DAYS, description="How far back to look for the message.")
 
 
+class PollParams(TraceParams):
+    token: str = Field(max_length=2048, description="The signed token of the Location a 202 answer gave.")
+
+    def trace(self) -> TraceParams:
+        return TraceParams(message_id=self.message_id, lookback_days=self.lookback_days)
+
+
 class SearchParams(TimeWindowParams):
     sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
     recipient: Address | None = Field(None, description="Recipient address (case-insensitive).")
@@ -232,6 +246,12 @@ class StatsParams(TimeWindowParams):
     bin: Bin = Field("1h", description="Time bin for latency stats.")
 
 
+class StatsRequest(StatsParams):
+    """Statistics of one kind (the route's `kind`, the CLI's first argument)."""
+
+    kind: StatsKind = Field(description="Which statistics: " + ", ".join(STATS_KINDS) + ".")
+
+
 class BouncesParams(TimeWindowParams):
     type: Literal["hard", "soft", "all"] = Field("all", description="Bounce type: hard, soft or all.")
     recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
@@ -242,12 +262,14 @@ class BouncesParams(TimeWindowParams):
     )
 
 
+class RecomputeParams(_Params):
+    day: date = Field(alias="date", description="UTC send day, YYYY-MM-DD.")
+
+
 class SummaryRangeParams(_Params):
     from_: date = Field(alias="from")
     to: date
-    dimension: Literal["total", "domain", "sender", "status", "mailServer"] | None = Field(
-        None, description="Only summaries of this dimension."
-    )
+    dimension: SummaryDimension | None = Field(None, description="Only summaries of this dimension.")
 
     @model_validator(mode="after")
     def _order(self) -> SummaryRangeParams:
@@ -453,9 +475,6 @@ class BounceList(_Out):
 BOUNCE_CSV_COLUMNS = tuple(field.alias or name for name, field in BounceRow.model_fields.items())
 
 
-SummaryDimension = Literal["total", "domain", "sender", "status", "mailServer"]
-
-
 class DailySummary(_Out):
     """One persisted daily summary entity: sends of one UTC day, one dimension key."""
 
@@ -477,6 +496,23 @@ class DailySummary(_Out):
     p95_duration_seconds: float | None = None
     computed_at: UtcDateTime
     schema_version: int
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+#: The measures of a daily summary as the summary query names them (and the table stores them), in model order.
+SUMMARY_COUNT_COLUMNS: tuple[str, ...] = tuple(
+    _pascal(name) for name, f in DailySummary.model_fields.items() if f.annotation is int and name != "schema_version"
+)
+SUMMARY_RATE_COLUMNS: tuple[str, ...] = tuple(
+    _pascal(name) for name, f in DailySummary.model_fields.items() if f.annotation in (float, float | None)
+)
+#: Rates that are always present (0 when there is nothing to divide).
+SUMMARY_REQUIRED_RATES: tuple[str, ...] = tuple(
+    _pascal(name) for name, f in DailySummary.model_fields.items() if f.annotation is float
+)
 
 
 class DailySummaryList(_Out):

@@ -1,13 +1,25 @@
-"""Wiring: which log source and which summary store the settings select."""
+"""What the use cases run against, built once from the settings and handed to handlers and the CLI.
+
+``Services`` holds the settings and builds each dependency on first use (so a health check can report a
+store that cannot be built, and a CLI command that needs no Table Storage never touches it). One per
+process in the Functions host (``process_services``); tests and benchmarks build their own, passing the
+parts they want to replace, instead of patching module globals.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from functools import cache
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from shared.insights import Insights
 from shared.logs.source import LogSource
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shared.summaries.table import SummaryStore
 
 
 def make_source(settings: Settings) -> LogSource:
@@ -30,7 +42,66 @@ def make_insights(settings: Settings, source: LogSource | None = None) -> Insigh
     return Insights(source or make_source(settings), status_grace=timedelta(hours=settings.status_grace_hours))
 
 
-@cache
-def default_insights() -> Insights:
-    """One Insights per process (so translations and SDK clients are reused across requests)."""
-    return make_insights(Settings.from_env())
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        insights: Insights | None = None,
+        summaries: SummaryStore | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or (insights.clock if insights is not None else lambda: datetime.now(UTC))
+        self._insights = insights
+        self._summaries = summaries
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> Services:
+        return cls(Settings.from_env())
+
+    @property
+    def status_grace(self) -> timedelta:
+        return timedelta(hours=self.settings.status_grace_hours)
+
+    @property
+    def insights(self) -> Insights:
+        """The use cases over the configured log source (one source, and its connections, per Services)."""
+        with self._lock:
+            if self._insights is None:
+                self._insights = Insights(make_source(self.settings), status_grace=self.status_grace, clock=self.clock)
+            return self._insights
+
+    @property
+    def summaries(self) -> SummaryStore:
+        """The daily summary table; raises (Unavailable, with the reason) while it cannot be built."""
+        with self._lock:
+            if self._summaries is None:
+                from shared.summaries.table import SummaryStore
+
+                self._summaries = SummaryStore.from_settings(self.settings)
+            return self._summaries
+
+    def close(self) -> None:
+        with self._lock:
+            if self._insights is not None:
+                closer = getattr(self._insights.source, "close", None)
+                if callable(closer):
+                    closer()
+            if self._summaries is not None:
+                self._summaries.close()
+            self._insights = self._summaries = None
+
+
+_process_services: Services | None = None
+_process_lock = threading.Lock()
+
+
+def process_services() -> Services:
+    """The Functions host's one ``Services`` (translations, SDK clients and connections reused across calls)."""
+    global _process_services
+    with _process_lock:
+        if _process_services is None:
+            _process_services = Services.from_env()
+        return _process_services

@@ -87,14 +87,22 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}
 
 
-def load_local_settings(path: str | Path = "local.settings.json") -> None:
-    """Copy ``Values`` from a Core Tools ``local.settings.json`` into the environment (not overriding)."""
-    file = Path(path)
-    if not file.is_file():
-        return
-    values = json.loads(file.read_text(encoding="utf-8")).get("Values", {})
-    for key, value in values.items():
-        os.environ.setdefault(key, str(value))
+def load_local_settings(path: str | Path | None = "local.settings.json") -> dict[str, str]:
+    """Copy ``Values`` of a Core Tools ``local.settings.json`` into ``os.environ`` (variables already set win).
+
+    Returns the variables it set. A missing file is not an error (Core Tools only warns); an encrypted one is.
+    Non-string values are kept as their JSON text, as Core Tools does.
+    """
+    if path is None or not Path(path).is_file():
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    if data.get("IsEncrypted"):
+        raise ValueError(f"{path} is encrypted; decrypt it (func settings decrypt) to run locally")
+    applied: dict[str, str] = {}
+    for key, value in (data.get("Values") or {}).items():
+        if key not in os.environ:
+            applied[key] = os.environ[key] = value if isinstance(value, str) else json.dumps(value)
+    return applied
 
 
 def get(name: str) -> str | None:
@@ -125,6 +133,15 @@ class Settings:
     summary_lookback_days: int
     summary_backfill_days: int
     status_grace_hours: int
+    state_table: str = "DeliveryState"
+    subscriptions_table: str = "Subscriptions"
+    link_signing_key: str | None = None
+    request_budget_seconds: float = 25.0
+    log_analytics_functions: bool = False
+    report_recipients: tuple[str, ...] = ()
+    report_sender: str | None = None
+    acs_endpoint: str | None = None
+    acs_connection_string: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -139,4 +156,13 @@ class Settings:
             summary_lookback_days=get_int("SUMMARY_LOOKBACK_DAYS"),
             summary_backfill_days=get_int("SUMMARY_BACKFILL_DAYS"),
             status_grace_hours=get_int("STATUS_GRACE_HOURS"),
+            state_table=get("STATE_TABLE") or "DeliveryState",
+            subscriptions_table=get("SUBSCRIPTIONS_TABLE") or "Subscriptions",
+            link_signing_key=get("LINK_SIGNING_KEY"),
+            request_budget_seconds=float(get_int("REQUEST_BUDGET_SECONDS")),
+            log_analytics_functions=(get("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true",
+            report_recipients=tuple(a.strip() for a in (get("REPORT_RECIPIENTS") or "").split(",") if a.strip()),
+            report_sender=get("REPORT_SENDER"),
+            acs_endpoint=get("ACS_ENDPOINT"),
+            acs_connection_string=get("ACS_CONNECTION_STRING"),
         )

@@ -15,11 +15,11 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
-from function_app import app
 from shared import cli
-from shared.api import handlers
-from shared.host import LocalHost
 from shared.insights import Insights
+from shared.services import Services
+
+from apphost import serve, settings
 
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
@@ -65,19 +65,19 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(semantic_insights: Insights) -> Iterator[Api]:
-    patch = pytest.MonkeyPatch()
-    patch.setattr(handlers, "default_insights", lambda: semantic_insights)
-    patch.delenv("AzureWebJobsStorage", raising=False)
-    with LocalHost(app, settings_file=None) as host:
+def services(semantic_insights: Insights) -> Services:
+    return Services(settings(), insights=semantic_insights)
+
+
+@pytest.fixture(scope="module")
+def api(services: Services) -> Iterator[Api]:
+    with serve(services) as host:
         yield Api(host.base_url)
-    patch.undo()
 
 
-def cli_json(semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Any:
-    monkeypatch.setattr("shared.services.make_insights", lambda settings, source=None: semantic_insights)
+def cli_json(services: Services, argv: list[str]) -> Any:
     out = io.StringIO()
-    assert cli.run(argv, out) == 0
+    assert cli.run(argv, out, services=services) == 0
     return json.loads(out.getvalue())
 
 
@@ -94,12 +94,10 @@ def assert_problem(reply: Reply, status: int, parameter: str | None = None) -> d
 # --------------------------------------------------------------------------- trace
 
 
-def test_trace_final_is_200_and_equals_the_cli(
-    api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_trace_final_is_200_and_equals_the_cli(api: Api, services: Services) -> None:
     reply = api.get("messages/msg-01-final")
     assert reply.status == 200 and reply.content_type.startswith("application/json")
-    assert reply.json == cli_json(semantic_insights, monkeypatch, ["trace", "msg-01-final"])
+    assert reply.json == cli_json(services, ["trace", "msg-01-final"])
     assert reply.json["state"] == "final"
 
 
@@ -134,12 +132,11 @@ def test_trace_bad_lookback_is_400(api: Api) -> None:
 # --------------------------------------------------------------------------- search
 
 
-def test_search_equals_the_cli(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_equals_the_cli(api: Api, services: Services) -> None:
     reply = api.get("messages", {**DAY, "recipientDomain": "fabrikam.com"})
     assert reply.status == 200
     expected = cli_json(
-        semantic_insights,
-        monkeypatch,
+        services,
         ["search", "--from", DAY["from"], "--to", DAY["to"], "--recipient-domain", "fabrikam.com"],
     )
     assert reply.json == expected
@@ -202,11 +199,11 @@ def test_search_token_from_other_filters_is_400(api: Api) -> None:
 
 
 @pytest.mark.parametrize("kind", ["domains", "senders", "mail-servers", "latency", "failures", "sizes"])
-def test_stats_equal_the_cli(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+def test_stats_equal_the_cli(api: Api, services: Services, kind: str) -> None:
     reply = api.get(f"stats/{kind}", DAY)
     assert reply.status == 200
     body = reply.json
-    assert body == cli_json(semantic_insights, monkeypatch, ["stats", kind, "--from", DAY["from"], "--to", DAY["to"]])
+    assert body == cli_json(services, ["stats", kind, "--from", DAY["from"], "--to", DAY["to"]])
     assert body["value"] and body["completeness"]["pendingRecipients"] == 1
 
 
@@ -215,11 +212,9 @@ def test_stats_bad_input(api: Api) -> None:
     assert_problem(api.get("stats/latency", {**DAY, "bin": "7m"}), 400, "bin")
 
 
-def test_bounces_json_and_csv(api: Api, semantic_insights: Insights, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bounces_json_and_csv(api: Api, services: Services) -> None:
     body = api.get("bounces", {**DAY, "type": "hard"}).json
-    assert body == cli_json(
-        semantic_insights, monkeypatch, ["bounces", "--type", "hard", "--from", DAY["from"], "--to", DAY["to"]]
-    )
+    assert body == cli_json(services, ["bounces", "--type", "hard", "--from", DAY["from"], "--to", DAY["to"]])
     assert {row["recipientId"] for row in body["value"]} == {"bob@fabrikam.com", "judy@fabrikam.com"}
     for reply in (
         api.get("bounces", {**DAY, "format": "csv"}),
@@ -268,17 +263,14 @@ def test_unknown_route_and_method(api: Api) -> None:
     assert api.get("messages", method="DELETE").status == 405
 
 
-def test_unexpected_error_is_a_500_problem_that_logs_no_address(
-    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unexpected_error_is_a_500_problem_that_logs_no_address(caplog: pytest.LogCaptureFixture) -> None:
     address = "@".join(["carol", "contoso.com"])  # built, so the traceback's source lines do not show it
 
-    def explode() -> Insights:
+    def explode() -> Services:
         raise RuntimeError("cannot handle recipient " + address)
 
-    monkeypatch.setattr(handlers, "default_insights", explode)
-    with caplog.at_level("DEBUG"):
-        reply = api.get("messages", DAY)
+    with serve(explode) as host, caplog.at_level("DEBUG"):
+        reply = Api(host.base_url).get("messages", DAY)
     body = assert_problem(reply, 500)
     assert "carol@contoso.com" not in json.dumps(body)
     assert "RuntimeError" in caplog.text and "search_messages" in caplog.text

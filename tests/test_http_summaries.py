@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
-from function_app import app
-from shared import services
-from shared.api import handlers
-from shared.host import LocalHost
 from shared.insights import Insights
+from shared.services import Services
 from shared.settings import APP_SETTINGS, Settings
 from shared.summaries.table import SummaryStore
+
+from apphost import serve, settings
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
@@ -40,13 +39,9 @@ def table() -> str:
 @pytest.fixture(scope="module")
 def base_url(semantic_insights: Insights, azurite_connection_string: str, table: str) -> Iterator[str]:
     patch = pytest.MonkeyPatch()
-    patch.setattr(handlers, "default_insights", lambda: semantic_insights)
-    patch.setattr(services, "default_insights", lambda: semantic_insights)
     patch.setenv("AzureWebJobsStorage", azurite_connection_string)
-    patch.setenv("SUMMARY_TABLE", table)
-    patch.setenv("SUMMARY_LOOKBACK_DAYS", "2")
-    patch.setenv("SUMMARY_BACKFILL_DAYS", "4")
-    with LocalHost(app, settings_file=None) as host:
+    config = settings(summary_table=table, summary_lookback_days=2, summary_backfill_days=4)
+    with serve(Services(config, insights=semantic_insights)) as host:
         yield host.base_url
     patch.undo()
 

@@ -409,9 +409,11 @@ def test_function_app_runtime_https_and_identity() -> None:
 
 
 def test_basic_publishing_policies_are_off_and_have_a_location() -> None:
-    """ARM refuses basicPublishingCredentialsPolicies without `location` (error 51008), though the type data omits it."""
+    """ARM refuses basicPublishingCredentialsPolicies without `location` (error 51008); the type data omits it."""
     policies = [
-        r for r in resources(INFRA / "app" / "api.bicep") if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+        r
+        for r in resources(INFRA / "app" / "api.bicep")
+        if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
     ]
     assert sorted(r.get("name") for r in policies) == ["ftp", "scm"]
     for policy in policies:

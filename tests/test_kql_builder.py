@@ -17,6 +17,7 @@ from shared.kql.query import KqlQuery, from_log_analytics_text
 from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
 from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+from shared.signing import Signer
 
 from kusto_check import assert_valid_kql
 
@@ -76,7 +77,9 @@ def all_queries(insights: Insights) -> list[KqlQuery]:
         cursor = PageCursor(NOW.replace(day=11), NOW, NOW.replace(hour=3), 2, _filters_fingerprint(params))
         queries.append(
             insights.search_query(
-                SearchParams.model_validate({**variant, "continuationToken": cursor.encode(), "top": 1000})
+                SearchParams.model_validate(
+                    {**variant, "continuationToken": cursor.encode(Signer.from_setting(None)), "top": 1000}
+                )
             )
         )
     for kind, bin_ in itertools.product(

@@ -1,8 +1,7 @@
-"""The OpenAPI 3.1 document and the Power Automate connector (Swagger 2.0) generated from ROUTES + models."""
+"""The OpenAPI 3.1 document and the Power Automate connector (Swagger 2.0) generated from the spec + models."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -13,10 +12,8 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator
 
-import function_app
 from shared.api import openapi
 from shared.api.openapi import (
-    CONNECTOR_EXCLUDED,
     CONNECTOR_FILE,
     CONNECTOR_HOST,
     CONNECTOR_MAX_BYTES,
@@ -25,17 +22,13 @@ from shared.api.openapi import (
     swagger2_document,
     to_swagger_schema,
 )
-from shared.api.routes import ROUTES, load
-from shared.host import LocalHost
+from shared.api.spec import OPERATIONS
 from shared.models import STATS_ROW_MODELS
+from shared.services import Services
+
+from apphost import serve, settings
 
 CONNECTOR_DIR = Path(__file__).resolve().parents[1] / "connector"
-
-
-def fresh_app() -> Any:
-    """``function_app.app``, built afresh: azure-functions 1.26 lets ``get_functions()`` (which LocalHost calls)
-    run only once per FunctionApp, so a second LocalHost over the same app object fails."""
-    return importlib.reload(function_app).app
 
 
 def _walk(node: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
@@ -64,66 +57,61 @@ def test_openapi_document_is_valid_3_1() -> None:
     validate(document, cls=OpenAPIV31SpecValidator)
 
 
-def test_every_route_is_in_the_openapi_document() -> None:
+def test_every_operation_is_in_the_openapi_document() -> None:
     operations = _operations(openapi_document())
-    assert set(operations) == {route.name for route in ROUTES}
-    for route in ROUTES:
-        path, method, op = operations[route.name]
-        assert path == "/" + route.route and method == route.method.lower()
-        assert op["summary"] == route.summary and op["tags"] == [route.tag]
-        assert "200" in op["responses"]
-        if route.auth == "anonymous":
+    assert set(operations) == {operation.operation_id for operation in OPERATIONS}
+    for operation in OPERATIONS:
+        path, method, op = operations[operation.operation_id]
+        assert path == "/" + operation.route and method == operation.method.lower()
+        assert op["summary"] == operation.summary and op["tags"] == [operation.tag]
+        assert str(operation.ok.status) in op["responses"]
+        if operation.auth == "anonymous":
             assert op["security"] == []
         else:
             assert "security" not in op or op["security"]
-        if route.name != "health":
-            for status in ("400", "5XX"):
-                assert "application/problem+json" in op["responses"][status]["content"], (route.name, status)
-        if route.response_model:
+        if operation.params is not None:
+            assert "application/problem+json" in op["responses"]["400"]["content"], operation.name
+        if not any(response.status >= 500 for response in operation.responses):
+            assert "application/problem+json" in op["responses"]["5XX"]["content"], operation.name
+        if operation.response is not None:
             ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-            assert ref == f"#/components/schemas/{load(route.response_model).__name__}"
+            assert ref == f"#/components/schemas/{operation.response().__name__}"
 
 
-def test_query_parameters_come_from_the_params_models() -> None:
+def test_parameters_come_from_the_params_models() -> None:
+    """Path parameters are the route's {name} segments and, like query parameters, are described by the model."""
     operations = _operations(openapi_document())
-    for route in ROUTES:
-        op = operations[route.name][2]
+    for operation in OPERATIONS:
+        op = operations[operation.operation_id][2]
         params = {(p["name"], p["in"]): p for p in op.get("parameters", [])}
-        for name, description, pattern in route.path_params:
-            assert params[(name, "path")]["required"] is True
-            assert params[(name, "path")]["schema"]["pattern"] == pattern
-            # described by the route, or else by the params model's field of the same name
-            if description is None:
-                fields = {f.alias or n: f for n, f in load(route.params_model).model_fields.items()}
-                description = fields[name].description
-            assert description and params[(name, "path")]["description"] == description
-        if route.params_model is None:
+        if operation.params is None:
+            assert not params and not operation.path_params
             continue
-        model = load(route.params_model)
-        path_names = {name for name, _, _ in route.path_params}
-        for field_name, field in model.model_fields.items():
-            alias = field.alias or field_name
-            if alias in path_names:
-                continue
-            param = params[(alias, "query")]
-            assert param["required"] == field.is_required(), alias
-            assert param["description"], alias
-            assert "anyOf" not in param["schema"], alias  # a query value is never null
-        assert len(params) == len(model.model_fields) + len(path_names) - len(
-            path_names & {f.alias or n for n, f in model.model_fields.items()}
-        )
+        model = operation.params()
+        aliases = {field.alias or name: field for name, field in model.model_fields.items()}
+        assert set(params) == {(alias, "path" if alias in operation.path_params else "query") for alias in aliases}
+        for (name, where), param in params.items():
+            assert param["required"] == (where == "path" or aliases[name].is_required()), name
+            assert param["description"].endswith("."), name
+            assert "anyOf" not in param["schema"], name  # a query value is never null
+    trace = {p["name"]: p for p in operations["traceMessage"][2]["parameters"]}
+    from shared.models import MESSAGE_ID_PATTERN
+
+    assert trace["messageId"]["schema"]["pattern"] == MESSAGE_ID_PATTERN
+    kinds = {p["name"]: p for p in operations["getStats"][2]["parameters"]}["kind"]["schema"]["enum"]
+    assert kinds == list(STATS_ROW_MODELS)
 
 
 def test_openapi_special_responses() -> None:
     operations = _operations(openapi_document())
-    trace = operations["trace_message"][2]["responses"]
+    trace = operations["traceMessage"][2]["responses"]
     assert set(trace["202"]["headers"]) == {"Location", "Retry-After"}
     assert trace["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TraceResult"}
     assert "Retry-After" in trace["404"]["headers"]
     assert "application/problem+json" in trace["404"]["content"]
-    bounces = operations["list_bounces"][2]["responses"]["200"]["content"]
+    bounces = operations["listBounces"][2]["responses"]["200"]["content"]
     assert set(bounces) == {"application/json", "text/csv"}
-    admin = operations["recompute_daily_summary"][2]
+    admin = operations["recomputeDailySummary"][2]
     assert "admin" in admin["description"].lower()
 
 
@@ -164,7 +152,7 @@ def test_stats_row_models_are_mutually_exclusive() -> None:
 
 
 def test_openapi_route_serves_the_document_with_its_server_url() -> None:
-    with LocalHost(fresh_app(), settings_file=None, host_file=None) as host:
+    with serve(Services(settings())) as host:
         server_url = host.base_url + "/api"
         with urllib.request.urlopen(server_url + "/openapi.json", timeout=30) as response:
             assert response.status == 200
@@ -186,21 +174,18 @@ def test_swagger2_document_is_valid() -> None:
 def test_connector_operations() -> None:
     document = swagger2_document()
     operations = _operations(document)
-    expected = {route.name for route in ROUTES if route.name not in CONNECTOR_EXCLUDED}
-    assert set(operations) == expected
-    assert "recompute_daily_summary" not in operations and "openapi" not in operations  # no admin key in flows
-    for name, (_path, _method, op) in operations.items():
-        assert op["operationId"] == name and op["summary"] and op["description"]
+    assert set(operations) == {operation.operation_id for operation in OPERATIONS if operation.connector}
+    assert "recomputeDailySummary" not in operations and "openapi" not in operations  # no admin key in flows
+    for _name, (_path, _method, op) in operations.items():
         for param in op["parameters"]:
-            assert param["x-ms-summary"] and param["description"]
             assert param["x-ms-visibility"] in ("important", "advanced", "internal")
-    search = operations["search_messages"][2]
+    search = operations["searchMessages"][2]
     assert search["x-ms-pageable"] == {"nextLinkName": "nextLink"}
     visibility = {p["name"]: p["x-ms-visibility"] for p in search["parameters"]}
     assert visibility["continuationToken"] == "internal"
     assert visibility["from"] == visibility["to"] == visibility["recipient"] == "important"
     assert visibility["top"] == "advanced"
-    assert _operations(document)["trace_message"][2]["parameters"][0]["x-ms-visibility"] == "important"
+    assert operations["traceMessage"][2]["parameters"][0]["x-ms-visibility"] == "important"
     assert document["securityDefinitions"] == {"api_key": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
 
 
@@ -216,7 +201,7 @@ def test_connector_has_only_swagger2_schema_keywords() -> None:
             assert isinstance(value, bool), path
     # Response properties carry a display name for the designer's dynamic content.
     trace = document["definitions"]["TraceRecipient"]["properties"]
-    assert trace["finalDeliveryStatus"]["x-ms-summary"] == "Final delivery status"
+    assert trace["finalDeliveryStatus"]["x-ms-summary"] == "Final Delivery Status"
     assert trace["smtpStatusCode"]["x-nullable"] is True
 
 
@@ -268,7 +253,7 @@ def test_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert openapi.main(["--write", "--file", str(target)]) == 0
     assert target.read_text(encoding="utf-8").endswith("}\n")
     assert openapi.main(["--check", "--file", str(target)]) == 0
-    target.write_text(target.read_text(encoding="utf-8").replace("Trace a message", "Trace"), encoding="utf-8")
+    target.write_text(target.read_text(encoding="utf-8").replace("Trace a Message", "Trace"), encoding="utf-8")
     assert openapi.main(["--check", "--file", str(target)]) == 1
 
 

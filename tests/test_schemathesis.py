@@ -9,7 +9,6 @@ configured, so the summary route must answer its documented 503 problem+json (ne
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,11 +29,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-import function_app
 from shared.api.openapi import openapi_document
-from shared.api.routes import ROUTES
-from shared.host import LocalHost
-from shared.services import default_insights
+from shared.api.spec import OPERATIONS
+from shared.services import Services
+
+from apphost import serve
+from apphost import settings as app_settings
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -42,16 +42,10 @@ pytestmark = pytest.mark.timeout(240)
 POSITIVE_EXAMPLES = 40
 NEGATIVE_EXAMPLES = 15
 #: Operations whose 503 is a documented answer here: no summary table store is configured.
-MAY_BE_UNAVAILABLE = {"list_daily_summaries": "application/problem+json", "health": "application/json"}
+MAY_BE_UNAVAILABLE = {"listDailySummaries": "application/problem+json", "health": "application/json"}
 #: Admin-only, and it writes to the summary table store (Azurite): not fuzzed here.
-NOT_FUZZED = {"recompute_daily_summary"}
-FUZZED = [route.name for route in ROUTES if route.name not in NOT_FUZZED]
-
-
-def fresh_app() -> Any:
-    """``function_app.app``, built afresh: azure-functions 1.26 lets ``get_functions()`` (which LocalHost calls)
-    run only once per FunctionApp, so a second LocalHost over the same app object fails."""
-    return importlib.reload(function_app).app
+NOT_FUZZED = {"recomputeDailySummary"}
+FUZZED = [op.operation_id for op in OPERATIONS if op.operation_id not in NOT_FUZZED]
 
 
 def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -100,15 +94,6 @@ def _build_store(path: Path) -> tuple[list[str], dict[str, str]]:
     return [row[0] for row in rows], sample_window
 
 
-def _reset_insights() -> None:
-    if default_insights.cache_info().currsize:
-        source = default_insights().source
-        close = getattr(source, "close", None)
-        if callable(close):
-            close()
-    default_insights.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     store = tmp_path_factory.mktemp("schemathesis") / "acs-logs.duckdb"
@@ -119,14 +104,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         for key in list(os.environ):  # no summary table store: its routes must answer 503
             if key.startswith(("AzureWebJobsStorage", "SUMMARY_STORAGE")):
                 mp.delenv(key)
-        _reset_insights()
+        services = Services(app_settings(local_store=str(store), workspace_id=None))
         try:
-            with LocalHost(fresh_app(), settings_file=None, host_file=None) as host:
+            with serve(services) as host:
                 base_url = host.base_url + "/api"
                 schema = schemathesis.openapi.from_dict(openapi_document(server_url=base_url))
                 yield Served(schema, base_url, ids, sample_window)
         finally:
-            _reset_insights()
+            services.close()
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +146,7 @@ def test_generated_requests(served: Served, session: requests.Session, operation
 
 @pytest.mark.parametrize(
     "operation_id",
-    [route.name for route in ROUTES if route.name in FUZZED and (route.params_model or route.path_params)],
+    [op.operation_id for op in OPERATIONS if op.operation_id in FUZZED and op.params is not None],
 )
 def test_invalid_requests(served: Served, session: requests.Session, operation_id: str) -> None:
     _fuzz(served, session, operation_id, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)
@@ -179,22 +164,22 @@ def test_known_messages_trace_and_conform(served: Served, session: requests.Sess
     """Random ids are never logged: trace real ones (200 final / 202 pending) against the documented schema."""
     assert served.message_ids
     for message_id in served.message_ids:
-        response = _call(served, session, "trace_message", path_parameters={"messageId": message_id})
+        response = _call(served, session, "traceMessage", path_parameters={"messageId": message_id})
         assert response.status_code in (200, 202), response.text
         assert response.json()["messageId"] == message_id
-    missing = _call(served, session, "trace_message", path_parameters={"messageId": "not-logged-anywhere"})
+    missing = _call(served, session, "traceMessage", path_parameters={"messageId": "not-logged-anywhere"})
     assert missing.status_code == 404 and missing.headers["retry-after"] == ["60"]
 
 
 def test_search_pages_conform(served: Served, session: requests.Session) -> None:
-    first = _call(served, session, "search_messages", query={**served.window, "top": 7})
+    first = _call(served, session, "searchMessages", query={**served.window, "top": 7})
     assert first.status_code == 200, first.text
     page = first.json()
     assert len(page["value"]) == 7 and page["nextLink"].startswith(served.base_url + "/messages?")
     second = _call(
         served,
         session,
-        "search_messages",
+        "searchMessages",
         query={**served.window, "top": 7, "continuationToken": page["continuationToken"]},
     )
     assert second.status_code == 200, second.text
@@ -205,18 +190,16 @@ def test_search_pages_conform(served: Served, session: requests.Session) -> None
 
 @pytest.mark.parametrize("kind", ["domains", "senders", "mail-servers", "latency", "failures", "sizes"])
 def test_every_stats_kind_conforms(served: Served, session: requests.Session, kind: str) -> None:
-    response = _call(
-        served, session, "get_stats", path_parameters={"kind": kind}, query={**served.window, "bin": "15m"}
-    )
+    response = _call(served, session, "getStats", path_parameters={"kind": kind}, query={**served.window, "bin": "15m"})
     assert response.status_code == 200, response.text
     assert response.json()["value"], kind
 
 
 def test_bounces_json_and_csv_conform(served: Served, session: requests.Session) -> None:
-    as_json = _call(served, session, "list_bounces", query={**served.window, "top": 5})
+    as_json = _call(served, session, "listBounces", query={**served.window, "top": 5})
     assert as_json.status_code == 200 and as_json.json()["value"]
-    as_csv = _call(served, session, "list_bounces", query={**served.window, "format": "csv", "top": 5})
+    as_csv = _call(served, session, "listBounces", query={**served.window, "format": "csv", "top": 5})
     assert as_csv.status_code == 200 and as_csv.headers["content-type"][0].startswith("text/csv")
     assert as_csv.text.count("\r\n") == 1 + len(as_json.json()["value"])
-    by_accept = _call(served, session, "list_bounces", query=served.window, headers={"Accept": "text/csv"})
+    by_accept = _call(served, session, "listBounces", query=served.window, headers={"Accept": "text/csv"})
     assert by_accept.headers["content-type"][0].startswith("text/csv"), by_accept.request.headers

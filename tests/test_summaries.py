@@ -453,13 +453,13 @@ def test_a_send_before_midnight_counts_on_its_send_day(
         mail_server="mx.night.example",
     )
 
-    summary = summarize_one_day(insights, store, day)
+    summary = summarize_one_day(insights, store, day, today=day + timedelta(days=5))
     rows = {(s.dimension, s.key): s for s in summary.value}
     assert rows[("total", "all")].total == 1 and rows[("total", "all")].delivered == 1
     assert rows[("domain", "night.example")].avg_duration_seconds == pytest.approx(120.0)
     assert rows[("total", "all")].pending == 0
 
-    next_day = summarize_one_day(insights, store, day + timedelta(days=1))
+    next_day = summarize_one_day(insights, store, day + timedelta(days=1), today=day + timedelta(days=5))
     assert [(s.dimension, s.key, s.total) for s in next_day.value] == [("total", "all", 0)]
 
 
@@ -551,7 +551,9 @@ def test_semantics_fixture_day(store: SummaryStore, tmp_path: Path) -> None:
     con = open_store(tmp_path / "fixture.duckdb")
     try:
         importers.import_paths(con, [FIXTURE])
-        summary = summarize_one_day(Insights(DuckDbSource(":memory:", connection=con)), store, date(2026, 3, 10))
+        summary = summarize_one_day(
+            Insights(DuckDbSource(":memory:", connection=con)), store, date(2026, 3, 10), today=date(2026, 3, 12)
+        )
     finally:
         con.close()
     rows = {(s.dimension, s.key): s for s in summary.value}

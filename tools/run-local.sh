@@ -19,7 +19,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then
   echo "Azurite (or something) already listens on 10002; using it."
 else
   tools/azurite/node_modules/.bin/azurite --silent --location .data/azurite --skipApiVersionCheck --loose \
-    --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 &
+    --disableTelemetry --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 &
   pids+=($!)
   for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null && break; sleep 0.2; done
 fi
@@ -53,6 +53,6 @@ ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE)
 Ctrl-C stops it.
 
 MSG
-"$PY" -m shared serve --port "$PORT" &
+"$PY" -m tools.devhost --port "$PORT" &
 pids+=($!)
 wait "${pids[-1]}"

@@ -1,6 +1,6 @@
-"""OpenAPI 3.1 and Swagger 2.0 (Power Automate connector) documents, generated from ROUTES + models.
+"""OpenAPI 3.1 and Swagger 2.0 (Power Automate connector) documents, generated from the spec + models.
 
-``ROUTES`` (shared.api.routes) is the one list of operations and the pydantic models in
+``OPERATIONS`` (shared.api.spec) is the one list of operations and the pydantic models in
 shared.models are the one definition of every parameter and field; nothing here is written by
 hand twice. ``openapi_document()`` is served at ``GET /api/openapi.json``; ``swagger2_document()``
 is the custom connector definition committed as ``connector/apiDefinition.swagger.json``::
@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from shared.api.routes import ROUTES, Route, load
+from shared.api.spec import HEADERS, OPERATIONS, Operation, Response
 
 API_TITLE = "ACS Email Insights"
 API_VERSION = "1.0.0"
@@ -43,25 +43,27 @@ PROBLEM_JSON = "application/problem+json"
 OAS_REF = "#/components/schemas/{model}"
 SWAGGER_REF = "#/definitions/{model}"
 
-#: Operations that a Power Automate flow must not call (admin key) or has no use for.
-CONNECTOR_EXCLUDED = frozenset({"openapi", "recompute_daily_summary"})
-
 #: Main parameters, shown up front in the Power Automate designer ("important").
 IMPORTANT_PARAMETERS = frozenset({"messageId", "from", "to", "recipient", "kind", "date"})
 #: Parameters a flow never sets itself (paging); "internal" hides them in the designer.
 INTERNAL_PARAMETERS = frozenset({"continuationToken"})
 
-_ACRONYMS = {"id": "ID", "smtp": "SMTP", "mb": "MB", "p50": "P50", "p95": "P95", "csv": "CSV"}
+_ACRONYMS = {"id": "ID", "smtp": "SMTP", "mb": "MB", "p50": "P50", "p95": "P95", "csv": "CSV", "url": "URL"}
 
 
 def display_name(name: str) -> str:
-    """``recipientMailServerHostName`` -> ``Recipient mail server host name`` (x-ms-summary)."""
+    """``recipientMailServerHostName`` -> ``Recipient Mail Server Host Name`` (x-ms-summary, Title Case)."""
     words = re.findall(r"[a-z0-9]+|[A-Z][a-z0-9]*", name)
     if not words:
         return name
-    out = [_ACRONYMS.get(word.lower(), word.lower()) for word in words]
-    out[0] = out[0][:1].upper() + out[0][1:]
-    return " ".join(out)
+    return " ".join(_ACRONYMS.get(word.lower(), word[:1].upper() + word[1:].lower()) for word in words)
+
+
+def sentence(text: str) -> str:
+    """Connector guidance: descriptions are full sentences (capitalised, ending with a period)."""
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 # --------------------------------------------------------------------------- JSON Schema from pydantic
@@ -105,10 +107,12 @@ def _strip_titles(node: Any, keep: bool = True) -> Any:
 
 def _response_models() -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {}
-    for route in ROUTES:
-        if route.response_model:
-            model = cast(type[BaseModel], load(route.response_model))
-            seen.setdefault(model.__name__, model)
+    for operation in OPERATIONS:
+        refs = [operation.response, *(response.model for response in (operation.ok, *operation.responses))]
+        for ref in refs:
+            if ref is not None:
+                model = ref()
+                seen.setdefault(model.__name__, model)
     return list(seen.values())
 
 
@@ -193,126 +197,124 @@ class _Parameter:
         self.description, self.required = description, required
 
 
-def _parameters(route: Route) -> list[_Parameter]:
-    params: list[_Parameter] = []
-    path_names = set()
-    model = cast(type[BaseModel], load(route.params_model)) if route.params_model else None
-    schema = _model_schema(model, OAS_REF, "validation") if model else {}
-    described = {name: prop.get("description") for name, prop in schema.get("properties", {}).items()}
-    for name, description, pattern in route.path_params:
-        path_names.add(name)
-        # A route parameter the params model also declares is described there.
-        text = description or described.get(name) or display_name(name)
-        params.append(_Parameter(name, "path", {"type": "string", "pattern": pattern}, text, True))
-    if model:
-        required = set(schema.get("required", []))
-        for name, prop in schema.get("properties", {}).items():
-            if name in path_names:
-                continue
-            prop, _ = _non_null(prop)
-            prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
-            description = prop.pop("description", None) or display_name(name)
-            params.append(_Parameter(name, "query", prop, description, name in required))
-    return params
+def _parameters(operation: Operation) -> list[_Parameter]:
+    """Path parameters (the route's ``{name}`` segments) first, then query parameters; all from the params model."""
+    if operation.params is None:
+        return []
+    schema = _model_schema(operation.params(), OAS_REF, "validation")
+    required = set(schema.get("required", []))
+    properties: dict[str, Any] = schema.get("properties", {})
+    path, query = [], []
+    for name, prop in properties.items():
+        prop, _ = _non_null(prop)
+        prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+        description = sentence(prop.pop("description", None) or display_name(name))
+        if name in operation.path_params:
+            path.append(_Parameter(name, "path", prop, description, True))
+        else:
+            query.append(_Parameter(name, "query", prop, description, name in required))
+    missing = set(operation.path_params) - {p.name for p in path}
+    if missing:
+        raise ValueError(f"{operation.name}: route parameters {sorted(missing)} are not in its params model")
+    path.sort(key=lambda p: operation.path_params.index(p.name))
+    return path + query
+
+
+def _body_model(operation: Operation, response: Response) -> type[BaseModel] | None:
+    if response.body != "model":
+        return None
+    ref = response.model or operation.response
+    return None if ref is None else ref()
+
+
+def _declares_5xx(operation: Operation) -> bool:
+    return any(response.status >= 500 for response in operation.responses)
 
 
 # --------------------------------------------------------------------------- OpenAPI 3.1
 
 
-def _oas_operation(route: Route) -> dict[str, Any]:
+def _oas_content(operation: Operation, response: Response) -> dict[str, Any] | None:
+    if response.body == "problem":
+        return {PROBLEM_JSON: {"schema": {"$ref": OAS_REF.format(model="Problem")}}}
+    if response.body == "empty":
+        return None
+    model = _body_model(operation, response)
+    schema = {"$ref": OAS_REF.format(model=model.__name__)} if model else {"type": "object"}
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if response.status < 300:
+        content.update({media: {"schema": {"type": "string"}} for media in operation.alternates})
+    return content
+
+
+def _oas_response(operation: Operation, response: Response) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": response.description}
+    if response.headers:
+        out["headers"] = {
+            name: {"description": HEADERS[name], "schema": {"type": "integer", "minimum": 0}}
+            if name == "Retry-After"
+            else {"description": HEADERS[name], "schema": {"type": "string"}}
+            for name in response.headers
+        }
+    content = _oas_content(operation, response)
+    if content is not None:
+        out["content"] = content
+    return out
+
+
+def _oas_operation(operation: Operation) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "operationId": route.name,
-        "summary": route.summary,
-        "description": route.description,
-        "tags": [route.tag],
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "description": operation.description,
+        "tags": [operation.tag],
     }
     parameters = [
         {"name": p.name, "in": p.location, "required": p.required, "description": p.description, "schema": p.schema}
-        for p in _parameters(route)
+        for p in _parameters(operation)
     ]
     if parameters:
         op["parameters"] = parameters
-    if route.params_model:
         op["description"] += " Unknown query parameters are rejected with 400."
-
+    if operation.body is not None:
+        body_ref = {"$ref": OAS_REF.format(model=operation.body().__name__)}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body_ref}}}
     problem = {PROBLEM_JSON: {"schema": {"$ref": OAS_REF.format(model="Problem")}}}
-    retry_after = {
-        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
-    }
-    responses: dict[str, Any] = {}
-    if route.response_model:
-        body = {"schema": {"$ref": OAS_REF.format(model=load(route.response_model).__name__)}}
-        responses["200"] = {"description": "OK", "content": {"application/json": body}}
-    else:
-        responses["200"] = {
-            "description": route.summary,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    if route.name == "trace_message":
-        responses["200"]["description"] = "The message reached a final state for every recipient."
-        responses["202"] = {
-            "description": "Some recipients have no final status yet: poll the Location after Retry-After seconds.",
-            "headers": {
-                "Location": {"description": "Absolute URL to poll.", "schema": {"type": "string"}},
-                **retry_after,
-            },
-            "content": {"application/json": body},
-        }
-        responses["404"] = {
-            "description": "Nothing logged for this message (yet): logs arrive minutes after a send.",
-            "headers": retry_after,
-            "content": problem,
-        }
-    if route.name == "list_bounces":
-        responses["200"]["content"]["text/csv"] = {
-            "schema": {"type": "string"},
-            "example": ",".join(_bounce_csv_columns()) + "\r\n",
-        }
-        responses["200"]["description"] = "Bounced recipients as JSON, or as CSV with format=csv / Accept: text/csv."
-    if route.name == "health":
-        responses["200"]["description"] = "Every dependency is reachable."
-        responses["503"] = {
-            "description": "A dependency is unreachable; the body says which and why.",
-            "content": responses["200"]["content"],
-        }
-    else:
+    retry_after = {"Retry-After": {"description": HEADERS["Retry-After"], "schema": {"type": "integer", "minimum": 0}}}
+    responses = {str(r.status): _oas_response(operation, r) for r in (operation.ok, *operation.responses)}
+    if parameters or operation.body is not None:
         responses["400"] = {
             "description": "Invalid request: `errors` names each parameter at fault.",
             "content": problem,
         }
-        if route.auth != "anonymous":
-            responses["401"] = {"description": "Missing or wrong function key (answered by the Functions host)."}
+        responses["414"] = {"description": "The URL is longer than the host accepts.", "content": problem}
+    if operation.auth != "anonymous":
+        responses["401"] = {"description": "Missing or wrong function key (answered by the Functions host)."}
+    if not _declares_5xx(operation):
         responses["5XX"] = {
             "description": "Log source or summary store unavailable or throttled (503 with Retry-After), "
-            "query failed or timed out (502/504), or an internal error (500).",
+            "a dependency refused the request (502), or an internal error (500).",
             "headers": retry_after,
             "content": problem,
         }
-    op["responses"] = responses
-
-    if route.auth == "anonymous":
+    op["responses"] = dict(sorted(responses.items()))
+    if operation.auth == "anonymous":
         op["security"] = []
-    elif route.auth == "admin":
+    elif operation.auth == "admin":
         op["security"] = [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
         op["description"] += " Requires the host's admin (master) key, not a function key."
     return op
 
 
-def _bounce_csv_columns() -> tuple[str, ...]:
-    from shared.models import BOUNCE_CSV_COLUMNS
-
-    return BOUNCE_CSV_COLUMNS
-
-
 def openapi_document(server_url: str = "http://localhost:7071/api") -> dict[str, Any]:
     """The API's OpenAPI 3.1 document."""
     paths: dict[str, Any] = {}
-    for route in ROUTES:
-        paths.setdefault("/" + route.route, {})[route.method.lower()] = _oas_operation(route)
+    for operation in OPERATIONS:
+        paths.setdefault("/" + operation.route, {})[operation.method.lower()] = _oas_operation(operation)
     tags: list[str] = []
-    for route in ROUTES:
-        if route.tag not in tags:
-            tags.append(route.tag)
+    for operation in OPERATIONS:
+        if operation.tag not in tags:
+            tags.append(operation.tag)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -504,49 +506,58 @@ def _swagger_parameter(p: _Parameter) -> dict[str, Any]:
     return param
 
 
-def _swagger_operation(route: Route) -> dict[str, Any]:
+def _swagger_response(operation: Operation, response: Response) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": response.description}
+    if response.body == "problem":
+        out["schema"] = {"$ref": SWAGGER_REF.format(model="Problem")}
+    elif response.body != "empty":
+        model = _body_model(operation, response)
+        out["schema"] = {"$ref": SWAGGER_REF.format(model=model.__name__)} if model else {"type": "object"}
+    if response.headers:
+        out["headers"] = {
+            name: {"type": "integer" if name == "Retry-After" else "string", "description": HEADERS[name]}
+            for name in response.headers
+        }
+    return out
+
+
+def _swagger_operation(operation: Operation) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "operationId": route.name,
-        "summary": route.summary,
-        "description": route.description,
-        "tags": [route.tag],
-        "produces": ["application/json", PROBLEM_JSON],
-        "parameters": [_swagger_parameter(p) for p in _parameters(route)],
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "description": operation.description,
+        "tags": [operation.tag],
+        "produces": ["application/json", PROBLEM_JSON, *operation.alternates],
+        "parameters": [_swagger_parameter(p) for p in _parameters(operation)],
     }
+    if operation.body is not None:
+        op["consumes"] = ["application/json"]
+        op["parameters"].append(
+            {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "description": sentence(operation.body().__doc__ or "The request body"),
+                "x-ms-summary": "Body",
+                "schema": {"$ref": SWAGGER_REF.format(model=operation.body().__name__)},
+            }
+        )
     problem = {"$ref": SWAGGER_REF.format(model="Problem")}
-    responses: dict[str, Any] = {}
-    body = (
-        {"$ref": SWAGGER_REF.format(model=load(route.response_model).__name__)}
-        if route.response_model
-        else {"type": "object"}
-    )
-    responses["200"] = {"description": "OK", "schema": body}
-    retry_after = {"Retry-After": {"type": "integer", "description": "Seconds to wait before retrying."}}
-    if route.name == "trace_message":
-        responses["202"] = {
-            "description": "Pending: some recipients have no final status yet (Power Automate polls Location).",
-            "schema": body,
-            "headers": {"Location": {"type": "string", "description": "Absolute URL to poll."}, **retry_after},
-        }
-        responses["404"] = {
-            "description": "Nothing logged for this message yet.",
-            "schema": problem,
-            "headers": retry_after,
-        }
-    if route.name == "search_messages":
-        op["x-ms-pageable"] = {"nextLinkName": "nextLink"}
-    if route.name == "health":
-        responses["503"] = {"description": "A dependency is unreachable.", "schema": body}
-        op["security"] = []
-    else:
+    responses = {str(r.status): _swagger_response(operation, r) for r in (operation.ok, *operation.responses)}
+    if op["parameters"]:
         responses["400"] = {"description": "Invalid request: errors names each parameter at fault.", "schema": problem}
+    if not _declares_5xx(operation):
         responses["503"] = {
             "description": "Log source or summary store unavailable or throttled.",
             "schema": problem,
-            "headers": retry_after,
+            "headers": {"Retry-After": {"type": "integer", "description": HEADERS["Retry-After"]}},
         }
         responses["default"] = {"description": "Problem details.", "schema": problem}
-    op["responses"] = responses
+    op["responses"] = dict(sorted(responses.items()))
+    if operation.pageable:
+        op["x-ms-pageable"] = {"nextLinkName": "nextLink"}
+    if operation.auth == "anonymous":
+        op["security"] = []
     return op
 
 
@@ -559,10 +570,9 @@ def swagger2_document(host: str = "localhost:7071", base_path: str = "/api", sch
     }
     # Row models only reach the connector merged into StatsResult.value; keep definitions that are used.
     paths: dict[str, Any] = {}
-    for route in ROUTES:
-        if route.name in CONNECTOR_EXCLUDED:
-            continue
-        paths.setdefault("/" + route.route, {})[route.method.lower()] = _swagger_operation(route)
+    for operation in OPERATIONS:
+        if operation.connector:
+            paths.setdefault("/" + operation.route, {})[operation.method.lower()] = _swagger_operation(operation)
     document: dict[str, Any] = {
         "swagger": "2.0",
         "info": {"title": API_TITLE, "version": API_VERSION, "description": API_DESCRIPTION},

@@ -1,4 +1,4 @@
-"""Turning raw input (query strings, CLI options) into validated parameter models."""
+"""Turning raw input (query strings, route values, CLI options, JSON bodies) into validated models."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shared.errors import InvalidInput, ParameterError
+
 M = TypeVar("M", bound=BaseModel)
-
-
-class BadRequest(ValueError):
-    """Input that cannot be used: says which parameter and why."""
-
-    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors or []
 
 
 def _reason(error: Any) -> str:
@@ -24,7 +17,7 @@ def _reason(error: Any) -> str:
 
 
 def parse_params(model: type[M], raw: dict[str, Any]) -> M:
-    """Validate ``raw`` (camelCase keys, string or typed values) into ``model`` or raise BadRequest."""
+    """Validate ``raw`` (camelCase keys, string or typed values) into ``model`` or raise InvalidInput."""
     cleaned = {key: value for key, value in raw.items() if value is not None and value != ""}
     try:
         return model.model_validate(cleaned)
@@ -33,8 +26,8 @@ def parse_params(model: type[M], raw: dict[str, Any]) -> M:
         for error in exc.errors():
             location = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
             if error.get("type") == "extra_forbidden":
-                errors.append({"parameter": location, "reason": "unknown parameter"})
+                errors.append(ParameterError(location, "unknown parameter"))
             else:
-                errors.append({"parameter": location or "(request)", "reason": _reason(error)})
-        detail = "; ".join(f"{e['parameter']}: {e['reason']}" for e in errors)
-        raise BadRequest(detail, errors) from None
+                errors.append(ParameterError(location or "(request)", _reason(error)))
+        detail = "; ".join(f"{e.parameter}: {e.reason}" for e in errors)
+        raise InvalidInput(detail, errors) from None

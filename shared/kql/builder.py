@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 
 from shared.kql.literals import timespan_literal
 from shared.kql.query import KqlQuery, Param
-from shared.models import BIN_SPANS, BouncesParams, SearchParams, StatsParams
+from shared.models import (
+    BIN_SPANS,
+    SUMMARY_COUNT_COLUMNS,
+    SUMMARY_RATE_COLUMNS,
+    BouncesParams,
+    SearchParams,
+    StatsParams,
+)
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
 DEFAULT_STATUS_GRACE = timedelta(hours=72)
@@ -589,8 +596,7 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         '| extend Pending = iff(Dimension == "total", max_of(tolong(Expected) - Total, 0), long(0))',
         "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
         "    AvgDurationSeconds = round(AvgDurationSeconds, 3)",
-        "| project Dimension, Key, Total, Delivered, Bounced, Failed, Suppressed, Quarantined, FilteredSpam,",
-        "    Pending, HardBounces, SoftBounces, SuccessRate, AvgDurationSeconds, P95DurationSeconds",
+        "| project Dimension, Key, " + ", ".join(SUMMARY_COUNT_COLUMNS + SUMMARY_RATE_COLUMNS),
     ]
     return _query("daily-summary", b, body, window)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+from shared.errors import InvalidInput, ServiceError
 from shared.insights import Insights
 from shared.logs.source import LogQueryError
 from shared.models import DailySummaryList
@@ -54,8 +55,8 @@ def run_daily_summary(
     settings: Settings,
     days: Iterable[date] | None = None,
     *,
-    insights: Insights | None = None,
-    store: SummaryStore | None = None,
+    insights: Insights,
+    store: SummaryStore,
     today: date | None = None,
 ) -> dict[str, Any]:
     """Run the job; with *days* None, plan recompute + backfill days from the settings.
@@ -64,12 +65,6 @@ def run_daily_summary(
     Returns a JSON-able report.
     """
     started = time.monotonic()
-    if insights is None:
-        from shared.services import make_insights
-
-        insights = make_insights(settings)
-    if store is None:
-        store = SummaryStore.from_settings(settings)
     today = today or datetime.now(UTC).date()
     store.ensure_table()
 
@@ -141,12 +136,15 @@ def run_daily_summary(
     return report
 
 
-def summarize_one_day(insights: Insights, store: SummaryStore, day: date) -> DailySummaryList:
+def summarize_one_day(insights: Insights, store: SummaryStore, day: date, *, today: date) -> DailySummaryList:
     """Recompute and persist one day on request (``POST /api/summaries/daily/{date}``); return it.
 
-    Errors propagate (LogQueryError, SummaryStoreError) so the API maps them to a status.
-    A partial query result is written without deleting keys it may have missed.
+    A day that has not ended (``today`` or later, UTC) is refused: its summary would be partial at best and
+    all zeros for a future day. Errors propagate (LogQueryError, SummaryStoreError) so the API maps them to a
+    status. A partial query result is written without deleting keys it may have missed.
     """
+    if day >= today:
+        raise InvalidInput.parameter("date", f"{day.isoformat()} has not ended yet (UTC); summaries are of whole days")
     store.ensure_table()
     rows, partial = insights.daily_summary(day)
     result = store.replace_day(day, rows, datetime.now(UTC), delete_stale=not partial)
@@ -158,20 +156,20 @@ def summarize_one_day(insights: Insights, store: SummaryStore, day: date) -> Dai
     return DailySummaryList(value=store.read(day, day))
 
 
-def run_scheduled(*, past_due: bool = False) -> dict[str, Any]:
-    """The timer's entry point: the planned run with the app's settings and log source.
+def run_scheduled(
+    settings: Settings, insights: Insights, store: SummaryStore, *, past_due: bool = False
+) -> dict[str, Any]:
+    """The timer's entry point: the planned run with the app's settings, log source and summary store.
 
     Timers are not retried by the host, so a run with failed days raises after every day was tried,
     which marks the invocation failed where operators look (Application Insights); the next run
     recomputes and backfills whatever is missing.
     """
-    from shared.services import default_insights
-
     if past_due:
         logger.warning("daily summary timer is past due; running now")
-    report = run_daily_summary(Settings.from_env(), insights=default_insights())
+    report = run_daily_summary(settings, insights=insights, store=store)
     if not report["ok"]:
-        raise RuntimeError(
+        raise ServiceError(
             f"daily summary failed for {len(report['failed'])} day(s): "
             + ", ".join(item["date"] for item in report["failed"])
         )

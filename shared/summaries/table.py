@@ -37,7 +37,13 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import Unavailable, UpstreamFailure
-from shared.models import DailySummary
+from shared.models import (
+    SUMMARY_COUNT_COLUMNS,
+    SUMMARY_DIMENSIONS,
+    SUMMARY_RATE_COLUMNS,
+    SUMMARY_REQUIRED_RATES,
+    DailySummary,
+)
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 1
 #: Entities per entity-group transaction (the service limit).
 MAX_BATCH: Final = 100
-DIMENSIONS: Final = ("total", "domain", "sender", "status", "mailServer")
+DIMENSIONS: Final = SUMMARY_DIMENSIONS
 TOTAL_ROW_KEY: Final = "total|all"
 #: RowKey of an empty or missing key.
 NONE_MARKER: Final = "(none)"
@@ -53,20 +59,9 @@ _ESCAPE: Final = "~"
 #: Row keys longer than this many UTF-16 code units (1 KiB is the service limit) are shortened.
 MAX_ROW_KEY_UNITS: Final = 512
 
-INT_COLUMNS: Final = (
-    "Total",
-    "Delivered",
-    "Bounced",
-    "Failed",
-    "Suppressed",
-    "Quarantined",
-    "FilteredSpam",
-    "Pending",
-    "HardBounces",
-    "SoftBounces",
-)
-FLOAT_COLUMNS: Final = ("SuccessRate", "AvgDurationSeconds", "P95DurationSeconds")
-_REQUIRED_FLOATS: Final = ("SuccessRate",)
+INT_COLUMNS: Final = SUMMARY_COUNT_COLUMNS
+FLOAT_COLUMNS: Final = SUMMARY_RATE_COLUMNS
+_REQUIRED_FLOATS: Final = SUMMARY_REQUIRED_RATES
 
 #: Azurite's well-known development account (public, documented).
 DEV_ACCOUNT: Final = "devstoreaccount1"

@@ -1,0 +1,78 @@
+"""Registers every function of ``shared.api.spec`` on a Blueprint.
+
+Imported by ``function_app.py`` at host start, so it imports nothing but ``azure.functions`` and the
+spec: handlers, pydantic and the Azure SDKs load on the first invocation. ``services`` is how a
+function finds its dependencies: by default one ``Services`` per process built from the settings;
+tests pass their own provider (``build_blueprint(lambda: my_services)``) instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+
+from shared.api.spec import OPERATIONS, TRIGGERS, EventGridTrigger, Operation, Timer
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+ServicesProvider = Callable[[], "Services"]
+
+_AUTH = {"function": func.AuthLevel.FUNCTION, "anonymous": func.AuthLevel.ANONYMOUS, "admin": func.AuthLevel.ADMIN}
+
+
+def default_services() -> Services:
+    from shared.services import process_services
+
+    return process_services()
+
+
+def _http_function(operation: Operation, services: ServicesProvider) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    def handle(req: func.HttpRequest) -> func.HttpResponse:
+        from shared.api.dispatch import dispatch
+
+        return dispatch(operation, req, services)
+
+    handle.__name__ = handle.__qualname__ = operation.name
+    return handle
+
+
+def _timer_function(trigger: Timer, services: ServicesProvider) -> Callable[[func.TimerRequest], None]:
+    def run(timer: func.TimerRequest) -> None:
+        trigger.handler()(timer, services())
+
+    run.__name__ = run.__qualname__ = trigger.name
+    return run
+
+
+def _event_function(trigger: EventGridTrigger, services: ServicesProvider) -> Callable[[func.EventGridEvent], None]:
+    def run(event: func.EventGridEvent) -> None:
+        trigger.handler()(event, services())
+
+    run.__name__ = run.__qualname__ = trigger.name
+    return run
+
+
+def build_blueprint(services: ServicesProvider = default_services) -> func.Blueprint:
+    bp = func.Blueprint()  # type: ignore[no-untyped-call]
+    for operation in OPERATIONS:
+        route = bp.route(route=operation.route, methods=[operation.method], auth_level=_AUTH[operation.auth])
+        bp.function_name(name=operation.name)(route(_http_function(operation, services)))
+    for trigger in TRIGGERS:
+        if isinstance(trigger, Timer):
+            schedule = f"%{trigger.schedule_setting}%"
+            decorator = bp.timer_trigger(arg_name="timer", schedule=schedule, run_on_startup=False, use_monitor=True)
+            bp.function_name(name=trigger.name)(decorator(_timer_function(trigger, services)))
+        else:
+            decorator = bp.event_grid_trigger(arg_name="event")
+            bp.function_name(name=trigger.name)(decorator(_event_function(trigger, services)))
+    return bp
+
+
+def create_app(services: ServicesProvider = default_services) -> func.FunctionApp:
+    """The FunctionApp ``function_app.py`` exposes; tests build one around their own services."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(build_blueprint(services))
+    return app

@@ -1,0 +1,282 @@
+"""The one declarative list of every function this app registers: HTTP operations and triggers.
+
+The blueprint (``shared.api.functions``), the dispatcher (``shared.api.dispatch``), the OpenAPI 3.1
+document and the Power Automate connector (``shared.api.openapi``) all read ``OPERATIONS`` and
+``TRIGGERS``, and nothing else. Each operation names its handler and models as real references;
+they are wrapped in ``lambda`` so that importing this module (which ``function_app.py`` does at host
+start, within Flex Consumption's 30 s budget) loads neither pydantic nor the Azure SDKs: only the
+first request does. mypy checks every reference through the ``TYPE_CHECKING`` imports.
+
+Path parameters are the ``{name}`` segments of the route; their schema, like every query parameter's,
+comes from the operation's ``params`` model, so each pattern and enumeration is written once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from shared import models
+    from shared.api import handlers, triggers
+else:
+
+    class _Deferred:
+        """A module imported on first attribute access (so the references below cost nothing at import)."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+            self._module: ModuleType | None = None
+
+        def __getattr__(self, attribute: str) -> Any:
+            if self._module is None:
+                self._module = importlib.import_module(self._name)
+            return getattr(self._module, attribute)
+
+    models = _Deferred("shared.models")
+    handlers = _Deferred("shared.api.handlers")
+    triggers = _Deferred("shared.api.triggers")
+
+Auth = Literal["function", "anonymous", "admin"]
+#: What a response body is: the operation's model, another model, problem+json, or a media type's text.
+BodyKind = Literal["model", "problem", "csv", "html", "object", "empty"]
+ModelRef = Callable[[], "type[BaseModel]"]
+
+#: Response headers an operation may declare, with their description (one place for OpenAPI and Swagger).
+HEADERS: dict[str, str] = {
+    "Location": "Absolute URL to poll (it carries its own short-lived credential).",
+    "Retry-After": "Seconds to wait before retrying.",
+}
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response besides the generic ones (400 for bad input, 401 without a key, 5XX from dependencies)."""
+
+    status: int
+    description: str
+    body: BodyKind = "model"
+    #: The body's model when ``body == "model"``; default: the operation's ``response`` model.
+    model: ModelRef | None = None
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # function name; the operationId is its camelCase form
+    method: Literal["GET", "POST", "DELETE"]
+    route: str
+    auth: Auth
+    tag: str
+    summary: str  # Title Case, a few words (Power Automate shows it as the action name)
+    description: str  # full sentences
+    handler: Callable[[], Callable[..., Any]]
+    #: Query and path parameters, validated together (route values win over query values of the same name).
+    params: ModelRef | None = None
+    #: JSON request body model (POST).
+    body: ModelRef | None = None
+    #: The 200 (or 201) body.
+    response: ModelRef | None = None
+    ok: Response = Response(200, "OK")
+    responses: tuple[Response, ...] = ()
+    #: Media types of the success body besides JSON ("text/csv", "text/html").
+    alternates: tuple[str, ...] = ()
+    #: Search-style paging: the body's ``nextLink`` (Power Automate's x-ms-pageable).
+    pageable: bool = False
+    #: Part of the Power Automate connector.
+    connector: bool = True
+
+    @property
+    def operation_id(self) -> str:
+        head, *rest = self.name.split("_")
+        return head + "".join(word.title() for word in rest)
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"{(\w+)}", self.route))
+
+
+@dataclass(frozen=True)
+class Timer:
+    name: str
+    #: App setting holding the NCRONTAB schedule (the host reads it as %NAME%).
+    schedule_setting: str
+    handler: Callable[[], Callable[..., Any]]
+    description: str
+
+
+@dataclass(frozen=True)
+class EventGridTrigger:
+    name: str
+    handler: Callable[[], Callable[..., Any]]
+    description: str
+
+
+MESSAGES, STATISTICS, BOUNCES, SUMMARIES, OPERATIONS_TAG = (
+    "Messages",
+    "Statistics",
+    "Bounces",
+    "Summaries",
+    "Operations",
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "trace_message",
+        "GET",
+        "messages/{messageId}",
+        "function",
+        MESSAGES,
+        "Trace a Message",
+        "Returns what happened to one message: its send, its message-level events and every recipient's final "
+        "status and timeline. The answer is 200 when every recipient is final, 202 while some are pending (poll the "
+        "Location) and 404 while nothing is logged yet.",
+        handler=lambda: handlers.trace_message,
+        params=lambda: models.TraceParams,
+        response=lambda: models.TraceResult,
+        ok=Response(200, "The message reached a final state for every recipient."),
+        responses=(
+            Response(
+                202,
+                "Some recipients have no final status yet: poll the Location after Retry-After seconds.",
+                headers=("Location", "Retry-After"),
+            ),
+            Response(
+                404,
+                "Nothing is logged for this message yet: logs arrive minutes after a send.",
+                body="problem",
+                headers=("Retry-After",),
+            ),
+        ),
+    ),
+    Operation(
+        "poll_message_trace",
+        "GET",
+        "messages/{messageId}/poll",
+        "anonymous",
+        MESSAGES,
+        "Poll a Message Trace",
+        "The Location a 202 trace answer gives: the same answers as the trace, without a function key. Its token is "
+        "signed for this one message and expires an hour after it was issued; each 202 gives a fresh one.",
+        handler=lambda: handlers.poll_message_trace,
+        params=lambda: models.PollParams,
+        response=lambda: models.TraceResult,
+        ok=Response(200, "The message reached a final state for every recipient."),
+        responses=(
+            Response(
+                202,
+                "Still pending: poll the new Location after Retry-After seconds.",
+                headers=("Location", "Retry-After"),
+            ),
+            Response(404, "Nothing is logged for this message yet.", body="problem", headers=("Retry-After",)),
+        ),
+        connector=False,
+    ),
+    Operation(
+        "search_messages",
+        "GET",
+        "messages",
+        "function",
+        MESSAGES,
+        "Search Deliveries",
+        "Returns one row per recipient with its final status, newest send first. Pages are linked by nextLink.",
+        handler=lambda: handlers.search_messages,
+        params=lambda: models.SearchParams,
+        response=lambda: models.SearchPage,
+        pageable=True,
+    ),
+    Operation(
+        "get_stats",
+        "GET",
+        "stats/{kind}",
+        "function",
+        STATISTICS,
+        "Get Delivery Statistics",
+        "Returns aggregates over the send window (domains, senders, mail servers, latency, failures or sizes) "
+        "and how complete the data is.",
+        handler=lambda: handlers.get_stats,
+        params=lambda: models.StatsRequest,
+        response=lambda: models.StatsResult,
+    ),
+    Operation(
+        "list_bounces",
+        "GET",
+        "bounces",
+        "function",
+        BOUNCES,
+        "List Bounced Recipients",
+        "Returns one row per bounced address (lowercased). Ask for CSV with format=csv or Accept: text/csv.",
+        handler=lambda: handlers.list_bounces,
+        params=lambda: models.BouncesParams,
+        response=lambda: models.BounceList,
+        ok=Response(200, "Bounced recipients as JSON, or as CSV with format=csv / Accept: text/csv."),
+        alternates=("text/csv",),
+    ),
+    Operation(
+        "list_daily_summaries",
+        "GET",
+        "summaries/daily",
+        "function",
+        SUMMARIES,
+        "List Daily Summaries",
+        "Returns the persisted daily delivery summaries. No log query is run.",
+        handler=lambda: handlers.list_daily_summaries,
+        params=lambda: models.SummaryRangeParams,
+        response=lambda: models.DailySummaryList,
+    ),
+    Operation(
+        "recompute_daily_summary",
+        "POST",
+        "summaries/daily/{date}",
+        "admin",
+        SUMMARIES,
+        "Recompute a Daily Summary",
+        "Recomputes and persists the summaries of one UTC send day, and returns them.",
+        handler=lambda: handlers.recompute_daily_summary,
+        params=lambda: models.RecomputeParams,
+        response=lambda: models.DailySummaryList,
+        connector=False,
+    ),
+    Operation(
+        "health",
+        "GET",
+        "health",
+        "anonymous",
+        OPERATIONS_TAG,
+        "Check Health",
+        "Says whether the log source and the summary table store are reachable, and why not.",
+        handler=lambda: handlers.health,
+        response=lambda: models.Health,
+        ok=Response(200, "Every dependency is reachable."),
+        responses=(Response(503, "A dependency is unreachable; the body says which and why."),),
+    ),
+    Operation(
+        "openapi",
+        "GET",
+        "openapi.json",
+        "anonymous",
+        OPERATIONS_TAG,
+        "Get the OpenAPI Document",
+        "Returns this API's OpenAPI 3.1 document.",
+        handler=lambda: handlers.openapi,
+        ok=Response(200, "The OpenAPI 3.1 document.", body="object"),
+        connector=False,
+    ),
+)
+
+TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
+    Timer(
+        "daily_summary",
+        "DAILY_SUMMARY_SCHEDULE",
+        handler=lambda: triggers.daily_summary,
+        description="Computes the daily delivery summaries (recent days again, missing days backfilled).",
+    ),
+)
+
+OPERATIONS_BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}
