@@ -566,7 +566,10 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     b = _Bindings()
     _window_lets(b, window)
     f = Filters()
-    latency = "AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
+    latency = (
+        "AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50), "
+        "P95DurationSeconds = percentile(LatencySeconds, 95)"
+    )
     counts = f"{STATUS_COUNTS}, {latency}"
     body = [
         correlated(b, f),
@@ -590,7 +593,8 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
         "    AvgDurationSeconds = round(AvgDurationSeconds, 3)",
         "| project Dimension, Key, Total, Delivered, Bounced, Failed, Suppressed, Quarantined, FilteredSpam,",
-        "    Pending, HardBounces, SoftBounces, SuccessRate, AvgDurationSeconds, P95DurationSeconds",
+        "    Pending, HardBounces, SoftBounces, SuccessRate, AvgDurationSeconds, P95DurationSeconds,",
+        "    P50DurationSeconds",
     ]
     return _query("daily-summary", b, body, window)
 

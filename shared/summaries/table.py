@@ -65,7 +65,8 @@ INT_COLUMNS: Final = (
     "HardBounces",
     "SoftBounces",
 )
-FLOAT_COLUMNS: Final = ("SuccessRate", "AvgDurationSeconds", "P95DurationSeconds")
+#: P50DurationSeconds came later (schema version 1 still): summaries written before it read back as null.
+FLOAT_COLUMNS: Final = ("SuccessRate", "AvgDurationSeconds", "P95DurationSeconds", "P50DurationSeconds")
 _REQUIRED_FLOATS: Final = ("SuccessRate",)
 
 #: Azurite's well-known development account (public, documented).
@@ -210,6 +211,9 @@ def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     p95s = [e["P95DurationSeconds"] for e in (first, second) if "P95DurationSeconds" in e]
     if p95s:
         merged["P95DurationSeconds"] = max(p95s)  # an upper bound; the exact value needs the raw rows
+    p50s = [e["P50DurationSeconds"] for e in (first, second) if "P50DurationSeconds" in e]
+    if p50s:
+        merged["P50DurationSeconds"] = max(p50s)  # likewise an upper bound
     return merged
 
 
