@@ -170,9 +170,25 @@ def run_scheduled(*, past_due: bool = False) -> dict[str, Any]:
     if past_due:
         logger.warning("daily summary timer is past due; running now")
     report = run_daily_summary(Settings.from_env(), insights=default_insights())
+    report["reportEmail"] = _send_report_email(report)
     if not report["ok"]:
         raise RuntimeError(
             f"daily summary failed for {len(report['failed'])} day(s): "
             + ", ".join(item["date"] for item in report["failed"])
         )
     return report
+
+
+def _send_report_email(run: dict[str, Any]) -> dict[str, Any]:
+    """The daily report email (issue 12, shared.report.email) after the run; it never fails the job.
+
+    Imported here, not at the top: the report sits above this layer (it reads summaries and renders),
+    and its dependencies (matplotlib, the ACS SDK) load only when a report is sent.
+    """
+    try:
+        from shared.report.email import send_after_summary
+
+        return send_after_summary(run)
+    except Exception as exc:  # the summaries are written; nothing about the email may undo that
+        logger.error("daily report email failed: %s", type(exc).__name__)
+        return {"status": "failed", "error": type(exc).__name__}
