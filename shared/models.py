@@ -486,6 +486,10 @@ class DailySummaryList(_Out):
     value: list[DailySummary]
 
 
+#: CSV columns of daily summaries (docs/reports.md): the wire names, in field order; new fields append.
+SUMMARY_CSV_COLUMNS = tuple(field.alias or name for name, field in DailySummary.model_fields.items())
+
+
 class ComponentHealth(_Out):
     name: str
     reachable: bool
