@@ -567,8 +567,10 @@ class ReportHardBounces(_Out):
 
 class ReportPending(_Out):
     still_pending: int = Field(description="Recipients without a final status whose status window is still open.")
+    still_pending_days: list[date] = Field(description="Days that contribute to `stillPending`.")
     expired: int = Field(
-        description="Recipients of the last 14 days without a final status whose status window has closed."
+        description="Recipients of the last 14 days without a final status whose status window has closed "
+        "(as of each day's latest summary)."
     )
     expired_days: list[date] = Field(description="Days that contribute to `expired`.")
     status_window_closes: UtcDateTime = Field(description="When the report day's status window closes.")

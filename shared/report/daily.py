@@ -156,8 +156,12 @@ def _failure_reasons(
         if info.matched == "unknown":
             info = explain_smtp(row.smtp_status_code)
         explanation = row.enhanced_smtp_status_code_details or info.meaning
-        if info.matched == "unknown" and row.final_delivery_status in STATUS_EXPLANATIONS:
-            explanation = STATUS_EXPLANATIONS[row.final_delivery_status]
+        remedy = info.remedy if info.matched != "unknown" else None
+        # No code, or a success code on a recipient that was not delivered (a quarantine accepts with 250):
+        # the code cannot explain the outcome, the status does.
+        unexplained = info.matched == "unknown" or info.code.startswith("2")
+        if unexplained and row.final_delivery_status in STATUS_EXPLANATIONS:
+            explanation, remedy = STATUS_EXPLANATIONS[row.final_delivery_status], None
         reasons.append(
             ReportFailureReason(
                 failure_reason=row.failure_reason,
@@ -166,7 +170,7 @@ def _failure_reasons(
                 enhanced_smtp_status_code=row.enhanced_smtp_status_code,
                 explanation=explanation,
                 failure_category=row.failure_category or info.failure_category,
-                remedy=info.remedy if info.matched != "unknown" else None,
+                remedy=remedy,
                 count=row.count,
             )
         )
@@ -192,16 +196,23 @@ def _pending(totals: dict[date, DailySummary], day: date, now: datetime, grace: 
     those of closed windows never will within what the summaries look at, so they count as expired."""
     closes = datetime.combine(day + timedelta(days=1), time(0), UTC) + grace
     still = expired = 0
-    expired_days = []
+    still_days, expired_days = [], []
     for current, summary in sorted(totals.items()):
         if current > day or not summary.pending:
             continue
         if datetime.combine(current + timedelta(days=1), time(0), UTC) + grace > now:
             still += summary.pending
+            still_days.append(current)
         else:
             expired += summary.pending
             expired_days.append(current)
-    return ReportPending(still_pending=still, expired=expired, expired_days=expired_days, status_window_closes=closes)
+    return ReportPending(
+        still_pending=still,
+        still_pending_days=still_days,
+        expired=expired,
+        expired_days=expired_days,
+        status_window_closes=closes,
+    )
 
 
 def build_daily_report(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from html import escape
 from typing import Final, Literal
 
@@ -261,17 +261,25 @@ def _bounces_section(report: DailyReport) -> str:
     return _section("New hard bounces", body)
 
 
+def _days(days: Sequence[date]) -> str:
+    """``2026-11-28`` or ``2026-11-17 to 2026-11-27 (11 days)``."""
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0].isoformat()} to {days[-1].isoformat()} ({len(days)} days)"
+
+
 def _pending_section(report: DailyReport) -> str:
     pending = report.pending
+    still = f" of sends on {escape(_days(pending.still_pending_days))}" if pending.still_pending_days else ""
     body = _paragraph(
-        f'<span data-metric="stillPending" style="font-weight:600;">{pending.still_pending:,}</span> recipients '
-        "still have no final status; their status window closes "
-        f"{escape(_date_label(pending.status_window_closes))}."
+        f'<span data-metric="stillPending" style="font-weight:600;">{pending.still_pending:,}</span> recipients'
+        f"{still} have no final status yet; late status events still count until their status window closes "
+        f"(for {report.date.isoformat()}: {escape(_date_label(pending.status_window_closes))})."
     )
-    expired_days = ", ".join(day.isoformat() for day in pending.expired_days)
+    expired = f" of sends on {escape(_days(pending.expired_days))}" if pending.expired_days else ""
     body += _paragraph(
-        f'<span data-metric="expired" style="font-weight:600;">{pending.expired:,}</span> recipients of the last '
-        "14 days never got one before their window closed" + (f" ({escape(expired_days)})." if expired_days else ".")
+        f'<span data-metric="expired" style="font-weight:600;">{pending.expired:,}</span> recipients{expired} '
+        "never got a final status before their window closed (as of each day's latest summary)."
     )
     return _section("Pending and expired", body)
 
