@@ -248,6 +248,9 @@ class SummaryRangeParams(_Params):
     dimension: Literal["total", "domain", "sender", "status", "mailServer"] | None = Field(
         None, description="Only summaries of this dimension."
     )
+    format: Literal["json", "csv"] = Field(
+        "json", description="json (default) or csv (docs/reports.md); Accept: text/csv also selects CSV."
+    )
 
     @model_validator(mode="after")
     def _order(self) -> SummaryRangeParams:
@@ -500,6 +503,9 @@ class Health(_Out):
     status: Literal["ok", "degraded"]
     log_source: ComponentHealth
     table_store: ComponentHealth
+    report_email: ComponentHealth | None = Field(
+        None, description="Whether the latest daily report email went out (shared.report.email.report_health)."
+    )
 
 
 # --------------------------------------------------------------------------- the daily report (issue 12)
