@@ -8,7 +8,7 @@ SAMPLE_MESSAGES ?= 20000
 SAMPLE_DAYS ?= 7
 export ACS_LOCAL_STORE ?= .data/acs-logs.duckdb
 
-.PHONY: setup run test lint typecheck unit checkov bench connector clean
+.PHONY: setup run test test-fast lint typecheck unit checkov chromium bench connector clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,15 +37,25 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared tests function_app.py benchmarks
+	$(VENV)/bin/ruff format --check shared tests function_app.py benchmarks tools/devhost
 	$(PY) -m shared.monitoring --check
 	$(PY) -m shared.api.openapi --check
 
 typecheck: setup
 	$(VENV)/bin/mypy
 
-unit: setup
+# Headless Chromium (Debian's package) for the report rendering test; it skips with a notice when this fails.
+chromium:
+	-@bash tools/install-chromium.sh
+
+unit: setup chromium
 	$(VENV)/bin/pytest -q
+
+# The day-to-day loop: everything but the slow Kusto-parser and fuzzing tests (marked `slow`), no checkov.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -m "not slow"
 
 checkov: .venv-checkov/.installed
 	.venv-checkov/bin/checkov --config-file .checkov.yaml --quiet --compact

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kql.add_argument("operation", nargs=argparse.REMAINDER, metavar="OPERATION ...")
 
+    report = commands.add_parser("report", help="the daily report of one UTC day (HTML page or JSON)")
+    report.add_argument("--date", metavar="YYYY-MM-DD", required=True)
+    report.add_argument("--format", choices=["html", "json"], default="html")
+
     summarize = commands.add_parser("summarize", help="run the daily summary job now")
     summarize.add_argument("--date", metavar="YYYY-MM-DD", help="summarize this day only (default: the job's days)")
     return parser
@@ -173,6 +177,8 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
     services = services or Services(settings)
     if args.command == "summarize":
         return _summarize(services, args, out)
+    if args.command == "report":
+        return _report(services, args, out)
     insights = services.insights
     if args.command == "kql":
         return _kql(parser, insights, settings, args, out)
@@ -207,6 +213,17 @@ def _summarize(services: Services, args: argparse.Namespace, out: Any) -> int:
         failed = ", ".join(item["date"] for item in report["failed"])
         print(f"error: the daily summary failed for {failed}", file=sys.stderr)
         return EXIT_FAILURE
+    return 0
+
+
+def _report(services: Services, args: argparse.Namespace, out: Any) -> int:
+    from shared.report.daily import build_daily_report
+    from shared.report.html import render_report_html
+
+    day = _parse_day(args.date, "--date")
+    assert day is not None
+    report = build_daily_report(services.summaries, services.insights, day, now=services.clock())
+    print(to_json(report, indent=2) if args.format == "json" else render_report_html(report), file=out)
     return 0
 
 

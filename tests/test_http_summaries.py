@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import urllib.error
 import urllib.request
@@ -93,3 +95,31 @@ def test_local_settings_sample_lists_every_setting() -> None:
     for spec in APP_SETTINGS:
         assert values[spec.name] == (spec.default or ""), spec.name
     assert Settings.from_env().summary_table
+
+
+def test_summaries_as_csv_by_format_and_by_accept(base_url: str) -> None:
+    assert call(f"{base_url}/api/summaries/daily/2026-03-10", "POST")[0] == 200
+    url = f"{base_url}/api/summaries/daily?from=2026-03-10&to=2026-03-10&dimension=total"
+    for request in (
+        urllib.request.Request(url + "&format=csv"),
+        urllib.request.Request(url, headers={"Accept": "text/csv"}),
+    ):
+        with urllib.request.urlopen(request) as response:
+            assert response.headers.get_content_type() == "text/csv"
+            rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+        assert [(row["date"], row["dimension"], row["key"], row["delivered"]) for row in rows] == [
+            ("2026-03-10", "total", "all", "5")
+        ]
+
+
+def test_daily_report_page_and_json(base_url: str) -> None:
+    assert call(f"{base_url}/api/summaries/daily/2026-03-10", "POST")[0] == 200
+    status, _, body = call(f"{base_url}/api/reports/daily/2026-03-10?format=json")
+    assert status == 200, body
+    assert body["date"] == "2026-03-10"
+    with urllib.request.urlopen(f"{base_url}/api/reports/daily/2026-03-10") as response:
+        assert response.headers.get_content_type() == "text/html"
+        page = response.read().decode()
+    assert page.lstrip().lower().startswith("<!doctype html") and "2026-03-10" in page
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no external assets
+    assert call(f"{base_url}/api/reports/daily/2026-13-10")[0] == 400

@@ -13,9 +13,10 @@ import azure.functions as func
 from pydantic import BaseModel
 
 from shared.api.http import Call, json_response, retry_after_header, text_response, wants
-from shared.api.render import bounces_csv
+from shared.api.render import bounces_csv, summaries_csv
 from shared.errors import NotFound
 from shared.models import ComponentHealth, DailySummaryList, Health, TraceResult
+from shared.services import Services
 
 TRACE_PENDING_RETRY_AFTER = 30
 TRACE_NOT_FOUND_RETRY_AFTER = 60
@@ -87,9 +88,26 @@ def list_bounces(call: Call) -> BaseModel | func.HttpResponse:
 # --------------------------------------------------------------------------- summaries
 
 
-def list_daily_summaries(call: Call) -> BaseModel:
+def list_daily_summaries(call: Call) -> BaseModel | func.HttpResponse:
+    """JSON, or CSV for Excel and Power BI (format=csv or Accept: text/csv; columns in docs/reports.md)."""
     params = call.params
-    return DailySummaryList(value=call.services.summaries.read(params.from_, params.to, params.dimension))
+    rows = call.services.summaries.read(params.from_, params.to, params.dimension)
+    if params.format == "csv" or (params.format == "json" and wants(call.request, None, "text/csv")):
+        disposition = f'attachment; filename="daily-summaries-{params.from_}-{params.to}.csv"'
+        return text_response(summaries_csv(rows), "text/csv", {"Content-Disposition": disposition})
+    return DailySummaryList(value=rows)
+
+
+def get_daily_report(call: Call) -> BaseModel | func.HttpResponse:
+    from shared.report.daily import build_daily_report
+
+    services = call.services
+    report = build_daily_report(services.summaries, services.insights, call.params.day, now=services.clock())
+    if call.params.format == "json":
+        return report
+    from shared.report.html import render_report_html
+
+    return text_response(render_report_html(report, images="inline-data"), "text/html")
 
 
 def recompute_daily_summary(call: Call) -> BaseModel:
@@ -112,9 +130,24 @@ def health(call: Call) -> func.HttpResponse:
     except Exception as exc:  # not configured, bad settings: say why, never the secret
         store_ok, store_detail = False, getattr(exc, "detail", type(exc).__name__)
     table_store = ComponentHealth(name="tableStorage", reachable=store_ok, detail=store_detail)
+    report_email = _report_email_health(services) if store_ok else None
+    # A failed report email is shown, but the API still serves: it does not make the service degraded.
     healthy = ok and store_ok
-    body = Health(status="ok" if healthy else "degraded", log_source=log_source, table_store=table_store)
+    body = Health(
+        status="ok" if healthy else "degraded",
+        log_source=log_source,
+        table_store=table_store,
+        report_email=report_email,
+    )
     return json_response(body, 200 if healthy else 503)
+
+
+def _report_email_health(services: Services) -> ComponentHealth | None:
+    if not services.settings.report_recipients:
+        return None
+    from shared.report.email import report_health
+
+    return report_health(services.summaries, today=services.clock().date())
 
 
 def openapi(call: Call) -> func.HttpResponse:

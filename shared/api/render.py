@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 
-from shared.models import BOUNCE_CSV_COLUMNS, BounceList
+from shared.models import BOUNCE_CSV_COLUMNS, SUMMARY_CSV_COLUMNS, BounceList, DailySummary
 
 #: Top-level fields left out when they carry nothing (they only appear when they say something).
 _OPTIONAL_TOP_LEVEL = ("partial", "warning", "nextLink", "continuationToken")
@@ -34,6 +35,23 @@ def bounces_csv(bounces: BounceList) -> str:
     for row in bounces.value:
         values = row.model_dump(mode="json", by_alias=True)
         writer.writerow(["" if values[column] is None else _safe_cell(values[column]) for column in BOUNCE_CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def summaries_csv(rows: Iterable[DailySummary]) -> str:
+    """Daily summaries as CSV: one row per day and dimension key, columns ``SUMMARY_CSV_COLUMNS``.
+
+    Empty cells for nulls; datetimes as ISO 8601 UTC; keys (domains, senders, mail servers come from
+    the logs) defused against formula injection like every text cell.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(SUMMARY_CSV_COLUMNS)
+    for row in rows:
+        values = row.model_dump(mode="json", by_alias=True)
+        writer.writerow(
+            ["" if values[column] is None else _safe_cell(values[column]) for column in SUMMARY_CSV_COLUMNS]
+        )
     return buffer.getvalue()
 
 

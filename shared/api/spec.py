@@ -244,6 +244,22 @@ OPERATIONS: tuple[Operation, ...] = (
         connector=False,
     ),
     Operation(
+        "get_daily_report",
+        "GET",
+        "reports/daily/{date}",
+        "function",
+        SUMMARIES,
+        "Get the Daily Report",
+        "Returns the delivery report of one UTC day as one self-contained HTML page (charts inline), or its numbers "
+        "as JSON with format=json. It is built from the persisted summaries and at most one log query.",
+        handler=lambda: handlers.get_daily_report,
+        params=lambda: models.ReportParams,
+        response=lambda: models.DailyReport,
+        ok=Response(200, "The report: HTML by default, JSON with format=json."),
+        alternates=("text/html",),
+        connector=False,
+    ),
+    Operation(
         "health",
         "GET",
         "health",

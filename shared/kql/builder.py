@@ -573,7 +573,10 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     b = _Bindings()
     _window_lets(b, window)
     f = Filters()
-    latency = "AvgDurationSeconds = avg(LatencySeconds), P95DurationSeconds = percentile(LatencySeconds, 95)"
+    latency = (
+        "AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50), "
+        "P95DurationSeconds = percentile(LatencySeconds, 95)"
+    )
     counts = f"{STATUS_COUNTS}, {latency}"
     body = [
         correlated(b, f),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -157,17 +157,29 @@ def summarize_one_day(insights: Insights, store: SummaryStore, day: date, *, tod
 
 
 def run_scheduled(
-    settings: Settings, insights: Insights, store: SummaryStore, *, past_due: bool = False
+    settings: Settings,
+    insights: Insights,
+    store: SummaryStore,
+    *,
+    past_due: bool = False,
+    after_run: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The timer's entry point: the planned run with the app's settings, log source and summary store.
 
-    Timers are not retried by the host, so a run with failed days raises after every day was tried,
-    which marks the invocation failed where operators look (Application Insights); the next run
-    recomputes and backfills whatever is missing.
+    ``after_run`` (the report email) gets the run's report; what it returns is kept as ``afterRun`` and whatever
+    it raises is logged, never allowed to fail the summaries already written. Timers are not retried by the
+    host, so a run with failed days raises after every day was tried, which marks the invocation failed where
+    operators look (Application Insights); the next run recomputes and backfills whatever is missing.
     """
     if past_due:
         logger.warning("daily summary timer is past due; running now")
     report = run_daily_summary(settings, insights=insights, store=store)
+    if after_run is not None:
+        try:
+            report["afterRun"] = after_run(report)
+        except Exception as exc:  # the summaries are written; nothing after them may undo that
+            logger.error("after the daily summary: %s", type(exc).__name__)
+            report["afterRun"] = {"status": "failed", "error": type(exc).__name__}
     if not report["ok"]:
         raise ServiceError(
             f"daily summary failed for {len(report['failed'])} day(s): "

@@ -11,6 +11,10 @@ The storage connection is resolved like Azure Functions bindings do: an app sett
 holding a connection string (``UseDevelopmentStorage=true`` locally) or identity-based
 ``P__tableServiceUri`` / ``P__accountName`` (+ ``P__credential``, ``P__clientId``).
 Secrets never appear in error messages or logs.
+
+The same table keeps one bookkeeping row per daily report email (``PartitionKey = "report-email"``,
+``RowKey = "YYYY-MM-DD"``): whether the report of that day was sent, so a rerun sends nothing twice.
+Its partition key is not a date, so no summary read (a range of dates) ever returns it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ SCHEMA_VERSION: Final = 1
 #: Entities per entity-group transaction (the service limit).
 MAX_BATCH: Final = 100
 DIMENSIONS: Final = SUMMARY_DIMENSIONS
+#: Partition of the report-email rows (see the module docstring); sorts after every "YYYY-MM-DD".
+REPORT_SENDS_PARTITION: Final = "report-email"
 TOTAL_ROW_KEY: Final = "total|all"
 #: RowKey of an empty or missing key.
 NONE_MARKER: Final = "(none)"
@@ -205,6 +211,9 @@ def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     p95s = [e["P95DurationSeconds"] for e in (first, second) if "P95DurationSeconds" in e]
     if p95s:
         merged["P95DurationSeconds"] = max(p95s)  # an upper bound; the exact value needs the raw rows
+    p50s = [e["P50DurationSeconds"] for e in (first, second) if "P50DurationSeconds" in e]
+    if p50s:
+        merged["P50DurationSeconds"] = max(p50s)  # likewise an upper bound
     return merged
 
 
@@ -505,6 +514,40 @@ class SummaryStore:
             return set()
         except AzureError as exc:
             raise self._error("listing summarised days", exc) from exc
+
+    # -- report sends (issue 12) ---------------------------------------------------------------
+
+    def report_send(self, day: date) -> dict[str, Any] | None:
+        """The report-email row of *day*, or None when no send of it was recorded."""
+        try:
+            return dict(self.client.get_entity(REPORT_SENDS_PARTITION, partition_key(day)))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._error(f"reading the report send of {day.isoformat()}", exc) from exc
+
+    def record_report_send(self, day: date, properties: Mapping[str, Any]) -> None:
+        """Create or replace the report-email row of *day* (properties hold no addresses)."""
+        entity = {"PartitionKey": REPORT_SENDS_PARTITION, "RowKey": partition_key(day), **properties}
+        try:
+            self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise self._error(f"recording the report send of {day.isoformat()}", exc) from exc
+
+    def latest_report_send(self, since: date) -> dict[str, Any] | None:
+        """The report-email row of the latest day on or after *since*, or None when none was recorded."""
+        try:
+            rows = list(
+                self.client.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @since",
+                    parameters={"pk": REPORT_SENDS_PARTITION, "since": partition_key(since)},
+                )
+            )
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._error("reading the report sends", exc) from exc
+        return dict(max(rows, key=lambda row: str(row["RowKey"]))) if rows else None
 
     def check(self) -> tuple[bool, str]:
         """Whether the table can be reached, and why (no secrets), for /api/health."""
