@@ -6,6 +6,7 @@ rows into the response models of :mod:`shared.models`. Nothing here knows HTTP.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import json
@@ -24,6 +25,7 @@ from shared.logs.source import LogSource, QueryResult
 from shared.models import (
     EARLIEST,
     LATEST,
+    MAX_TRACE_EVENTS,
     MAX_WINDOW_DAYS,
     STATS_ROW_MODELS,
     BounceList,
@@ -224,8 +226,9 @@ class Insights:
         query = builder.build_stats_query(kind, params, window)
         completeness_query = builder.build_completeness_query(window)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            value_future = pool.submit(self.source.run, query)
-            completeness_future = pool.submit(self.source.run, completeness_query)
+            # Each in a copy of this context, so the request's time budget (shared.deadline) follows the query.
+            value_future = pool.submit(contextvars.copy_context().run, self.source.run, query)
+            completeness_future = pool.submit(contextvars.copy_context().run, self.source.run, completeness_query)
             result, completeness_result = value_future.result(), completeness_future.result()
         model = STATS_ROW_MODELS[kind]
         value = [model.model_validate(_fields(record)).model_dump(mode="json") for record in result.records()]
@@ -289,11 +292,15 @@ def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
     recipients: list[TraceRecipient] = []
     for key, events in sorted(events_by_recipient.items(), key=lambda item: (item[0][0].lower(), item[0][1] or "")):
         events.sort(key=lambda event: (event.time, event.delivery_status))
+        omitted = max(0, len(events) - MAX_TRACE_EVENTS) or None
+        events = events[-MAX_TRACE_EVENTS:]
         final = finals.get(key)
         if final is not None:
-            recipient = TraceRecipient.model_validate({**final, "events": events})
+            recipient = TraceRecipient.model_validate({**final, "events": events, "events_omitted": omitted})
         else:
-            recipient = TraceRecipient(recipient_id=key[0], recipient_domain=domains.get(key), events=events)
+            recipient = TraceRecipient(
+                recipient_id=key[0], recipient_domain=domains.get(key), events=events, events_omitted=omitted
+            )
         recipients.append(recipient)
     message_events.sort(key=lambda event: (event.time, event.delivery_status))
 

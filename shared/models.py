@@ -53,6 +53,22 @@ def _utc_iso(value: datetime) -> str:
 
 UtcDateTime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
 
+#: Longest text field an answer carries (a failure message is remote-controlled text: one of 50 MB was once
+#: logged); longer values are cut with TRUNCATED_MARK, so a response stays bounded whatever the logs hold.
+MAX_TEXT_CHARS = 8192
+TRUNCATED_MARK = "…[truncated]"
+#: Events listed per recipient in a trace (the newest); more are counted in ``eventsOmitted``.
+MAX_TRACE_EVENTS = 50
+
+
+def bound_text(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_TEXT_CHARS:
+        return value
+    return value[: MAX_TEXT_CHARS - len(TRUNCATED_MARK)] + TRUNCATED_MARK
+
+
+BoundedText = Annotated[str | None, AfterValidator(bound_text)]
+
 
 # --------------------------------------------------------------------------- validation
 
@@ -314,8 +330,8 @@ class StatusEvent(_Out):
     delivery_status: str
     smtp_status_code: str | None = None
     enhanced_smtp_status_code: str | None = None
-    failure_reason: str | None = None
-    failure_message: str | None = None
+    failure_reason: BoundedText = None
+    failure_message: BoundedText = None
     is_hard_bounce: str | None = None
     recipient_mail_server_host_name: str | None = None
 
@@ -336,8 +352,8 @@ class CorrelatedFields(_Out):
     enhanced_smtp_status_code: str | None = None
     enhanced_smtp_status_code_details: str | None = None
     failure_category: str | None = None
-    failure_reason: str | None = None
-    failure_message: str | None = None
+    failure_reason: BoundedText = None
+    failure_message: BoundedText = None
     recipient_mail_server_host_name: str | None = None
     internet_message_id: str | None = None
     sender_username: str | None = None
@@ -347,6 +363,9 @@ class CorrelatedFields(_Out):
 
 class TraceRecipient(CorrelatedFields):
     events: list[StatusEvent] = Field(default_factory=list)
+    events_omitted: int | None = Field(
+        None, description=f"Older events left out: a trace lists each recipient's newest {MAX_TRACE_EVENTS}."
+    )
 
 
 class TraceResult(_Out):
@@ -426,7 +445,7 @@ class LatencyStats(_Out):
 
 
 class FailureStats(_Out):
-    failure_reason: str | None
+    failure_reason: BoundedText
     final_delivery_status: str | None
     smtp_status_code: str | None
     enhanced_smtp_status_code: str | None
@@ -472,7 +491,7 @@ class BounceRow(_Out):
     enhanced_smtp_status_code: str | None
     enhanced_smtp_status_code_details: str | None
     failure_category: str | None
-    failure_reason: str | None
+    failure_reason: BoundedText
     last_status: str
 
 
@@ -593,7 +612,7 @@ class ReportDomainLatency(_Out):
 
 
 class ReportFailureReason(_Out):
-    failure_reason: str | None
+    failure_reason: BoundedText
     final_delivery_status: str | None
     smtp_status_code: str | None
     enhanced_smtp_status_code: str | None

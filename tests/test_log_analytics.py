@@ -13,6 +13,8 @@ import math
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared import schemas
+from shared import deadline, schemas
 from shared.insights import Insights
 from shared.kql.query import KqlQuery, Param, from_log_analytics_text
 from shared.logs.embedded import DuckDbSource
@@ -37,7 +39,10 @@ from shared.logs.source import (
 )
 from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+from shared.services import Services
 
+from apphost import serve
+from apphost import settings as app_settings
 from la_standin import (
     WORKSPACE_ID,
     Failure,
@@ -522,12 +527,12 @@ def test_partial_error_without_inner_message(la: LogAnalyticsSource, standin: Lo
 # --------------------------------------------------------------------------- errors
 
 
-def test_server_error_is_retried_then_fails(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
+def test_server_error_is_retried_then_unavailable(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
+    """A transient failure of the service (5xx) answers 503 with Retry-After: the same request may work later."""
     standin.script(Failure(status=500, message="Internal server error", times=RETRIES + 1))
-    with pytest.raises(LogQueryError) as caught:
+    with pytest.raises(LogSourceUnavailable) as caught:
         la.run(_small_query())
-    assert type(caught.value) is LogQueryError
-    assert caught.value.status == 502
+    assert caught.value.status == 503 and caught.value.retry_after == 30.0
     assert "HTTP 500" in caught.value.detail
     assert len(standin.requests) == RETRIES + 1
 
@@ -538,40 +543,76 @@ def test_one_server_error_is_retried_away(la: LogAnalyticsSource, standin: LogAn
     assert [request.status for request in standin.requests] == [500, 200]
 
 
-def test_bad_gateway_is_retried_then_fails(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
+def test_bad_gateway_is_retried_then_unavailable(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
     standin.script(Failure(status=502, times=RETRIES + 1))
-    with pytest.raises(LogQueryError) as caught:
+    with pytest.raises(LogSourceUnavailable) as caught:
         la.run(_small_query())
-    assert type(caught.value) is LogQueryError
+    assert caught.value.status == 503
     assert len(standin.requests) == RETRIES + 1
 
 
-def test_forbidden_means_unavailable(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
+def test_forbidden_is_a_502_that_names_the_fix(la: LogAnalyticsSource, standin: LogAnalyticsStandIn) -> None:
+    """A missing role is configuration: 502, no Retry-After (retrying cannot help), the detail says what to do."""
     standin.script(Failure(status=403, message="The provided credentials have insufficient access"))
-    with pytest.raises(LogSourceUnavailable) as caught:
+    with pytest.raises(LogQueryError) as caught:
         la.run(_small_query())
+    assert not isinstance(caught.value, LogSourceUnavailable)
+    assert caught.value.status == 502 and caught.value.retry_after is None
     assert caught.value.code == "InsufficientAccessError"
-    assert "HTTP 403" in caught.value.detail
+    assert "HTTP 403" in caught.value.detail and "Log Analytics Reader" in caught.value.detail
     assert len(standin.requests) == 1
 
 
-def test_wrong_token_means_unavailable(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
-    with pytest.raises(LogSourceUnavailable, match="could not authenticate"):
+def test_wrong_token_is_a_502_that_names_the_fix(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
+    with pytest.raises(LogQueryError) as caught:
         make_la(credential=StaticCredential("someone-elses-token")).run(_small_query())
+    assert caught.value.status == 502 and "AZURE_CLIENT_ID" in caught.value.detail
     assert [request.status for request in standin.requests] == [401]
 
 
-def test_unknown_workspace_means_unavailable(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
-    with pytest.raises(LogSourceUnavailable, match="workspace not found"):
+def test_unknown_workspace_is_a_502_that_names_the_setting(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
+    with pytest.raises(LogQueryError, match="LOG_ANALYTICS_WORKSPACE_ID") as caught:
         make_la(workspace_id="11111111-2222-3333-4444-555555555555").run(_small_query())
+    assert caught.value.status == 502 and caught.value.retry_after is None
     assert [request.status for request in standin.requests] == [404]
 
 
-def test_credential_failure_means_unavailable(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
+def test_credential_failure_is_a_502_that_names_the_identity(make_la: MakeSource, standin: LogAnalyticsStandIn) -> None:
     with pytest.raises(LogQueryError) as caught:
         make_la(credential=FailingCredential()).run(_small_query())
     assert not standin.requests
-    assert isinstance(caught.value, LogSourceUnavailable), caught.value.detail
+    assert caught.value.status == 502 and "AZURE_CLIENT_ID" in caught.value.detail
+
+
+def test_a_long_retry_after_answers_at_once_within_the_budget(
+    la: LogAnalyticsSource, standin: LogAnalyticsStandIn
+) -> None:
+    """Retry-After 120 during a 5 s budget: no sleeping inside the request, 503 with the service's Retry-After."""
+    standin.script(Throttle(times=1, retry_after=120))
+    started = time.monotonic()
+    with deadline.budget(5), pytest.raises(LogQueryThrottled) as caught:
+        la.run(_small_query())
+    assert time.monotonic() - started < 4
+    assert caught.value.retry_after == 120.0 and caught.value.status == 503
+    assert len(standin.requests) == 1
+
+
+def test_a_short_retry_after_is_waited_for_within_the_budget(
+    la: LogAnalyticsSource, standin: LogAnalyticsStandIn
+) -> None:
+    standin.script(Throttle(times=1, retry_after=1))
+    with deadline.budget(10):
+        assert la.run(_small_query()).rows
+    assert [request.status for request in standin.requests] == [429, 200]
+
+
+def test_a_server_error_whose_retry_does_not_fit_answers_503(
+    la: LogAnalyticsSource, standin: LogAnalyticsStandIn
+) -> None:
+    standin.script(Failure(status=503, times=1, retry_after=60))
+    with deadline.budget(5), pytest.raises(LogSourceUnavailable) as caught:
+        la.run(_small_query())
+    assert caught.value.status == 503 and caught.value.retry_after == 60.0
 
 
 def test_unreachable_endpoint_means_unavailable(credential: StaticCredential) -> None:
@@ -654,4 +695,20 @@ def test_health_probe_reports_failure(la: LogAnalyticsSource, standin: LogAnalyt
     standin.script(Failure(status=403, message="The provided credentials have insufficient access"))
     ok, detail = la.check()
     assert not ok
-    assert "403" in detail and "insufficient access" in detail
+    assert "403" in detail and "Log Analytics Reader" in detail
+
+
+def test_http_answers_a_long_throttle_with_503_within_the_request_budget(
+    la: LogAnalyticsSource, standin: LogAnalyticsStandIn
+) -> None:
+    """The whole path: dev host -> dispatcher (budget from REQUEST_BUDGET_SECONDS) -> SDK -> stand-in (429, 120 s)."""
+    standin.script(Throttle(times=1, retry_after=120))
+    services = Services(app_settings(request_budget_seconds=5.0), insights=Insights(la, clock=lambda: NOW))
+    started = time.monotonic()
+    with serve(services) as host:
+        request = urllib.request.Request(f"{host.base_url}/api/messages/msg-1")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=60)
+    assert time.monotonic() - started < 10
+    assert caught.value.code == 503 and caught.value.headers["Retry-After"] == "120"
+    assert caught.value.headers.get_content_type() == "application/problem+json"

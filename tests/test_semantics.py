@@ -317,3 +317,25 @@ def test_unmapped_codes_are_named(tmp_path: Path) -> None:
     assert row["smtpStatusCodeDetails"] == "Unmapped SMTP code: 599"
     assert row["enhancedSmtpStatusCodeDetails"] == "Unmapped enhanced code: 5.99.1"
     assert (row["bounceType"], row["failureCategory"]) == ("Hard Bounce", "other")  # 5xx class: hard
+
+
+def test_a_trace_answer_stays_bounded_whatever_the_logs_hold() -> None:
+    """A 50 MB failure message and 120 events for one recipient: text cut to MAX_TEXT_CHARS with a marker,
+    the newest MAX_TRACE_EVENTS events listed and the rest counted."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.insights import assemble_trace
+    from shared.logs.source import QueryResult
+    from shared.models import MAX_TEXT_CHARS, MAX_TRACE_EVENTS, TRUNCATED_MARK
+
+    huge = "x" * 50_000_000
+    start = datetime(2026, 3, 10, tzinfo=UTC)
+    columns = ["RowKind", "TimeGenerated", "RecipientId", "DeliveryStatus", "FailureMessage", "_ResourceId"]
+    rows = [("event", start + timedelta(seconds=n), "a@example.org", "Expanded", huge, "r") for n in range(120)]
+    trace = assemble_trace("m", QueryResult(columns, rows))
+    [recipient] = trace.recipients
+    assert len(recipient.events) == MAX_TRACE_EVENTS and recipient.events_omitted == 120 - MAX_TRACE_EVENTS
+    assert recipient.events[-1].time == start + timedelta(seconds=119)  # the newest are kept
+    message = recipient.events[0].failure_message or ""
+    assert len(message) == MAX_TEXT_CHARS and message.endswith(TRUNCATED_MARK)
+    assert len(to_body(trace).__repr__()) < 1_000_000

@@ -1,10 +1,17 @@
 """LogAnalyticsSource: runs the Log Analytics form of our KQL through azure-monitor-query.
 
 Authentication is Microsoft Entra ID only (DefaultAzureCredential, which picks the managed
-identity named by AZURE_CLIENT_ID in Azure). 429 answers are retried with backoff by the
-SDK's retry policy (honouring Retry-After); what is still throttled after that becomes
-``LogQueryThrottled`` so the API can answer 503 with Retry-After. A partial result is kept,
-flagged, with the service's warning.
+identity named by AZURE_CLIENT_ID in Azure). 429 and 5xx answers are retried with backoff by the
+SDK's retry policy (honouring Retry-After), but only while the wait fits the request's budget
+(``shared.deadline``): a ``Retry-After: 120`` during a 25 s request answers 503 with ``Retry-After: 120``
+at once instead of holding the connection past Azure's 230 s front-end limit. What is still failing
+becomes, for the API:
+
+* 503 + Retry-After: throttling (429), a transient failure of the service (5xx), a timeout, no connection;
+* 502 without Retry-After and with the fix in the detail: a configuration failure (401/403: the identity
+  lacks Log Analytics Reader; 404: wrong workspace id; no credential), or a query the service refused (400).
+
+A partial result is kept, flagged, with the service's warning.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from azure.core.pipeline.policies import RetryPolicy
+
+from shared import deadline
 from shared.kql.query import KqlQuery
 from shared.logs.source import (
     LogQueryError,
@@ -29,6 +39,32 @@ if TYPE_CHECKING:
     from azure.monitor.query import LogsQueryClient
 
 PUBLIC_ENDPOINT = "https://api.loganalytics.io"
+#: Seconds of a request's budget kept for answering once Log Analytics has answered.
+ANSWER_MARGIN = 2.0
+ROLE_FIX = (
+    "give the app's identity (AZURE_CLIENT_ID) the Log Analytics Reader role on the workspace "
+    "(infra/app/workspace-rbac.bicep does this on deployment)"
+)
+
+
+class _OutOfBudget(Exception):
+    """The next retry's wait does not fit the request's budget; ``wait`` is what the service asked for."""
+
+    def __init__(self, wait: float, status: int | None) -> None:
+        super().__init__(f"retry in {wait:.0f} s does not fit the budget")
+        self.wait, self.status = wait, status
+
+
+class BudgetRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """azure-core's retry policy, except that it never sleeps past the current request's deadline."""
+
+    def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+        wait = (self.get_retry_after(response) if response is not None else None) or self.get_backoff_time(settings)
+        left = deadline.remaining()
+        if left is not None and wait > left - ANSWER_MARGIN:
+            status = getattr(getattr(response, "http_response", None), "status_code", None)
+            raise _OutOfBudget(max(wait, 1.0), status)
+        super().sleep(settings, transport, response)
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -84,7 +120,11 @@ class LogAnalyticsSource:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
-        kwargs: dict[str, Any] = {"endpoint": self.endpoint, **self._retry, "read_timeout": self.server_timeout + 30}
+        kwargs: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "retry_policy": BudgetRetryPolicy(**self._retry),
+            "read_timeout": self.server_timeout + 30,
+        }
         if is_loopback(self.endpoint):  # a test stand-in: ask for tokens of the public cloud's audience
             kwargs["audience"] = PUBLIC_ENDPOINT
         self._client = LogsQueryClient(credential, **kwargs)
@@ -94,29 +134,53 @@ class LogAnalyticsSource:
         return query.log_analytics_text()
 
     def run(self, query: KqlQuery) -> QueryResult:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
         from azure.monitor.query import LogsQueryPartialResult
 
         # Queries are read-only, so a POST may be retried (azure-core retries POST only on some statuses).
         extra: dict[str, Any] = {"retry_on_methods": frozenset({"POST"})}
         if self._plain_http:
             extra["enforce_https"] = False
+        server_timeout = self.server_timeout
+        left = deadline.remaining()
+        if left is not None:  # within a request: the server gives up, and we stop waiting, before the budget ends
+            if left <= ANSWER_MARGIN:
+                raise LogSourceUnavailable("the request's time budget is spent; retry", retry_after=5)
+            server_timeout = max(1, min(server_timeout, int(left - ANSWER_MARGIN)))
+            extra["read_timeout"] = left - ANSWER_MARGIN / 2
+            extra["timeout"] = left - ANSWER_MARGIN / 2
         try:
             response = self._get_client().query_workspace(
                 self.workspace_id,
                 query.log_analytics_text(),
                 timespan=query.timespan,
-                server_timeout=self.server_timeout,
+                server_timeout=server_timeout,
                 **extra,
             )
+        except _OutOfBudget as exc:
+            if exc.status == 429:
+                raise LogQueryThrottled("Log Analytics is throttling queries", retry_after=exc.wait) from None
+            raise LogSourceUnavailable(
+                f"Log Analytics failed (HTTP {exc.status}) and a retry does not fit the request's time budget",
+                retry_after=exc.wait,
+            ) from None
         except ClientAuthenticationError as exc:
-            raise LogSourceUnavailable(f"could not authenticate to Log Analytics: {exc.message}") from exc
-        except ServiceRequestError as exc:
-            raise LogSourceUnavailable(f"Log Analytics could not be reached: {exc.message}") from exc
+            if getattr(exc, "status_code", None) == 401:  # the service refused the token it got
+                raise _map_http_error(exc) from exc
+            raise _credential_failure(exc) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise LogSourceUnavailable(
+                f"Log Analytics could not be reached or did not answer in time: {exc.message}"
+            ) from exc
         except HttpResponseError as exc:
             # query_workspace re-raises a credential failure as a bare HttpResponseError.
-            if isinstance(exc, ClientAuthenticationError) or isinstance(exc.__context__, ClientAuthenticationError):
-                raise LogSourceUnavailable(f"could not authenticate to Log Analytics: {exc.message}") from exc
+            if isinstance(exc.__context__, ClientAuthenticationError):
+                raise _credential_failure(exc) from exc
             raise _map_http_error(exc) from exc
 
         if isinstance(response, LogsQueryPartialResult):
@@ -152,22 +216,47 @@ def _probe_timespan() -> tuple[Any, Any]:
     return (now - timedelta(minutes=5), now)
 
 
+def _credential_failure(exc: Any) -> LogQueryError:
+    return LogQueryError(
+        f"could not get a token for Log Analytics ({exc.message}): check that the app has its managed identity and "
+        "that AZURE_CLIENT_ID names it"
+    )
+
+
+def _retry_after(exc: Any, default: float) -> float:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    with contextlib.suppress(TypeError, ValueError):
+        return float(headers.get("Retry-After", default))
+    return default
+
+
 def _map_http_error(exc: Any) -> LogQueryError:
     status = getattr(exc, "status_code", None)
     model = getattr(exc, "model", None)
     code = getattr(model, "code", None) or None
     message = getattr(model, "message", None) or exc.message or str(exc)
     if status == 429:
-        retry_after = 30.0
-        response = getattr(exc, "response", None)
-        if response is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                retry_after = float(response.headers.get("Retry-After", retry_after))
-        return LogQueryThrottled(f"Log Analytics is throttling queries: {message}", retry_after=retry_after, code=code)
-    if status in (401, 403):
-        return LogSourceUnavailable(f"not authorised to query the workspace (HTTP {status}): {message}", code=code)
+        return LogQueryThrottled(
+            f"Log Analytics is throttling queries: {message}", retry_after=_retry_after(exc, 30.0), code=code
+        )
+    if status == 401:
+        return LogQueryError(
+            "the workspace refused the app's token (HTTP 401): check that AZURE_CLIENT_ID names the app's managed "
+            "identity and that it belongs to the workspace's tenant",
+            code=code,
+        )
+    if status == 403:
+        return LogQueryError(f"not authorised to query the workspace (HTTP 403): {ROLE_FIX}", code=code)
     if status == 400:
         return LogQueryRejected(f"Log Analytics rejected the query: {message}", code=code)
     if status == 404:
-        return LogSourceUnavailable(f"workspace not found: {message}", code=code)
+        return LogQueryError(
+            f"workspace not found (HTTP 404): check LOG_ANALYTICS_WORKSPACE_ID (the workspace's customerId GUID): "
+            f"{message}",
+            code=code,
+        )
+    if status is not None and status >= 500:
+        return LogSourceUnavailable(
+            f"Log Analytics failed (HTTP {status}): {message}", retry_after=_retry_after(exc, 30.0), code=code
+        )
     return LogQueryError(f"Log Analytics failed (HTTP {status}): {message}", code=code)
