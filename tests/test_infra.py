@@ -9,18 +9,34 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tree_sitter
-import tree_sitter_bicep
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-INFRA = REPO_ROOT / "infra"
+from bicep import (
+    BICEP_FILES,
+    INFRA,
+    REPO_ROOT,
+    Expr,
+    Resource,
+    all_resources,
+    app_settings,
+    body_of,
+    calls,
+    camel,
+    declared,
+    literal,
+    only,
+    parameter_default,
+    resources,
+    text,
+    tree,
+    value_node,
+    variable,
+    walk,
+)
+
 QUERIES = INFRA / "queries"
 
 try:
@@ -28,8 +44,6 @@ try:
 except ModuleNotFoundError:  # pytest run without the repository root on sys.path
     sys.path.insert(0, str(REPO_ROOT))
     from shared.settings import APP_SETTINGS
-
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
 #: Built-in role definition ids the deployment may assign (shared/REFERENCE.md, "Built-in role definition ids").
 ROLE_IDS = {
@@ -90,178 +104,6 @@ SECRET_LIKE = re.compile(
 )
 
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
-
-
-# --- reading the parse trees --------------------------------------------------------------------------------
-
-
-@cache
-def _parser() -> tree_sitter.Parser:
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
-
-
-@cache
-def tree(path: Path) -> tree_sitter.Tree:
-    return _parser().parse(path.read_bytes())
-
-
-def text(node: tree_sitter.Node | None) -> str:
-    return "" if node is None else (node.text or b"").decode("utf-8")
-
-
-def walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
-    yield node
-    for child in node.children:
-        yield from walk(child)
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A Bicep expression that is not a plain literal (kept as source text)."""
-
-    source: str
-
-
-_ESCAPES = {"\\'": "'", "\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\${": "${"}
-
-
-def literal(node: tree_sitter.Node) -> Any:
-    """Python value of a literal node (string, number, bool, null, object, array); else an Expr."""
-    if node.type == "string":
-        parts = []
-        for child in node.named_children:
-            if child.type == "string_content":
-                parts.append(text(child))
-            elif child.type == "escape_sequence":
-                parts.append(_ESCAPES.get(text(child), text(child)))
-            else:  # interpolation
-                return Expr(text(node))
-        return "".join(parts)
-    if node.type == "boolean":
-        return text(node) == "true"
-    if node.type == "number":
-        return int(text(node))
-    if node.type == "null":
-        return None
-    if node.type == "object":
-        return dict(properties(node))
-    if node.type == "array":
-        return [literal(child) for child in node.named_children if child.type != "comment"]
-    return Expr(text(node))
-
-
-def properties(obj: tree_sitter.Node) -> Iterator[tuple[str, Any]]:
-    for prop in obj.named_children:
-        if prop.type != "object_property":
-            continue
-        key_node, value_node = prop.named_children[0], prop.named_children[-1]
-        key = literal(key_node) if key_node.type == "string" else text(key_node)
-        yield str(key), literal(value_node)
-
-
-def value_node(obj: tree_sitter.Node, key: str) -> tree_sitter.Node | None:
-    for prop in obj.named_children:
-        if prop.type == "object_property":
-            key_node = prop.named_children[0]
-            name = literal(key_node) if key_node.type == "string" else text(key_node)
-            if name == key:
-                return prop.named_children[-1]
-    return None
-
-
-@dataclass(frozen=True)
-class Resource:
-    file: Path
-    symbol: str
-    type: str
-    api_version: str
-    existing: bool
-    body: tree_sitter.Node  # the object (inside an if/for when conditional or looped)
-
-    def get(self, *path: str) -> Any:
-        node: tree_sitter.Node | None = self.body
-        for key in path:
-            if node is None or node.type != "object":
-                return None
-            node = value_node(node, key)
-        return None if node is None else literal(node)
-
-
-def _body(node: tree_sitter.Node) -> tree_sitter.Node:
-    while node.type != "object":
-        objects = [c for c in node.named_children if c.type in ("object", "for_statement", "if_statement")]
-        node = objects[-1]
-    return node
-
-
-def resources(path: Path) -> list[Resource]:
-    found = []
-    for node in tree(path).root_node.named_children:
-        if node.type != "resource_declaration":
-            continue
-        type_with_version = literal(node.named_children[1])
-        resource_type, _, version = type_with_version.partition("@")
-        found.append(
-            Resource(
-                file=path,
-                symbol=text(node.named_children[0]),
-                type=resource_type,
-                api_version=version,
-                existing=any(child.type == "existing" for child in node.children),
-                body=_body(node.named_children[-1]),
-            )
-        )
-    return found
-
-
-def all_resources() -> list[Resource]:
-    return [resource for path in BICEP_FILES for resource in resources(path)]
-
-
-def declared(path: Path, kind: str) -> dict[str, tree_sitter.Node]:
-    """Top-level declarations of one kind (variable, parameter, output) by name -> the declaration node."""
-    return {
-        text(node.named_children[0]): node
-        for node in tree(path).root_node.named_children
-        if node.type == f"{kind}_declaration"
-    }
-
-
-def variable(path: Path, name: str) -> Any:
-    return literal(declared(path, "variable")[name].named_children[-1])
-
-
-def parameter_default(path: Path, name: str) -> Any:
-    node = declared(path, "parameter")[name]
-    children = node.named_children
-    return literal(children[-1]) if len(children) == 3 else None
-
-
-def calls(path: Path, function: str) -> Iterator[tree_sitter.Node]:
-    for node in walk(tree(path).root_node):
-        if node.type == "call_expression" and text(node.child_by_field_name("function")) == function:
-            yield node
-
-
-def only(items: list[Resource], resource_type: str) -> Resource:
-    matching = [r for r in items if r.type == resource_type and not r.existing]
-    assert len(matching) == 1, f"expected one new {resource_type}, found {[r.symbol for r in matching]}"
-    return matching[0]
-
-
-def app_settings(path: Path, name: str) -> dict[str, Any]:
-    """An array variable of {name, value} app settings, as name -> value (names unique)."""
-    entries = variable(path, name)
-    assert isinstance(entries, list), f"{name} must be an array of {{name, value}} objects"
-    names = [entry["name"] for entry in entries]
-    assert len(names) == len(set(names)), f"{name} repeats a setting"
-    assert all(set(entry) == {"name", "value"} for entry in entries)
-    return {entry["name"]: entry["value"] for entry in entries}
-
-
-def camel(setting_name: str) -> str:
-    first, *rest = setting_name.lower().split("_")
-    return first + "".join(word.capitalize() for word in rest)
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
@@ -341,7 +183,7 @@ def test_workspace_reader_is_scoped_to_the_workspace_resource_group() -> None:
         for node in tree(main).root_node.named_children
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/workspace-rbac.bicep"
     )
-    scope = value_node(_body(module.named_children[-1]), "scope")
+    scope = value_node(body_of(module.named_children[-1]), "scope")
     assert scope is not None
     assert text(scope) == "resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)"
     reader = [r for r in resources(INFRA / "app" / "workspace-rbac.bicep") if not r.existing]
@@ -409,9 +251,11 @@ def test_function_app_runtime_https_and_identity() -> None:
 
 
 def test_basic_publishing_policies_are_off_and_have_a_location() -> None:
-    """ARM refuses basicPublishingCredentialsPolicies without `location` (error 51008), though the type data omits it."""
+    """ARM refuses basicPublishingCredentialsPolicies without `location` (error 51008); the type data omits it."""
     policies = [
-        r for r in resources(INFRA / "app" / "api.bicep") if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+        r
+        for r in resources(INFRA / "app" / "api.bicep")
+        if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
     ]
     assert sorted(r.get("name") for r in policies) == ["ftp", "scm"]
     for policy in policies:
@@ -477,7 +321,7 @@ def test_app_level_values() -> None:
         for node in tree(main).root_node.named_children
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/api.bicep"
     )
-    params = value_node(_body(api_module.named_children[-1]), "params")
+    params = value_node(body_of(api_module.named_children[-1]), "params")
     assert params is not None
     assert text(value_node(params, "workspaceCustomerId")) == "workspace.properties.customerId"
     assert text(value_node(params, "identityClientId")) == "identity.outputs.clientId"
