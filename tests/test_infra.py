@@ -7,7 +7,9 @@ read the parse trees, not regular expressions over the text, wherever a property
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -488,3 +490,61 @@ def test_parameters_file_matches_main() -> None:
     assert required <= set(parameters)
     for name, entry in parameters.items():
         assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), f"{name}: azd-style ${{VARIABLE}} expected"
+
+
+# --- deployment package -------------------------------------------------------------------------------------
+
+#: Packages of the embedded store only (requirements-local.txt): never in the deployment package.
+LOCAL_ONLY_PACKAGES = {"duckdb", "duckdb-kql", "antlr4-python3-runtime", "pytz"}
+
+
+def _requirements(name: str) -> tuple[set[str], set[str]]:
+    """(pinned package names, included files) of one requirements file."""
+    packages, includes = set(), set()
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            includes.add(line[3:].strip())
+        elif line:
+            assert "==" in line, f"{name}: {line} is not pinned"
+            packages.add(line.split("==")[0].lower())
+    return packages, includes
+
+
+def test_deployed_requirements_leave_out_the_embedded_engine() -> None:
+    deployed, deployed_includes = _requirements("requirements.txt")
+    local, local_includes = _requirements("requirements-local.txt")
+    _, dev_includes = _requirements("requirements-dev.txt")
+    assert not deployed_includes
+    assert not deployed & LOCAL_ONLY_PACKAGES
+    assert local == LOCAL_ONLY_PACKAGES and local_includes == {"requirements.txt"}
+    assert "requirements-local.txt" in dev_includes  # make run / make test still get the embedded engine
+
+
+def test_app_on_log_analytics_imports_no_local_only_package() -> None:
+    """With a workspace id, the app imports and builds its Log Analytics source without the embedded engine."""
+    script = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"duckdb", "duckdb_kql", "antlr4", "pytz"}:
+            raise ImportError(f"{name} is not deployed")
+sys.meta_path.insert(0, Block())
+import function_app
+from shared.services import make_source
+from shared.settings import Settings
+print(type(make_source(Settings.from_env())).__name__)
+"""
+    env = {**os.environ, "LOG_ANALYTICS_WORKSPACE_ID": "00000000-0000-0000-0000-000000000000"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "LogAnalyticsSource"
+
+
+def test_funcignore_keeps_development_files_out() -> None:
+    ignored = {line.strip().rstrip("/") for line in (REPO_ROOT / ".funcignore").read_text().splitlines()}
+    assert {"tests", "benchmarks", "tools", "docs", "infra", "shared/host.py"} <= ignored
+    assert {"requirements-dev.txt", "requirements-local.txt", "local.settings.json"} <= ignored
+    assert "requirements.txt" not in ignored and "function_app.py" not in ignored and "shared" not in ignored
