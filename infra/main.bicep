@@ -67,6 +67,9 @@ param maximumInstanceCount int = 40
 @description('Memory (MB) of each Flex Consumption instance.')
 param instanceMemoryMB int = 2048
 
+@description('Deploy the SMTP code catalog into the workspace as KQL functions (saved searches with a function alias): every query, workbook tile and alert rule then calls them instead of carrying ~42 KB of datatables. Needs write access to the workspace\'s saved searches. false: queries carry the catalog inline.')
+param deployWorkspaceFunctions bool = true
+
 // App-level settings (shared/settings.py APP_SETTINGS, deployed=True); the defaults must equal the ones there.
 @minValue(1)
 @maxValue(600)
@@ -173,6 +176,14 @@ module workspaceRbac 'app/workspace-rbac.bicep' = {
   }
 }
 
+module workspaceFunctions 'app/workspace-functions.bicep' = if (deployWorkspaceFunctions) {
+  name: 'workspace-functions-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)
+  params: {
+    workspaceName: logAnalyticsWorkspaceName
+  }
+}
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -195,11 +206,13 @@ module api 'app/api.bicep' = {
     summaryLookbackDays: summaryLookbackDays
     summaryBackfillDays: summaryBackfillDays
     statusGraceHours: statusGraceHours
+    logAnalyticsFunctions: deployWorkspaceFunctions
   }
-  // The host starts with identity-based storage: grant the roles first.
+  // The host starts with identity-based storage: grant the roles first. Its queries call the workspace functions.
   dependsOn: [
     rbac
     workspaceRbac
+    workspaceFunctions
   ]
 }
 
@@ -220,7 +233,11 @@ module workbook 'app/workbook.bicep' = {
     tags: tags
     workspaceResourceId: workspace.id
     environmentName: environmentName
+    catalogFunctions: deployWorkspaceFunctions
   }
+  dependsOn: [
+    workspaceFunctions
+  ]
 }
 
 module alerts 'app/alerts.bicep' = {
@@ -235,10 +252,13 @@ module alerts 'app/alerts.bicep' = {
     alertEmailAddress: alertEmail
     hardBounceRateThresholdPercent: hardBounceRateThresholdPercent
     p95LatencyThresholdSeconds: p95LatencyThresholdSeconds
+    catalogFunctions: deployWorkspaceFunctions
   }
-  // The rules query the workspace as the identity: it needs Log Analytics Reader first.
+  // The rules query the workspace as the identity: it needs Log Analytics Reader first; ARM validates each
+  // rule's query on creation, so the workspace functions it calls must exist first.
   dependsOn: [
     workspaceRbac
+    workspaceFunctions
   ]
 }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tree_sitter
 
 from bicep import (
     BICEP_FILES,
@@ -76,6 +77,7 @@ API_VERSIONS = {
     "Microsoft.Insights/workbooks": {"2023-06-01"},
     "Microsoft.Insights/scheduledQueryRules": {"2023-12-01"},
     "Microsoft.Insights/actionGroups": {"2023-01-01"},
+    "Microsoft.OperationalInsights/workspaces/savedSearches": {"2023-09-01"},
 }
 
 #: Query files the workbook tiles and alert rules load (the lead generates them from shared/kql).
@@ -88,6 +90,20 @@ WORKBOOK_QUERIES = {
     "p95-latency-by-domain",
 }
 ALERT_QUERIES = {"alert-hard-bounce-rate": "HardBounceRate", "alert-p95-latency": "P95DurationSeconds"}
+#: Queries that join the code catalog: a second form calls its workspace functions (queries/with-functions/).
+CATALOG_QUERIES = WORKBOOK_QUERIES - {"size-distribution"} | {"alert-hard-bounce-rate"}
+WITH_FUNCTIONS = QUERIES / "with-functions"
+FUNCTIONS = INFRA / "functions"
+
+
+def query_source(name: str) -> str:
+    """The Bicep expression a tile or rule uses for the query file ``name``: the inline form, or for a query
+    that joins the code catalog, the function form when the workspace functions are deployed."""
+    inline = f"loadTextContent('../queries/{name}.kql')"
+    if name not in CATALOG_QUERIES:
+        return inline
+    return f"catalogFunctions ? loadTextContent('../queries/with-functions/{name}.kql') : {inline}"
+
 
 ACS_EMAIL_LOG_CATEGORIES = {
     "EmailSendMailOperational",
@@ -329,12 +345,25 @@ def test_app_level_values() -> None:
     assert text(value_node(params, "identityClientId")) == "identity.outputs.clientId"
 
 
+#: Settings whose value follows from what the deployment does, not from a parameter of their own:
+#: name -> the Bicep expression in api.bicep and the main.bicep parameter that drives it.
+DERIVED_SETTINGS = {
+    "LOG_ANALYTICS_FUNCTIONS": ("logAnalyticsFunctions ? 'true' : 'false'", "deployWorkspaceFunctions"),
+}
+
+
 @pytest.mark.parametrize(
     "spec", [s for s in APP_SETTINGS if s.deployed and s.default is not None], ids=lambda s: s.name
 )
 def test_setting_defaults_match_shared_settings(spec: Any) -> None:
-    """A deployed setting with a default is a main.bicep parameter of that default, or that literal value."""
+    """A deployed setting with a default is a main.bicep parameter of that default, or that literal value
+    (or follows from what the deployment does: DERIVED_SETTINGS)."""
     value = app_settings(API, "appLevelSettings")[spec.name]
+    if spec.name in DERIVED_SETTINGS:
+        expression, main_parameter = DERIVED_SETTINGS[spec.name]
+        assert value == Expr(expression)
+        assert main_parameter in declared(INFRA / "main.bicep", "parameter")
+        return
     if isinstance(value, str):
         assert value == spec.default
         return
@@ -343,6 +372,46 @@ def test_setting_defaults_match_shared_settings(spec: Any) -> None:
     assert name in main_parameters, f"main.bicep has no parameter {name} for {spec.name}"
     assert str(parameter_default(INFRA / "main.bicep", name)) == spec.default
     assert name in text(declared(API, "variable")["appLevelSettings"])
+
+
+# --- workspace functions ------------------------------------------------------------------------------------
+
+
+def _module(name: str) -> tree_sitter.Node:
+    """The object of main.bicep's module declaration that deploys ``app/<name>.bicep``."""
+    return next(
+        body_of(node.named_children[-1])
+        for node in tree(INFRA / "main.bicep").root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == f"app/{name}.bicep"
+    )
+
+
+def test_workspace_functions_are_the_code_catalog() -> None:
+    from shared.codes import CATALOG_FUNCTIONS
+
+    path = INFRA / "app" / "workspace-functions.bicep"
+    (searches,) = [r for r in resources(path) if r.type == "Microsoft.OperationalInsights/workspaces/savedSearches"]
+    assert searches.get("properties", "functionAlias") == Expr("fn.alias")
+    assert searches.get("properties", "query") == Expr("fn.query")
+    functions = variable(path, "functions")
+    assert [fn["alias"] for fn in functions] == list(CATALOG_FUNCTIONS.values())
+    for fn in functions:
+        assert fn["query"] == Expr(f"loadTextContent('../functions/{fn['alias']}.kql')")
+    assert {p.stem for p in FUNCTIONS.glob("*.kql")} == set(CATALOG_FUNCTIONS.values())
+
+
+def test_workspace_functions_come_before_their_callers() -> None:
+    module = _module("workspace-functions")
+    assert text(value_node(module, "scope")) == "resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)"
+    for caller, flag in (
+        ("api", "logAnalyticsFunctions"),
+        ("alerts", "catalogFunctions"),
+        ("workbook", "catalogFunctions"),
+    ):
+        body = _module(caller)
+        params = value_node(body, "params")
+        assert params is not None and text(value_node(params, flag)) == "deployWorkspaceFunctions", caller
+        assert "workspaceFunctions" in text(value_node(body, "dependsOn")), caller
 
 
 # --- secrets ------------------------------------------------------------------------------------------------
@@ -417,8 +486,10 @@ def test_alert_rules_are_identity_based_and_measure_the_query_columns() -> None:
         assert rule.get("identity") == Expr("ruleIdentity")
         (criterion,) = rule.get("properties", "criteria", "allOf")
         query = criterion["query"]
-        assert isinstance(query, Expr) and query.source.startswith("loadTextContent(")
-        measured[Path(query.source.split("'")[1]).stem] = criterion["metricMeasureColumn"]
+        assert isinstance(query, Expr)
+        name = Path(query.source.rsplit("'", 2)[-2]).stem
+        assert query.source == query_source(name)
+        measured[name] = criterion["metricMeasureColumn"]
         assert criterion["operator"] == "GreaterThan"
     assert measured == ALERT_QUERIES
 
@@ -449,7 +520,10 @@ def test_every_query_is_loaded_and_exists() -> None:
     expected = {(QUERIES / f"{name}.kql").resolve() for name in WORKBOOK_QUERIES | set(ALERT_QUERIES)}
     assert expected <= loaded
     assert {p.resolve() for p in QUERIES.glob("*.kql")} <= loaded, "a .kql file under infra/queries is unused"
-    for file in expected:
+    with_functions = {(WITH_FUNCTIONS / f"{name}.kql").resolve() for name in CATALOG_QUERIES}
+    assert {p.resolve() for p in WITH_FUNCTIONS.glob("*.kql")} == with_functions
+    assert with_functions <= loaded
+    for file in expected | with_functions:
         assert file.read_text().strip(), file
 
 
@@ -465,7 +539,7 @@ def test_workbook_template_and_tiles() -> None:
     tiles = variable(INFRA / "app" / "workbook.bicep", "tiles")
     assert {tile["name"] for tile in tiles} == WORKBOOK_QUERIES
     for tile in tiles:
-        assert tile["query"] == Expr(f"loadTextContent('../queries/{tile['name']}.kql')")
+        assert tile["query"] == Expr(query_source(tile["name"]))
     workbook = only(resources(INFRA / "app" / "workbook.bicep"), "Microsoft.Insights/workbooks")
     assert workbook.get("properties", "serializedData") == Expr("serializedData")
 

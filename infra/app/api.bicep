@@ -25,6 +25,8 @@ param dailySummarySchedule string
 param summaryLookbackDays int
 param summaryBackfillDays int
 param statusGraceHours int
+@description('Whether the code-catalog workspace functions are deployed (LOG_ANALYTICS_FUNCTIONS).')
+param logAnalyticsFunctions bool
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -45,6 +47,7 @@ var appLevelSettings = [
   { name: 'SUMMARY_LOOKBACK_DAYS', value: string(summaryLookbackDays) }
   { name: 'SUMMARY_BACKFILL_DAYS', value: string(summaryBackfillDays) }
   { name: 'STATUS_GRACE_HOURS', value: string(statusGraceHours) }
+  { name: 'LOG_ANALYTICS_FUNCTIONS', value: logAnalyticsFunctions ? 'true' : 'false' }
 ]
 
 // Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated
