@@ -78,6 +78,9 @@ API_VERSIONS = {
     "Microsoft.Insights/scheduledQueryRules": {"2023-12-01"},
     "Microsoft.Insights/actionGroups": {"2023-01-01"},
     "Microsoft.OperationalInsights/workspaces/savedSearches": {"2023-09-01"},
+    "Microsoft.EventGrid/systemTopics": {"2025-02-15"},
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions": {"2025-02-15"},
+    "Microsoft.Authorization/roleDefinitions": {"2022-04-01"},
 }
 
 #: Query files the workbook tiles and alert rules load (the lead generates them from shared/kql).
@@ -188,7 +191,8 @@ def test_role_ids_match_reference_md() -> None:
 
 def test_role_assignments_use_the_identity_as_service_principal() -> None:
     assignments = [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
-    assert len(assignments) == 3  # storage (looped over three roles), metrics publisher, workspace reader
+    # storage (looped over three roles), metrics publisher, workspace reader, the custom send role on ACS
+    assert len(assignments) == 4
     for assignment in assignments:
         assert assignment.get("properties", "principalType") == "ServicePrincipal"
         assert assignment.get("properties", "principalId") == Expr("principalId")
@@ -232,10 +236,22 @@ def test_storage_account_is_locked_down() -> None:
     assert storage.get("properties", "minimumTlsVersion") == "TLS1_2"
     assert storage.get("properties", "supportsHttpsTrafficOnly") is True
     assert storage.get("properties", "allowBlobPublicAccess") is False
-    container = only(
-        resources(INFRA / "app" / "storage.bicep"), "Microsoft.Storage/storageAccounts/blobServices/containers"
-    )
-    assert container.get("properties", "publicAccess") == "None"
+    containers = [r for r in resources(INFRA / "app" / "storage.bicep") if r.type.endswith("/blobServices/containers")]
+    assert sorted(r.symbol for r in containers) == ["deadLetterContainer", "deploymentContainer"]
+    for container in containers:
+        assert container.get("properties", "publicAccess") == "None"
+
+
+def test_storage_creates_every_table_the_app_uses() -> None:
+    """SUMMARY_TABLE, STATE_TABLE and SUBSCRIPTIONS_TABLE exist before the app first writes."""
+    path = INFRA / "app" / "storage.bicep"
+    tables = {r.get("name") for r in resources(path) if r.type.endswith("/tableServices/tables")}
+    assert tables == {Expr("summaryTableName"), Expr("stateTableName"), Expr("subscriptionsTableName")}
+    storage = _module("storage")
+    params = value_node(storage, "params")
+    assert params is not None
+    for name in ("summaryTable", "stateTable", "subscriptionsTable"):
+        assert text(value_node(params, f"{name}Name")) == name  # the same main parameter as the app setting
 
 
 # --- function app -------------------------------------------------------------------------------------------
@@ -561,9 +577,109 @@ def test_parameters_file_matches_main() -> None:
     main_parameters = declared(INFRA / "main.bicep", "parameter")
     assert set(parameters) <= set(main_parameters)
     required = {name for name in main_parameters if parameter_default(INFRA / "main.bicep", name) is None}
-    assert required <= set(parameters)
+    generated = {name for name, node in main_parameters.items() if "type: 'generate'" in _decorators(node)}
+    assert generated == {"linkSigningKey"}  # azd generates it once and keeps it in the environment
+    assert required - generated <= set(parameters)
+    assert not generated & set(parameters)  # azd generates only parameters the file leaves out
     for name, entry in parameters.items():
         assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), f"{name}: azd-style ${{VARIABLE}} expected"
+
+
+def _decorators(declaration: tree_sitter.Node) -> str:
+    previous = declaration.prev_named_sibling
+    return text(previous) if previous is not None and previous.type == "decorators" else ""
+
+
+# --- event grid, report email, link signing -----------------------------------------------------------------
+
+EVENT_GRID = INFRA / "app" / "event-grid.bicep"
+
+
+def test_event_subscription_pushes_both_email_events_to_the_function() -> None:
+    found = resources(EVENT_GRID)
+    topic = only(found, "Microsoft.EventGrid/systemTopics")
+    assert topic.get("location") == "global"
+    assert topic.get("properties", "source") == Expr("communicationService.id")
+    assert topic.get("properties", "topicType") == "Microsoft.Communication.CommunicationServices"
+    subscription = only(found, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    destination = subscription.get("properties", "destination")
+    assert destination["endpointType"] == "AzureFunction"
+    assert destination["properties"]["resourceId"] == Expr("'${functionAppId}/functions/${functionName}'")
+    assert variable(EVENT_GRID, "functionName") == "ingest_email_events"
+    assert subscription.get("properties", "filter", "includedEventTypes") == Expr("eventTypes")
+    assert set(variable(EVENT_GRID, "eventTypes")) == {
+        "Microsoft.Communication.EmailDeliveryReportReceived",
+        "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+    }
+    retry = subscription.get("properties", "retryPolicy")
+    assert 1 <= retry["maxDeliveryAttempts"] <= 30 and 1 <= retry["eventTimeToLiveInMinutes"] <= 1440
+    assert "deadLetterWithResourceIdentity" in text(subscription.body)
+
+
+def test_event_subscription_waits_for_the_code() -> None:
+    """Gated: created only when CREATE_EVENT_SUBSCRIPTION is true; azd's postdeploy hook turns it on."""
+    declaration = next(
+        node
+        for node in tree(EVENT_GRID).root_node.named_children
+        if node.type == "resource_declaration" and text(node.named_children[0]) == "emailEvents"
+    )
+    assert text(declaration.named_children[-1]).startswith("if (createSubscription)")
+    assert parameter_default(EVENT_GRID, "createSubscription") is False
+    module = _module("event-grid")
+    params = value_node(module, "params")
+    assert params is not None and text(value_node(params, "createSubscription")) == "withEventSubscription"
+    assert json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["createEventSubscription"] == {
+        "value": "${CREATE_EVENT_SUBSCRIPTION}"
+    }
+    azure_yaml = (REPO_ROOT / "azure.yaml").read_text()
+    assert "postdeploy:" in azure_yaml and "infra/hooks/postdeploy.sh" in azure_yaml
+    hook = (INFRA / "hooks" / "postdeploy.sh").read_text()
+    assert "azd env set CREATE_EVENT_SUBSCRIPTION true" in hook and "azd provision" in hook
+
+
+def test_report_sender_role_is_the_narrow_custom_one() -> None:
+    path = INFRA / "app" / "acs-sender.bicep"
+    role = only(resources(path), "Microsoft.Authorization/roleDefinitions")
+    assert role.get("properties", "type") == "CustomRole"
+    assert role.get("properties", "permissions") == [{"actions": Expr("sendActions"), "notActions": []}]
+    assert variable(path, "sendActions") == [
+        "Microsoft.Communication/CommunicationServices/Read",
+        "Microsoft.Communication/CommunicationServices/Write",
+        "Microsoft.Communication/EmailServices/write",
+    ]
+    assert role.get("properties", "assignableScopes") == [Expr("assignableScope")]
+    assert variable(path, "assignableScope") == Expr("resourceGroup().id")
+    assignment = only(resources(path), "Microsoft.Authorization/roleAssignments")
+    assert assignment.get("scope") == Expr("communicationService")
+    assert assignment.get("properties", "roleDefinitionId") == Expr("sendEmailRole.id")
+    module = next(
+        node
+        for node in tree(INFRA / "main.bicep").root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == "app/acs-sender.bicep"
+    )
+    assert text(module.named_children[-1]).startswith("if (sendsReport)")  # no send right without a report
+
+
+def test_report_settings_and_acs_endpoint() -> None:
+    app_level = app_settings(API, "appLevelSettings")
+    assert app_level["REPORT_SENDER"] == Expr("reportSender")
+    assert app_level["REPORT_RECIPIENTS"] == Expr("reportRecipients")
+    assert app_level["ACS_ENDPOINT"] == Expr("acsEndpoint")
+    params = value_node(_module("api"), "params")
+    assert params is not None
+    assert text(value_node(params, "acsEndpoint")) == "routeAcsLogs ? diagnostics.outputs.endpoint : ''"
+    outputs = declared(INFRA / "app" / "diagnostics.bicep", "output")
+    assert text(outputs["endpoint"].named_children[-1]) == "'https://${communicationService.properties.hostName}'"
+
+
+def test_link_signing_key_is_a_secure_parameter_and_never_an_output() -> None:
+    assert app_settings(API, "appLevelSettings")["LINK_SIGNING_KEY"] == Expr("linkSigningKey")
+    for path in (INFRA / "main.bicep", API):
+        assert "@secure()" in _decorators(declared(path, "parameter")["linkSigningKey"]), path
+    assert "@minLength(32)" in _decorators(declared(INFRA / "main.bicep", "parameter")["linkSigningKey"])
+    for path in BICEP_FILES:
+        for node in declared(path, "output").values():
+            assert "linkSigningKey" not in text(node), path
 
 
 # --- deployment package -------------------------------------------------------------------------------------
@@ -622,3 +738,12 @@ def test_funcignore_keeps_development_files_out() -> None:
     assert {"tests", "benchmarks", "tools", "docs", "infra", "shared/host.py"} <= ignored
     assert {"requirements-dev.txt", "requirements-local.txt", "local.settings.json"} <= ignored
     assert "requirements.txt" not in ignored and "function_app.py" not in ignored and "shared" not in ignored
+
+
+def test_azure_yaml_matches_its_schema() -> None:
+    schema_path = REPO_ROOT.parent / "shared" / "reference-data" / "schemas" / "azure.yaml.schema.json"
+    if not schema_path.is_file():
+        pytest.skip(f"azure.yaml schema not found at {schema_path}")
+    jsonschema = pytest.importorskip("jsonschema")
+    yaml = pytest.importorskip("yaml")
+    jsonschema.validate(yaml.safe_load((REPO_ROOT / "azure.yaml").read_text()), json.loads(schema_path.read_text()))
