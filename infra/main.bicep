@@ -152,7 +152,6 @@ var acsSubscription = empty(acsSubscriptionId) || startsWith(acsSubscriptionId, 
 var alertEmail = startsWith(alertEmailAddress, placeholderPrefix) ? '' : alertEmailAddress
 var routeAcsLogs = !empty(acsName) && !empty(acsGroupName)
 var withEventSubscription = routeAcsLogs && toLower(createEventSubscription) == 'true'
-var topicName = empty(eventGridSystemTopicName) || startsWith(eventGridSystemTopicName, placeholderPrefix) ? 'evgt-acsmail-${resourceToken}' : eventGridSystemTopicName
 var sender = startsWith(reportSender, placeholderPrefix) ? '' : reportSender
 var recipients = startsWith(reportRecipients, placeholderPrefix) ? '' : reportRecipients
 var sendsReport = routeAcsLogs && !empty(sender)
@@ -163,6 +162,8 @@ var tags = {
   'azd-env-name': environmentName
 }
 var functionAppName = 'func-acsmail-${resourceToken}'
+var defaultTopicName = 'evgt-acsmail-${resourceToken}'
+var topicName = empty(eventGridSystemTopicName) || startsWith(eventGridSystemTopicName, placeholderPrefix) ? defaultTopicName : eventGridSystemTopicName
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
