@@ -10,7 +10,7 @@ export ACS_LOCAL_STORE ?= .data/acs-logs.duckdb
 
 .PHONY: setup run test test-fast lint typecheck unit checkov chromium bench connector clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -42,6 +42,34 @@ param acsResourceGroupName string = ''
 @description('Subscription id of the Communication Services resource. Empty: the deployment\'s subscription.')
 param acsSubscriptionId string = ''
 
+@description('\'true\' once the function code is deployed: create the Event Grid subscription that pushes the Communication Services resource\'s email events to ingest_email_events. azd\'s postdeploy hook sets it (CREATE_EVENT_SUBSCRIPTION) and re-provisions. Anything else: only the system topic.')
+param createEventSubscription string = ''
+
+@description('Name of the Event Grid system topic on the Communication Services resource. A resource has at most one system topic: give the name of an existing one to reuse it. Empty: evgt-acsmail-<token>.')
+param eventGridSystemTopicName string = ''
+
+@description('Blob container (in the app\'s storage account) for email events Event Grid could not deliver. Empty: they are dropped after the retries.')
+param eventDeadLetterContainer string = 'eventgrid-deadletter'
+
+@description('REPORT_SENDER: verified sender address (on a domain linked to the Communication Services resource) of the daily report email. Empty: no report email, and no send permission for the identity.')
+param reportSender string = ''
+
+@description('REPORT_RECIPIENTS: comma-separated addresses that receive the daily report email.')
+param reportRecipients string = ''
+
+@secure()
+@minLength(32)
+@description('LINK_SIGNING_KEY: HMAC key that signs continuation tokens and poll links (at least 32 characters). azd generates one on first provision and keeps it in the environment; rolling it invalidates outstanding tokens and links (docs/deploy.md).')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+    }
+  }
+})
+param linkSigningKey string
+
 @description('E-mail address that receives the alert notifications. Empty: the alert rules fire without an action group.')
 param alertEmailAddress string = ''
 
@@ -67,6 +95,9 @@ param maximumInstanceCount int = 40
 @description('Memory (MB) of each Flex Consumption instance.')
 param instanceMemoryMB int = 2048
 
+@description('Deploy the SMTP code catalog into the workspace as KQL functions (saved searches with a function alias): every query, workbook tile and alert rule then calls them instead of carrying ~42 KB of datatables. Needs write access to the workspace\'s saved searches. false: queries carry the catalog inline.')
+param deployWorkspaceFunctions bool = true
+
 // App-level settings (shared/settings.py APP_SETTINGS, deployed=True); the defaults must equal the ones there.
 @minValue(1)
 @maxValue(600)
@@ -77,6 +108,24 @@ param logQueryTimeoutSeconds int = 180
 @maxLength(63)
 @description('SUMMARY_TABLE: Azure Table Storage table for daily summaries.')
 param summaryTable string = 'DeliverySummaries'
+
+@minLength(3)
+@maxLength(63)
+@description('STATE_TABLE: Azure Table Storage table of the delivery state.')
+param stateTable string = 'DeliveryState'
+
+@minLength(3)
+@maxLength(63)
+@description('SUBSCRIPTIONS_TABLE: Azure Table Storage table of webhook subscriptions.')
+param subscriptionsTable string = 'Subscriptions'
+
+@description('FOLLOW_SCHEDULE: six-field NCRONTAB schedule (UTC) of the Log Analytics follower timer.')
+param followSchedule string = '0 */1 * * * *'
+
+@minValue(5)
+@maxValue(230)
+@description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
+param requestBudgetSeconds int = 25
 
 @description('DAILY_SUMMARY_SCHEDULE: six-field NCRONTAB schedule (UTC) of the daily summary timer.')
 param dailySummarySchedule string = '0 30 1 * * *'
@@ -102,12 +151,19 @@ var acsGroupName = startsWith(acsResourceGroupName, placeholderPrefix) ? '' : ac
 var acsSubscription = empty(acsSubscriptionId) || startsWith(acsSubscriptionId, placeholderPrefix) ? subscription().subscriptionId : acsSubscriptionId
 var alertEmail = startsWith(alertEmailAddress, placeholderPrefix) ? '' : alertEmailAddress
 var routeAcsLogs = !empty(acsName) && !empty(acsGroupName)
+var withEventSubscription = routeAcsLogs && toLower(createEventSubscription) == 'true'
+var sender = startsWith(reportSender, placeholderPrefix) ? '' : reportSender
+var recipients = startsWith(reportRecipients, placeholderPrefix) ? '' : reportRecipients
+var sendsReport = routeAcsLogs && !empty(sender)
+var deadLetterContainer = startsWith(eventDeadLetterContainer, placeholderPrefix) ? '' : eventDeadLetterContainer
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
 }
 var functionAppName = 'func-acsmail-${resourceToken}'
+var defaultTopicName = 'evgt-acsmail-${resourceToken}'
+var topicName = empty(eventGridSystemTopicName) || startsWith(eventGridSystemTopicName, placeholderPrefix) ? defaultTopicName : eventGridSystemTopicName
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -140,6 +196,9 @@ module storage 'app/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     summaryTableName: summaryTable
+    stateTableName: stateTable
+    subscriptionsTableName: subscriptionsTable
+    deadLetterContainerName: routeAcsLogs ? deadLetterContainer : ''
   }
 }
 
@@ -173,6 +232,14 @@ module workspaceRbac 'app/workspace-rbac.bicep' = {
   }
 }
 
+module workspaceFunctions 'app/workspace-functions.bicep' = if (deployWorkspaceFunctions) {
+  name: 'workspace-functions-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)
+  params: {
+    workspaceName: logAnalyticsWorkspaceName
+  }
+}
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -195,11 +262,21 @@ module api 'app/api.bicep' = {
     summaryLookbackDays: summaryLookbackDays
     summaryBackfillDays: summaryBackfillDays
     statusGraceHours: statusGraceHours
+    logAnalyticsFunctions: deployWorkspaceFunctions
+    stateTable: stateTable
+    subscriptionsTable: subscriptionsTable
+    followSchedule: followSchedule
+    linkSigningKey: linkSigningKey
+    requestBudgetSeconds: requestBudgetSeconds
+    reportSender: sender
+    reportRecipients: recipients
+    acsEndpoint: routeAcsLogs ? diagnostics.outputs.endpoint : ''
   }
-  // The host starts with identity-based storage: grant the roles first.
+  // The host starts with identity-based storage: grant the roles first. Its queries call the workspace functions.
   dependsOn: [
     rbac
     workspaceRbac
+    workspaceFunctions
   ]
 }
 
@@ -212,6 +289,35 @@ module diagnostics 'app/diagnostics.bicep' = if (routeAcsLogs) {
   }
 }
 
+module eventGrid 'app/event-grid.bicep' = if (routeAcsLogs) {
+  name: 'acs-event-grid-${resourceToken}'
+  scope: resourceGroup(acsSubscription, routeAcsLogs ? acsGroupName : rg.name)
+  params: {
+    communicationServiceName: acsName
+    systemTopicName: topicName
+    tags: tags
+    functionAppId: api.outputs.id
+    createSubscription: withEventSubscription
+    identityId: identity.outputs.id
+    deadLetterStorageAccountId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainer
+  }
+  // The topic dead-letters as the identity, which holds Storage Blob Data Owner on the account.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module acsSender 'app/acs-sender.bicep' = if (sendsReport) {
+  name: 'acs-sender-${resourceToken}'
+  scope: resourceGroup(acsSubscription, sendsReport ? acsGroupName : rg.name)
+  params: {
+    communicationServiceName: acsName
+    principalId: identity.outputs.principalId
+    resourceToken: resourceToken
+  }
+}
+
 module workbook 'app/workbook.bicep' = {
   name: 'workbook'
   scope: rg
@@ -220,7 +326,11 @@ module workbook 'app/workbook.bicep' = {
     tags: tags
     workspaceResourceId: workspace.id
     environmentName: environmentName
+    catalogFunctions: deployWorkspaceFunctions
   }
+  dependsOn: [
+    workspaceFunctions
+  ]
 }
 
 module alerts 'app/alerts.bicep' = {
@@ -235,10 +345,13 @@ module alerts 'app/alerts.bicep' = {
     alertEmailAddress: alertEmail
     hardBounceRateThresholdPercent: hardBounceRateThresholdPercent
     p95LatencyThresholdSeconds: p95LatencyThresholdSeconds
+    catalogFunctions: deployWorkspaceFunctions
   }
-  // The rules query the workspace as the identity: it needs Log Analytics Reader first.
+  // The rules query the workspace as the identity: it needs Log Analytics Reader first; ARM validates each
+  // rule's query on creation, so the workspace functions it calls must exist first.
   dependsOn: [
     workspaceRbac
+    workspaceFunctions
   ]
 }
 
@@ -249,3 +362,5 @@ output AZURE_FUNCTION_APP_NAME string = api.outputs.name
 output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = api.outputs.uri
 output LOG_ANALYTICS_WORKSPACE_ID string = workspace.properties.customerId
+output EVENT_GRID_SYSTEM_TOPIC string = routeAcsLogs ? eventGrid.outputs.systemTopicName : ''
+output EVENT_SUBSCRIPTION_CREATED bool = withEventSubscription

@@ -57,13 +57,24 @@ def _node() -> str:
     return node
 
 
+def _default_functions() -> dict[str, str]:
+    """The workspace functions we deploy (the code catalog), by alias -> body."""
+    from shared.codes import kql_catalog_functions
+
+    return kql_catalog_functions()
+
+
 def run_checker(
     queries: Iterable[str],
     schema: Mapping[str, Mapping[str, str]] | None = None,
     *,
     analyzers: bool = False,
+    functions: Mapping[str, str] | None = None,
 ) -> list[list[Diagnostic]]:
     """Every diagnostic (errors, warnings, ...) per query, in input order.
+
+    ``functions`` declares stored functions without parameters (alias -> body); by default the code-catalog
+    functions that infra/ deploys into the workspace, so both forms of a query can be checked.
 
     Each diagnostic has ``severity``, ``code``, ``category``, ``message``, ``start``,
     ``length`` and ``source`` (``compiler``, ``analyzer`` or ``checker``).
@@ -79,6 +90,7 @@ def run_checker(
     node = _node()
     request = {
         "schema": _default_schema() if schema is None else {t: dict(c) for t, c in schema.items()},
+        "functions": _default_functions() if functions is None else dict(functions),
         "queries": query_list,
         "analyzers": analyzers,
     }

@@ -11,12 +11,16 @@ import pytest
 
 from shared import codes
 from shared.codes import (
+    CATALOG_FUNCTIONS,
+    CATALOG_TABLES,
     FAILURE_CATEGORIES,
     CodeInfo,
     catalog_entries,
     explain_enhanced,
     explain_smtp,
     infer_bounce,
+    kql_catalog_function_lets,
+    kql_catalog_functions,
     kql_catalog_lets,
 )
 
@@ -350,3 +354,21 @@ def test_kql_escaping_survives_the_engine(con: Any, tricky_catalog: str) -> None
     assert duckdb_kql.kql(con, lets + "SmtpCodeCatalog | project SmtpStatusCodeDetails").fetchall() == [('a "b" \\',)]
     subject = duckdb_kql.kql(con, lets + "EnhancedSubjectCatalog").fetchall()
     assert subject == [("5.9", "\\", "other", "hard")]
+
+
+def test_workspace_functions_return_the_same_tables(con: Any) -> None:
+    """Each workspace function's body is its table's datatable: the rows a function call returns are the rows
+    the inline form carries (run through the engine, one table at a time)."""
+    functions = kql_catalog_functions()
+    assert list(functions) == [CATALOG_FUNCTIONS[name] for name in CATALOG_TABLES]
+    for name, alias in CATALOG_FUNCTIONS.items():
+        assert alias.startswith("AcsEmailInsights_") and alias.endswith(name)
+        from_function = duckdb_kql.kql(con, f"let {name} = {functions[alias]};\n{name}").fetchall()
+        inline = duckdb_kql.kql(con, kql_catalog_lets() + name).fetchall()
+        assert from_function == inline and len(inline) > 10
+
+
+def test_function_lets_bind_every_catalog_name() -> None:
+    lets = kql_catalog_function_lets()
+    assert lets.splitlines() == [f"let {name} = {CATALOG_FUNCTIONS[name]}();" for name in CATALOG_TABLES]
+    assert "datatable" not in lets

@@ -7,20 +7,39 @@ read the parse trees, not regular expressions over the text, wherever a property
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tree_sitter
-import tree_sitter_bicep
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-INFRA = REPO_ROOT / "infra"
+from bicep import (
+    BICEP_FILES,
+    INFRA,
+    REPO_ROOT,
+    Expr,
+    Resource,
+    all_resources,
+    app_settings,
+    body_of,
+    calls,
+    camel,
+    declared,
+    literal,
+    only,
+    parameter_default,
+    resources,
+    text,
+    tree,
+    value_node,
+    variable,
+    walk,
+)
+
 QUERIES = INFRA / "queries"
 
 try:
@@ -28,8 +47,6 @@ try:
 except ModuleNotFoundError:  # pytest run without the repository root on sys.path
     sys.path.insert(0, str(REPO_ROOT))
     from shared.settings import APP_SETTINGS
-
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
 #: Built-in role definition ids the deployment may assign (shared/REFERENCE.md, "Built-in role definition ids").
 ROLE_IDS = {
@@ -60,6 +77,10 @@ API_VERSIONS = {
     "Microsoft.Insights/workbooks": {"2023-06-01"},
     "Microsoft.Insights/scheduledQueryRules": {"2023-12-01"},
     "Microsoft.Insights/actionGroups": {"2023-01-01"},
+    "Microsoft.OperationalInsights/workspaces/savedSearches": {"2023-09-01"},
+    "Microsoft.EventGrid/systemTopics": {"2025-02-15"},
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions": {"2025-02-15"},
+    "Microsoft.Authorization/roleDefinitions": {"2022-04-01"},
 }
 
 #: Query files the workbook tiles and alert rules load (the lead generates them from shared/kql).
@@ -72,6 +93,20 @@ WORKBOOK_QUERIES = {
     "p95-latency-by-domain",
 }
 ALERT_QUERIES = {"alert-hard-bounce-rate": "HardBounceRate", "alert-p95-latency": "P95DurationSeconds"}
+#: Queries that join the code catalog: a second form calls its workspace functions (queries/with-functions/).
+CATALOG_QUERIES = WORKBOOK_QUERIES - {"size-distribution"} | {"alert-hard-bounce-rate"}
+WITH_FUNCTIONS = QUERIES / "with-functions"
+FUNCTIONS = INFRA / "functions"
+
+
+def query_source(name: str) -> str:
+    """The Bicep expression a tile or rule uses for the query file ``name``: the inline form, or for a query
+    that joins the code catalog, the function form when the workspace functions are deployed."""
+    inline = f"loadTextContent('../queries/{name}.kql')"
+    if name not in CATALOG_QUERIES:
+        return inline
+    return f"catalogFunctions ? loadTextContent('../queries/with-functions/{name}.kql') : {inline}"
+
 
 ACS_EMAIL_LOG_CATEGORIES = {
     "EmailSendMailOperational",
@@ -90,178 +125,6 @@ SECRET_LIKE = re.compile(
 )
 
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
-
-
-# --- reading the parse trees --------------------------------------------------------------------------------
-
-
-@cache
-def _parser() -> tree_sitter.Parser:
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
-
-
-@cache
-def tree(path: Path) -> tree_sitter.Tree:
-    return _parser().parse(path.read_bytes())
-
-
-def text(node: tree_sitter.Node | None) -> str:
-    return "" if node is None else (node.text or b"").decode("utf-8")
-
-
-def walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
-    yield node
-    for child in node.children:
-        yield from walk(child)
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A Bicep expression that is not a plain literal (kept as source text)."""
-
-    source: str
-
-
-_ESCAPES = {"\\'": "'", "\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\${": "${"}
-
-
-def literal(node: tree_sitter.Node) -> Any:
-    """Python value of a literal node (string, number, bool, null, object, array); else an Expr."""
-    if node.type == "string":
-        parts = []
-        for child in node.named_children:
-            if child.type == "string_content":
-                parts.append(text(child))
-            elif child.type == "escape_sequence":
-                parts.append(_ESCAPES.get(text(child), text(child)))
-            else:  # interpolation
-                return Expr(text(node))
-        return "".join(parts)
-    if node.type == "boolean":
-        return text(node) == "true"
-    if node.type == "number":
-        return int(text(node))
-    if node.type == "null":
-        return None
-    if node.type == "object":
-        return dict(properties(node))
-    if node.type == "array":
-        return [literal(child) for child in node.named_children if child.type != "comment"]
-    return Expr(text(node))
-
-
-def properties(obj: tree_sitter.Node) -> Iterator[tuple[str, Any]]:
-    for prop in obj.named_children:
-        if prop.type != "object_property":
-            continue
-        key_node, value_node = prop.named_children[0], prop.named_children[-1]
-        key = literal(key_node) if key_node.type == "string" else text(key_node)
-        yield str(key), literal(value_node)
-
-
-def value_node(obj: tree_sitter.Node, key: str) -> tree_sitter.Node | None:
-    for prop in obj.named_children:
-        if prop.type == "object_property":
-            key_node = prop.named_children[0]
-            name = literal(key_node) if key_node.type == "string" else text(key_node)
-            if name == key:
-                return prop.named_children[-1]
-    return None
-
-
-@dataclass(frozen=True)
-class Resource:
-    file: Path
-    symbol: str
-    type: str
-    api_version: str
-    existing: bool
-    body: tree_sitter.Node  # the object (inside an if/for when conditional or looped)
-
-    def get(self, *path: str) -> Any:
-        node: tree_sitter.Node | None = self.body
-        for key in path:
-            if node is None or node.type != "object":
-                return None
-            node = value_node(node, key)
-        return None if node is None else literal(node)
-
-
-def _body(node: tree_sitter.Node) -> tree_sitter.Node:
-    while node.type != "object":
-        objects = [c for c in node.named_children if c.type in ("object", "for_statement", "if_statement")]
-        node = objects[-1]
-    return node
-
-
-def resources(path: Path) -> list[Resource]:
-    found = []
-    for node in tree(path).root_node.named_children:
-        if node.type != "resource_declaration":
-            continue
-        type_with_version = literal(node.named_children[1])
-        resource_type, _, version = type_with_version.partition("@")
-        found.append(
-            Resource(
-                file=path,
-                symbol=text(node.named_children[0]),
-                type=resource_type,
-                api_version=version,
-                existing=any(child.type == "existing" for child in node.children),
-                body=_body(node.named_children[-1]),
-            )
-        )
-    return found
-
-
-def all_resources() -> list[Resource]:
-    return [resource for path in BICEP_FILES for resource in resources(path)]
-
-
-def declared(path: Path, kind: str) -> dict[str, tree_sitter.Node]:
-    """Top-level declarations of one kind (variable, parameter, output) by name -> the declaration node."""
-    return {
-        text(node.named_children[0]): node
-        for node in tree(path).root_node.named_children
-        if node.type == f"{kind}_declaration"
-    }
-
-
-def variable(path: Path, name: str) -> Any:
-    return literal(declared(path, "variable")[name].named_children[-1])
-
-
-def parameter_default(path: Path, name: str) -> Any:
-    node = declared(path, "parameter")[name]
-    children = node.named_children
-    return literal(children[-1]) if len(children) == 3 else None
-
-
-def calls(path: Path, function: str) -> Iterator[tree_sitter.Node]:
-    for node in walk(tree(path).root_node):
-        if node.type == "call_expression" and text(node.child_by_field_name("function")) == function:
-            yield node
-
-
-def only(items: list[Resource], resource_type: str) -> Resource:
-    matching = [r for r in items if r.type == resource_type and not r.existing]
-    assert len(matching) == 1, f"expected one new {resource_type}, found {[r.symbol for r in matching]}"
-    return matching[0]
-
-
-def app_settings(path: Path, name: str) -> dict[str, Any]:
-    """An array variable of {name, value} app settings, as name -> value (names unique)."""
-    entries = variable(path, name)
-    assert isinstance(entries, list), f"{name} must be an array of {{name, value}} objects"
-    names = [entry["name"] for entry in entries]
-    assert len(names) == len(set(names)), f"{name} repeats a setting"
-    assert all(set(entry) == {"name", "value"} for entry in entries)
-    return {entry["name"]: entry["value"] for entry in entries}
-
-
-def camel(setting_name: str) -> str:
-    first, *rest = setting_name.lower().split("_")
-    return first + "".join(word.capitalize() for word in rest)
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
@@ -328,7 +191,8 @@ def test_role_ids_match_reference_md() -> None:
 
 def test_role_assignments_use_the_identity_as_service_principal() -> None:
     assignments = [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
-    assert len(assignments) == 3  # storage (looped over three roles), metrics publisher, workspace reader
+    # storage (looped over three roles), metrics publisher, workspace reader, the custom send role on ACS
+    assert len(assignments) == 4
     for assignment in assignments:
         assert assignment.get("properties", "principalType") == "ServicePrincipal"
         assert assignment.get("properties", "principalId") == Expr("principalId")
@@ -341,7 +205,7 @@ def test_workspace_reader_is_scoped_to_the_workspace_resource_group() -> None:
         for node in tree(main).root_node.named_children
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/workspace-rbac.bicep"
     )
-    scope = value_node(_body(module.named_children[-1]), "scope")
+    scope = value_node(body_of(module.named_children[-1]), "scope")
     assert scope is not None
     assert text(scope) == "resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)"
     reader = [r for r in resources(INFRA / "app" / "workspace-rbac.bicep") if not r.existing]
@@ -372,10 +236,22 @@ def test_storage_account_is_locked_down() -> None:
     assert storage.get("properties", "minimumTlsVersion") == "TLS1_2"
     assert storage.get("properties", "supportsHttpsTrafficOnly") is True
     assert storage.get("properties", "allowBlobPublicAccess") is False
-    container = only(
-        resources(INFRA / "app" / "storage.bicep"), "Microsoft.Storage/storageAccounts/blobServices/containers"
-    )
-    assert container.get("properties", "publicAccess") == "None"
+    containers = [r for r in resources(INFRA / "app" / "storage.bicep") if r.type.endswith("/blobServices/containers")]
+    assert sorted(r.symbol for r in containers) == ["deadLetterContainer", "deploymentContainer"]
+    for container in containers:
+        assert container.get("properties", "publicAccess") == "None"
+
+
+def test_storage_creates_every_table_the_app_uses() -> None:
+    """SUMMARY_TABLE, STATE_TABLE and SUBSCRIPTIONS_TABLE exist before the app first writes."""
+    path = INFRA / "app" / "storage.bicep"
+    tables = {r.get("name") for r in resources(path) if r.type.endswith("/tableServices/tables")}
+    assert tables == {Expr("summaryTableName"), Expr("stateTableName"), Expr("subscriptionsTableName")}
+    storage = _module("storage")
+    params = value_node(storage, "params")
+    assert params is not None
+    for name in ("summaryTable", "stateTable", "subscriptionsTable"):
+        assert text(value_node(params, f"{name}Name")) == name  # the same main parameter as the app setting
 
 
 # --- function app -------------------------------------------------------------------------------------------
@@ -479,18 +355,31 @@ def test_app_level_values() -> None:
         for node in tree(main).root_node.named_children
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/api.bicep"
     )
-    params = value_node(_body(api_module.named_children[-1]), "params")
+    params = value_node(body_of(api_module.named_children[-1]), "params")
     assert params is not None
     assert text(value_node(params, "workspaceCustomerId")) == "workspace.properties.customerId"
     assert text(value_node(params, "identityClientId")) == "identity.outputs.clientId"
+
+
+#: Settings whose value follows from what the deployment does, not from a parameter of their own:
+#: name -> the Bicep expression in api.bicep and the main.bicep parameter that drives it.
+DERIVED_SETTINGS = {
+    "LOG_ANALYTICS_FUNCTIONS": ("logAnalyticsFunctions ? 'true' : 'false'", "deployWorkspaceFunctions"),
+}
 
 
 @pytest.mark.parametrize(
     "spec", [s for s in APP_SETTINGS if s.deployed and s.default is not None], ids=lambda s: s.name
 )
 def test_setting_defaults_match_shared_settings(spec: Any) -> None:
-    """A deployed setting with a default is a main.bicep parameter of that default, or that literal value."""
+    """A deployed setting with a default is a main.bicep parameter of that default, or that literal value
+    (or follows from what the deployment does: DERIVED_SETTINGS)."""
     value = app_settings(API, "appLevelSettings")[spec.name]
+    if spec.name in DERIVED_SETTINGS:
+        expression, main_parameter = DERIVED_SETTINGS[spec.name]
+        assert value == Expr(expression)
+        assert main_parameter in declared(INFRA / "main.bicep", "parameter")
+        return
     if isinstance(value, str):
         assert value == spec.default
         return
@@ -499,6 +388,46 @@ def test_setting_defaults_match_shared_settings(spec: Any) -> None:
     assert name in main_parameters, f"main.bicep has no parameter {name} for {spec.name}"
     assert str(parameter_default(INFRA / "main.bicep", name)) == spec.default
     assert name in text(declared(API, "variable")["appLevelSettings"])
+
+
+# --- workspace functions ------------------------------------------------------------------------------------
+
+
+def _module(name: str) -> tree_sitter.Node:
+    """The object of main.bicep's module declaration that deploys ``app/<name>.bicep``."""
+    return next(
+        body_of(node.named_children[-1])
+        for node in tree(INFRA / "main.bicep").root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == f"app/{name}.bicep"
+    )
+
+
+def test_workspace_functions_are_the_code_catalog() -> None:
+    from shared.codes import CATALOG_FUNCTIONS
+
+    path = INFRA / "app" / "workspace-functions.bicep"
+    (searches,) = [r for r in resources(path) if r.type == "Microsoft.OperationalInsights/workspaces/savedSearches"]
+    assert searches.get("properties", "functionAlias") == Expr("fn.alias")
+    assert searches.get("properties", "query") == Expr("fn.query")
+    functions = variable(path, "functions")
+    assert [fn["alias"] for fn in functions] == list(CATALOG_FUNCTIONS.values())
+    for fn in functions:
+        assert fn["query"] == Expr(f"loadTextContent('../functions/{fn['alias']}.kql')")
+    assert {p.stem for p in FUNCTIONS.glob("*.kql")} == set(CATALOG_FUNCTIONS.values())
+
+
+def test_workspace_functions_come_before_their_callers() -> None:
+    module = _module("workspace-functions")
+    assert text(value_node(module, "scope")) == "resourceGroup(workspaceSubscriptionId, logAnalyticsResourceGroupName)"
+    for caller, flag in (
+        ("api", "logAnalyticsFunctions"),
+        ("alerts", "catalogFunctions"),
+        ("workbook", "catalogFunctions"),
+    ):
+        body = _module(caller)
+        params = value_node(body, "params")
+        assert params is not None and text(value_node(params, flag)) == "deployWorkspaceFunctions", caller
+        assert "workspaceFunctions" in text(value_node(body, "dependsOn")), caller
 
 
 # --- secrets ------------------------------------------------------------------------------------------------
@@ -573,8 +502,10 @@ def test_alert_rules_are_identity_based_and_measure_the_query_columns() -> None:
         assert rule.get("identity") == Expr("ruleIdentity")
         (criterion,) = rule.get("properties", "criteria", "allOf")
         query = criterion["query"]
-        assert isinstance(query, Expr) and query.source.startswith("loadTextContent(")
-        measured[Path(query.source.split("'")[1]).stem] = criterion["metricMeasureColumn"]
+        assert isinstance(query, Expr)
+        name = Path(query.source.rsplit("'", 2)[-2]).stem
+        assert query.source == query_source(name)
+        measured[name] = criterion["metricMeasureColumn"]
         assert criterion["operator"] == "GreaterThan"
     assert measured == ALERT_QUERIES
 
@@ -605,7 +536,10 @@ def test_every_query_is_loaded_and_exists() -> None:
     expected = {(QUERIES / f"{name}.kql").resolve() for name in WORKBOOK_QUERIES | set(ALERT_QUERIES)}
     assert expected <= loaded
     assert {p.resolve() for p in QUERIES.glob("*.kql")} <= loaded, "a .kql file under infra/queries is unused"
-    for file in expected:
+    with_functions = {(WITH_FUNCTIONS / f"{name}.kql").resolve() for name in CATALOG_QUERIES}
+    assert {p.resolve() for p in WITH_FUNCTIONS.glob("*.kql")} == with_functions
+    assert with_functions <= loaded
+    for file in expected | with_functions:
         assert file.read_text().strip(), file
 
 
@@ -621,7 +555,7 @@ def test_workbook_template_and_tiles() -> None:
     tiles = variable(INFRA / "app" / "workbook.bicep", "tiles")
     assert {tile["name"] for tile in tiles} == WORKBOOK_QUERIES
     for tile in tiles:
-        assert tile["query"] == Expr(f"loadTextContent('../queries/{tile['name']}.kql')")
+        assert tile["query"] == Expr(query_source(tile["name"]))
     workbook = only(resources(INFRA / "app" / "workbook.bicep"), "Microsoft.Insights/workbooks")
     assert workbook.get("properties", "serializedData") == Expr("serializedData")
 
@@ -643,6 +577,173 @@ def test_parameters_file_matches_main() -> None:
     main_parameters = declared(INFRA / "main.bicep", "parameter")
     assert set(parameters) <= set(main_parameters)
     required = {name for name in main_parameters if parameter_default(INFRA / "main.bicep", name) is None}
-    assert required <= set(parameters)
+    generated = {name for name, node in main_parameters.items() if "type: 'generate'" in _decorators(node)}
+    assert generated == {"linkSigningKey"}  # azd generates it once and keeps it in the environment
+    assert required - generated <= set(parameters)
+    assert not generated & set(parameters)  # azd generates only parameters the file leaves out
     for name, entry in parameters.items():
         assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), f"{name}: azd-style ${{VARIABLE}} expected"
+
+
+def _decorators(declaration: tree_sitter.Node) -> str:
+    previous = declaration.prev_named_sibling
+    return text(previous) if previous is not None and previous.type == "decorators" else ""
+
+
+# --- event grid, report email, link signing -----------------------------------------------------------------
+
+EVENT_GRID = INFRA / "app" / "event-grid.bicep"
+
+
+def test_event_subscription_pushes_both_email_events_to_the_function() -> None:
+    found = resources(EVENT_GRID)
+    topic = only(found, "Microsoft.EventGrid/systemTopics")
+    assert topic.get("location") == "global"
+    assert topic.get("properties", "source") == Expr("communicationService.id")
+    assert topic.get("properties", "topicType") == "Microsoft.Communication.CommunicationServices"
+    subscription = only(found, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    destination = subscription.get("properties", "destination")
+    assert destination["endpointType"] == "AzureFunction"
+    assert destination["properties"]["resourceId"] == Expr("'${functionAppId}/functions/${functionName}'")
+    assert variable(EVENT_GRID, "functionName") == "ingest_email_events"
+    assert subscription.get("properties", "filter", "includedEventTypes") == Expr("eventTypes")
+    assert set(variable(EVENT_GRID, "eventTypes")) == {
+        "Microsoft.Communication.EmailDeliveryReportReceived",
+        "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+    }
+    retry = subscription.get("properties", "retryPolicy")
+    assert 1 <= retry["maxDeliveryAttempts"] <= 30 and 1 <= retry["eventTimeToLiveInMinutes"] <= 1440
+    assert "deadLetterWithResourceIdentity" in text(subscription.body)
+
+
+def test_event_subscription_waits_for_the_code() -> None:
+    """Gated: created only when CREATE_EVENT_SUBSCRIPTION is true; azd's postdeploy hook turns it on."""
+    declaration = next(
+        node
+        for node in tree(EVENT_GRID).root_node.named_children
+        if node.type == "resource_declaration" and text(node.named_children[0]) == "emailEvents"
+    )
+    assert text(declaration.named_children[-1]).startswith("if (createSubscription)")
+    assert parameter_default(EVENT_GRID, "createSubscription") is False
+    module = _module("event-grid")
+    params = value_node(module, "params")
+    assert params is not None and text(value_node(params, "createSubscription")) == "withEventSubscription"
+    assert json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["createEventSubscription"] == {
+        "value": "${CREATE_EVENT_SUBSCRIPTION}"
+    }
+    azure_yaml = (REPO_ROOT / "azure.yaml").read_text()
+    assert "postdeploy:" in azure_yaml and "infra/hooks/postdeploy.sh" in azure_yaml
+    hook = (INFRA / "hooks" / "postdeploy.sh").read_text()
+    assert "azd env set CREATE_EVENT_SUBSCRIPTION true" in hook and "azd provision" in hook
+
+
+def test_report_sender_role_is_the_narrow_custom_one() -> None:
+    path = INFRA / "app" / "acs-sender.bicep"
+    role = only(resources(path), "Microsoft.Authorization/roleDefinitions")
+    assert role.get("properties", "type") == "CustomRole"
+    assert role.get("properties", "permissions") == [{"actions": Expr("sendActions"), "notActions": []}]
+    assert variable(path, "sendActions") == [
+        "Microsoft.Communication/CommunicationServices/Read",
+        "Microsoft.Communication/CommunicationServices/Write",
+        "Microsoft.Communication/EmailServices/write",
+    ]
+    assert role.get("properties", "assignableScopes") == [Expr("assignableScope")]
+    assert variable(path, "assignableScope") == Expr("resourceGroup().id")
+    assignment = only(resources(path), "Microsoft.Authorization/roleAssignments")
+    assert assignment.get("scope") == Expr("communicationService")
+    assert assignment.get("properties", "roleDefinitionId") == Expr("sendEmailRole.id")
+    module = next(
+        node
+        for node in tree(INFRA / "main.bicep").root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == "app/acs-sender.bicep"
+    )
+    assert text(module.named_children[-1]).startswith("if (sendsReport)")  # no send right without a report
+
+
+def test_report_settings_and_acs_endpoint() -> None:
+    app_level = app_settings(API, "appLevelSettings")
+    assert app_level["REPORT_SENDER"] == Expr("reportSender")
+    assert app_level["REPORT_RECIPIENTS"] == Expr("reportRecipients")
+    assert app_level["ACS_ENDPOINT"] == Expr("acsEndpoint")
+    params = value_node(_module("api"), "params")
+    assert params is not None
+    assert text(value_node(params, "acsEndpoint")) == "routeAcsLogs ? diagnostics.outputs.endpoint : ''"
+    outputs = declared(INFRA / "app" / "diagnostics.bicep", "output")
+    assert text(outputs["endpoint"].named_children[-1]) == "'https://${communicationService.properties.hostName}'"
+
+
+def test_link_signing_key_is_a_secure_parameter_and_never_an_output() -> None:
+    assert app_settings(API, "appLevelSettings")["LINK_SIGNING_KEY"] == Expr("linkSigningKey")
+    for path in (INFRA / "main.bicep", API):
+        assert "@secure()" in _decorators(declared(path, "parameter")["linkSigningKey"]), path
+    assert "@minLength(32)" in _decorators(declared(INFRA / "main.bicep", "parameter")["linkSigningKey"])
+    for path in BICEP_FILES:
+        for node in declared(path, "output").values():
+            assert "linkSigningKey" not in text(node), path
+
+
+# --- deployment package -------------------------------------------------------------------------------------
+
+#: Packages of the embedded store only (requirements-local.txt): never in the deployment package.
+LOCAL_ONLY_PACKAGES = {"duckdb", "duckdb-kql", "antlr4-python3-runtime", "pytz"}
+
+
+def _requirements(name: str) -> tuple[set[str], set[str]]:
+    """(pinned package names, included files) of one requirements file."""
+    packages, includes = set(), set()
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            includes.add(line[3:].strip())
+        elif line:
+            assert "==" in line, f"{name}: {line} is not pinned"
+            packages.add(line.split("==")[0].lower())
+    return packages, includes
+
+
+def test_deployed_requirements_leave_out_the_embedded_engine() -> None:
+    deployed, deployed_includes = _requirements("requirements.txt")
+    local, local_includes = _requirements("requirements-local.txt")
+    _, dev_includes = _requirements("requirements-dev.txt")
+    assert not deployed_includes
+    assert not deployed & LOCAL_ONLY_PACKAGES
+    assert local == LOCAL_ONLY_PACKAGES and local_includes == {"requirements.txt"}
+    assert "requirements-local.txt" in dev_includes  # make run / make test still get the embedded engine
+
+
+def test_app_on_log_analytics_imports_no_local_only_package() -> None:
+    """With a workspace id, the app imports and builds its Log Analytics source without the embedded engine."""
+    script = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"duckdb", "duckdb_kql", "antlr4", "pytz"}:
+            raise ImportError(f"{name} is not deployed")
+sys.meta_path.insert(0, Block())
+import function_app
+from shared.services import make_source
+from shared.settings import Settings
+print(type(make_source(Settings.from_env())).__name__)
+"""
+    env = {**os.environ, "LOG_ANALYTICS_WORKSPACE_ID": "00000000-0000-0000-0000-000000000000"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "LogAnalyticsSource"
+
+
+def test_funcignore_keeps_development_files_out() -> None:
+    ignored = {line.strip().rstrip("/") for line in (REPO_ROOT / ".funcignore").read_text().splitlines()}
+    assert {"tests", "benchmarks", "tools", "docs", "infra"} <= ignored  # tools/devhost: the dev host
+    assert {"requirements-dev.txt", "requirements-local.txt", "local.settings.json"} <= ignored
+    assert "requirements.txt" not in ignored and "function_app.py" not in ignored and "shared" not in ignored
+
+
+def test_azure_yaml_matches_its_schema() -> None:
+    schema_path = REPO_ROOT.parent / "shared" / "reference-data" / "schemas" / "azure.yaml.schema.json"
+    if not schema_path.is_file():
+        pytest.skip(f"azure.yaml schema not found at {schema_path}")
+    jsonschema = pytest.importorskip("jsonschema")
+    yaml = pytest.importorskip("yaml")
+    jsonschema.validate(yaml.safe_load((REPO_ROOT / "azure.yaml").read_text()), json.loads(schema_path.read_text()))

@@ -106,6 +106,44 @@ def test_every_query_passes_the_kusto_language_service(insights: Insights) -> No
     assert_valid_kql([query.log_analytics_text() for query in queries])
     # Embedded: the same tables plus the code catalog, which the embedded store holds as tables.
     assert_valid_kql([query.embedded_text() for query in queries], schema=embedded_kusto_schema())
+    # Log Analytics with the code catalog deployed as workspace functions (declared to the analyzer).
+    assert_valid_kql([query.log_analytics_text(catalog_functions=True) for query in queries])
+
+
+#: Bound on what one Log Analytics request carries once the catalog is a set of workspace functions (issue 10).
+LOG_ANALYTICS_QUERY_BOUND = 8 * 1024
+#: Operations still above the bound with the functions, and their own bound until they shrink: the daily summary
+#: repeats its aggregate once per dimension (five times, ~2.8 KB); writing it once brings it under 8 KB.
+OVER_THE_BOUND = {"daily-summary": 11 * 1024}
+
+
+def test_every_query_is_small_when_the_workspace_functions_exist(insights: Insights) -> None:
+    queries = all_queries(insights)
+    largest: dict[str, int] = {}
+    for query in queries:
+        size = len(query.log_analytics_text(catalog_functions=True).encode())
+        largest[query.operation] = max(size, largest.get(query.operation, 0))
+    too_large = {
+        operation: size
+        for operation, size in largest.items()
+        if size > OVER_THE_BOUND.get(operation, LOG_ANALYTICS_QUERY_BOUND)
+    }
+    assert not too_large, too_large
+    assert all(largest[operation] > LOG_ANALYTICS_QUERY_BOUND for operation in OVER_THE_BOUND), largest
+    inline = [len(query.log_analytics_text(catalog_functions=False).encode()) for query in queries]
+    assert max(inline) > 40_000  # the fallback still carries the catalog
+
+
+def test_catalog_form_follows_the_setting(insights: Insights, monkeypatch: pytest.MonkeyPatch) -> None:
+    query = insights.stats_query("failures", StatsParams.model_validate({}))
+    assert query.uses_catalog
+    monkeypatch.delenv("LOG_ANALYTICS_FUNCTIONS", raising=False)
+    assert query.log_analytics_text() == query.log_analytics_text(catalog_functions=False)
+    monkeypatch.setenv("LOG_ANALYTICS_FUNCTIONS", "true")
+    assert query.log_analytics_text() == query.log_analytics_text(catalog_functions=True)
+    assert "AcsEmailInsights_EnhancedCodeCatalog()" in query.log_analytics_text()
+    monkeypatch.setenv("LOG_ANALYTICS_FUNCTIONS", "false")
+    assert "datatable(" in query.log_analytics_text()
 
 
 #: Kusto functions and operators that make `dynamic` values. The embedded engine drops duckdb-kql's JSON
@@ -133,10 +171,11 @@ def test_values_never_enter_the_body(insights: Insights) -> None:
         assert address_a not in a.body
 
 
-def test_log_analytics_prelude_round_trips_exactly(insights: Insights) -> None:
+@pytest.mark.parametrize("catalog_functions", [False, True])
+def test_log_analytics_prelude_round_trips_exactly(insights: Insights, catalog_functions: bool) -> None:
     for variant in SEARCH_VARIANTS:
         query = insights.search_query(SearchParams.model_validate(variant))
-        text = query.log_analytics_text()
+        text = query.log_analytics_text(catalog_functions=catalog_functions)
         back = from_log_analytics_text(text, query.timespan)
         assert back.body == query.body
         assert {p.name: p.value for p in back.params} == {p.name: p.value for p in query.params}

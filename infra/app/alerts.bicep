@@ -1,6 +1,7 @@
 // Log search alert rules over the workspace, evaluated as the user-assigned identity (which holds Log
 // Analytics Reader on the workspace). Each rule's KQL is loaded from queries/alert-*.kql and returns one row
-// whose real column is compared with the threshold (metricMeasureColumn).
+// whose real column is compared with the threshold (metricMeasureColumn). A query that joins the code catalog
+// has a second form in queries/with-functions/ that calls the catalog's workspace functions.
 param location string
 param tags object = {}
 param resourceToken string
@@ -12,6 +13,8 @@ param identityId string
 param alertEmailAddress string = ''
 param hardBounceRateThresholdPercent int
 param p95LatencyThresholdSeconds int
+@description('Whether the code-catalog workspace functions exist: the hard-bounce rule then calls them (6 KB) instead of carrying the catalog (48 KB of the 64 KB a rule may hold).')
+param catalogFunctions bool = false
 @description('How often the rules run (ISO 8601 duration).')
 param evaluationFrequency string = 'PT1H'
 @description('Time window each evaluation looks at (ISO 8601 duration).')
@@ -67,7 +70,7 @@ resource hardBounceRateAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
     criteria: {
       allOf: [
         {
-          query: loadTextContent('../queries/alert-hard-bounce-rate.kql')
+          query: catalogFunctions ? loadTextContent('../queries/with-functions/alert-hard-bounce-rate.kql') : loadTextContent('../queries/alert-hard-bounce-rate.kql')
           timeAggregation: 'Maximum'
           metricMeasureColumn: 'HardBounceRate'
           operator: 'GreaterThan'

@@ -1,6 +1,7 @@
 // The Flex Consumption plan and the Function App (Python 3.11, v2 programming model, repository root).
 // Everything authenticates with the user-assigned identity: host storage, deployment package, telemetry,
-// Log Analytics queries and the summary table. No keys or connection strings with secrets are set.
+// Log Analytics queries, the tables and sending the report. No keys or connection strings with secrets are set;
+// the one secret setting is LINK_SIGNING_KEY, the app's own HMAC key.
 param name string
 param planName string
 param location string
@@ -25,6 +26,21 @@ param dailySummarySchedule string
 param summaryLookbackDays int
 param summaryBackfillDays int
 param statusGraceHours int
+@description('Whether the code-catalog workspace functions are deployed (LOG_ANALYTICS_FUNCTIONS).')
+param logAnalyticsFunctions bool
+param stateTable string
+param subscriptionsTable string
+param followSchedule string
+@secure()
+@description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
+param linkSigningKey string
+param requestBudgetSeconds int
+@description('Sender address of the daily report email (REPORT_SENDER); empty: no report email.')
+param reportSender string = ''
+@description('Comma-separated recipients of the daily report email (REPORT_RECIPIENTS).')
+param reportRecipients string = ''
+@description('https://<host name> of the Communication Services resource (ACS_ENDPOINT); empty: none.')
+param acsEndpoint string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -45,6 +61,16 @@ var appLevelSettings = [
   { name: 'SUMMARY_LOOKBACK_DAYS', value: string(summaryLookbackDays) }
   { name: 'SUMMARY_BACKFILL_DAYS', value: string(summaryBackfillDays) }
   { name: 'STATUS_GRACE_HOURS', value: string(statusGraceHours) }
+  { name: 'LOG_ANALYTICS_FUNCTIONS', value: logAnalyticsFunctions ? 'true' : 'false' }
+  { name: 'STATE_TABLE', value: stateTable }
+  { name: 'SUBSCRIPTIONS_TABLE', value: subscriptionsTable }
+  { name: 'FOLLOW_SCHEDULE', value: followSchedule }
+  // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
+  { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
+  { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }
+  { name: 'REPORT_SENDER', value: reportSender }
+  { name: 'REPORT_RECIPIENTS', value: reportRecipients }
+  { name: 'ACS_ENDPOINT', value: acsEndpoint }
 ]
 
 // Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated
@@ -147,5 +173,6 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 }
 
 output name string = functionApp.name
+output id string = functionApp.id
 output defaultHostName string = functionApp.properties.defaultHostName
 output uri string = 'https://${functionApp.properties.defaultHostName}'

@@ -1,5 +1,6 @@
 // Deployed into the resource group of an existing Communication Services resource: routes its email log
-// categories to the Log Analytics workspace (tables ACSEmailSendMailOperational, ...).
+// categories to the Log Analytics workspace (tables ACSEmailSendMailOperational, ...), and reports the
+// resource's endpoint (ACS_ENDPOINT) for sending the daily report.
 param communicationServiceName string
 param workspaceResourceId string
 
@@ -24,3 +25,6 @@ resource emailLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
     }]
   }
 }
+
+@description('Endpoint of the Communication Services resource (ACS_ENDPOINT), from its host name.')
+output endpoint string = 'https://${communicationService.properties.hostName}'

@@ -1,4 +1,5 @@
-// Storage for the Functions host (AzureWebJobsStorage), the deployment package and the summary table.
+// Storage for the Functions host (AzureWebJobsStorage), the deployment package, the summary, delivery-state and
+// subscription tables, and the Event Grid dead-letter container.
 // Entra ID only: shared-key (account key and SAS) access is off.
 param name string
 param location string
@@ -7,6 +8,12 @@ param tags object = {}
 param deploymentContainerName string
 @description('Table for daily summaries (SUMMARY_TABLE).')
 param summaryTableName string
+@description('Table of the delivery state, one partition a message (STATE_TABLE).')
+param stateTableName string
+@description('Table of webhook subscriptions (SUBSCRIPTIONS_TABLE).')
+param subscriptionsTableName string
+@description('Blob container for Event Grid events that could not be delivered. Empty: none.')
+param deadLetterContainerName string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -77,6 +84,14 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (!empty(deadLetterContainerName)) {
+  parent: blobService
+  name: empty(deadLetterContainerName) ? 'unused' : deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -85,6 +100,16 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource summaryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: summaryTableName
+}
+
+resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: stateTableName
+}
+
+resource subscriptionsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: subscriptionsTableName
 }
 
 output name string = storage.name

@@ -1,10 +1,13 @@
 // Azure Workbook over the ACS email tables. The layout comes from workbook/acs-email-insights.workbook.json;
-// every tile's KQL is loaded from queries/<name>.kql (generated from the project's query builder).
+// every tile's KQL is loaded from queries/<name>.kql (generated from the project's query builder), or from
+// queries/with-functions/<name>.kql when the code-catalog workspace functions are deployed.
 param location string
 param tags object = {}
 @description('Resource id of the Log Analytics workspace the tiles query.')
 param workspaceResourceId string
 param environmentName string
+@description('Whether the code-catalog workspace functions exist: tiles that join the catalog then call them.')
+param catalogFunctions bool = false
 
 var template = loadJsonContent('../workbook/acs-email-insights.workbook.json')
 
@@ -13,25 +16,25 @@ var tiles = [
     name: 'success-rate-by-domain'
     title: 'Success rate by recipient domain (%)'
     visualization: 'barchart'
-    query: loadTextContent('../queries/success-rate-by-domain.kql')
+    query: catalogFunctions ? loadTextContent('../queries/with-functions/success-rate-by-domain.kql') : loadTextContent('../queries/success-rate-by-domain.kql')
   }
   {
     name: 'avg-delivery-time-by-hour'
     title: 'Average delivery time by send hour (seconds)'
     visualization: 'timechart'
-    query: loadTextContent('../queries/avg-delivery-time-by-hour.kql')
+    query: catalogFunctions ? loadTextContent('../queries/with-functions/avg-delivery-time-by-hour.kql') : loadTextContent('../queries/avg-delivery-time-by-hour.kql')
   }
   {
     name: 'top-failure-reasons'
     title: 'Top failure reasons'
     visualization: 'table'
-    query: loadTextContent('../queries/top-failure-reasons.kql')
+    query: catalogFunctions ? loadTextContent('../queries/with-functions/top-failure-reasons.kql') : loadTextContent('../queries/top-failure-reasons.kql')
   }
   {
     name: 'bounce-rate-by-sender'
     title: 'Hard-bounce rate by sender (%)'
     visualization: 'barchart'
-    query: loadTextContent('../queries/bounce-rate-by-sender.kql')
+    query: catalogFunctions ? loadTextContent('../queries/with-functions/bounce-rate-by-sender.kql') : loadTextContent('../queries/bounce-rate-by-sender.kql')
   }
   {
     name: 'size-distribution'
@@ -43,7 +46,7 @@ var tiles = [
     name: 'p95-latency-by-domain'
     title: 'p95 delivery latency by recipient domain (seconds)'
     visualization: 'barchart'
-    query: loadTextContent('../queries/p95-latency-by-domain.kql')
+    query: catalogFunctions ? loadTextContent('../queries/with-functions/p95-latency-by-domain.kql') : loadTextContent('../queries/p95-latency-by-domain.kql')
   }
 ]
 

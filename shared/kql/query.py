@@ -4,7 +4,8 @@ The body is the same text for both engines. Only the prelude differs:
 
 * Log Analytics: ``let p_x = <literal>;`` for each value (recipient addresses as obfuscated
   ``h"..."`` literals) and ``let`` views of each table that add columns older workspaces lack
-  with ``column_ifexists``.
+  with ``column_ifexists``. The code catalog travels as datatables, or, where infra/ deployed it
+  as workspace functions (LOG_ANALYTICS_FUNCTIONS=true), as three short calls of them.
 * Embedded (DuckDB + duckdb-kql): ``declare query_parameters(...)`` so values are bound, never
   part of the text, and plain views. The translation is cached per text, so each template is
   translated once per process.
@@ -16,7 +17,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.codes import kql_catalog_lets
+from shared import settings
+from shared.codes import kql_catalog_function_lets, kql_catalog_lets
 from shared.kql.literals import literal, parse_literal
 from shared.schemas import SEND_MAIL, STATUS_UPDATE, TableSchema
 
@@ -51,9 +53,15 @@ class KqlQuery:
     def _views_used(self) -> list[str]:
         return [name for name in VIEWS if re.search(rf"\b{name}\b", self.body)]
 
-    def log_analytics_text(self, expressions: dict[str, str] | None = None) -> str:
+    def log_analytics_text(
+        self, expressions: dict[str, str] | None = None, *, catalog_functions: bool | None = None
+    ) -> str:
         """The Log Analytics form. ``expressions`` replaces parameter values by fixed KQL expressions
-        (e.g. ``ago(6h)``) for the committed workbook and alert queries; never for user input."""
+        (e.g. ``ago(6h)``) for the committed workbook and alert queries; never for user input.
+        ``catalog_functions``: call the code-catalog workspace functions instead of carrying the catalog
+        (default: the LOG_ANALYTICS_FUNCTIONS setting)."""
+        if catalog_functions is None:
+            catalog_functions = workspace_functions_deployed()
         expressions = expressions or {}
         lines = [
             f"let {p.name} = {expressions.get(p.name) or literal(p.value, p.kusto_type, obfuscated=p.obfuscated)};"
@@ -62,8 +70,9 @@ class KqlQuery:
         for view in self._views_used():
             lines.append(log_analytics_view(view))
         if self.uses_catalog:
-            # Log Analytics has no tables of ours: the catalog travels with the query as datatables.
-            lines.append(kql_catalog_lets().rstrip("\n"))
+            # Log Analytics has no tables of ours: the catalog is a set of workspace functions when infra/
+            # deployed them, else it travels with the query as datatables (~42 KB).
+            lines.append((kql_catalog_function_lets() if catalog_functions else kql_catalog_lets()).rstrip("\n"))
         return "\n".join([*lines, self.body])
 
     def embedded_text(self) -> str:
@@ -78,6 +87,11 @@ class KqlQuery:
 
     def embedded_parameters(self) -> dict[str, object]:
         return {p.name: p.value for p in self.params}
+
+
+def workspace_functions_deployed() -> bool:
+    """LOG_ANALYTICS_FUNCTIONS: whether the workspace holds the code-catalog functions (infra/ sets it)."""
+    return (settings.get("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true"
 
 
 def log_analytics_view(view: str) -> str:
@@ -123,5 +137,5 @@ def from_log_analytics_text(text: str, timespan: tuple[datetime, datetime]) -> K
     body = "\n".join(lines[index:])
     for view in VIEWS:
         body = body.replace(log_analytics_view(view) + "\n", "", 1)
-    body = body.replace(kql_catalog_lets(), "", 1)
+    body = body.replace(kql_catalog_lets(), "", 1).replace(kql_catalog_function_lets(), "", 1)
     return KqlQuery("adhoc", body, tuple(params), timespan)

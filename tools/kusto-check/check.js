@@ -6,6 +6,9 @@
  * stdin  (one JSON document):
  *   {
  *     "schema":   {"TableName": {"Column": "kustoType", ...}, ...},
+ *     "functions": {"Name": "body"},  // optional: stored functions without
+ *                                   // parameters (a Log Analytics workspace's
+ *                                   // saved functions), called as Name()
  *     "queries":  ["...", "..."],
  *     "database": "LogAnalytics",   // optional, default database name
  *     "analyzers": false            // optional, also run the editor's style
@@ -44,8 +47,8 @@ function readStdin() {
     return require("fs").readFileSync(0, "utf8");
 }
 
-/** Build a GlobalState holding one cluster with one database with the given tables. */
-function buildGlobals(K, schema, databaseName) {
+/** Build a GlobalState holding one cluster with one database with the given tables and functions. */
+function buildGlobals(K, schema, functions, databaseName) {
     const S = K.Symbols;
     const tables = [];
     for (const [tableName, columns] of Object.entries(schema || {})) {
@@ -58,6 +61,10 @@ function buildGlobals(K, schema, databaseName) {
             cols.push(new S.ColumnSymbol(columnName, type));
         }
         tables.push(new S.TableSymbol.$ctor4(tableName, cols));
+    }
+    for (const [functionName, body] of Object.entries(functions || {})) {
+        // FunctionSymbol(name, parameterList, body, description): the body is analyzed where it is called.
+        tables.push(new S.FunctionSymbol.$ctor16(functionName, "()", `{ ${String(body)} }`, null));
     }
     const database = new S.DatabaseSymbol.ctor(databaseName, tables);
     const cluster = new S.ClusterSymbol.ctor("kusto-check", [database]);
@@ -124,7 +131,7 @@ function main() {
     }
     let globals;
     try {
-        globals = buildGlobals(K, request.schema, request.database || "LogAnalytics");
+        globals = buildGlobals(K, request.schema, request.functions, request.database || "LogAnalytics");
     } catch (err) {
         process.stderr.write(`kusto-check: bad schema: ${err && err.message ? err.message : err}\n`);
         return 2;
