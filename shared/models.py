@@ -278,12 +278,21 @@ class BouncesParams(TimeWindowParams):
     )
 
 
+def _plausible_day(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year}")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_plausible_day)]
+
+
 class RecomputeParams(_Params):
-    day: date = Field(alias="date", description="UTC send day, YYYY-MM-DD.")
+    day: Day = Field(alias="date", description="UTC send day, YYYY-MM-DD.")
 
 
 class ReportParams(_Params):
-    day: date = Field(alias="date", description="UTC send day of the report, YYYY-MM-DD.")
+    day: Day = Field(alias="date", description="UTC send day of the report, YYYY-MM-DD.")
     format: Literal["html", "json"] = Field(
         "html", description="html (default: one self-contained page) or json (the same numbers)."
     )

@@ -560,6 +560,7 @@ def test_workbook_template_and_tiles() -> None:
     assert workbook.get("properties", "serializedData") == Expr("serializedData")
 
 
+@pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
 def test_queries_are_valid_kql() -> None:
     kusto_check = pytest.importorskip("kusto_check")
     files = sorted(QUERIES.glob("*.kql"))

@@ -99,6 +99,7 @@ def all_queries(insights: Insights) -> list[KqlQuery]:
     return queries
 
 
+@pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
 def test_every_query_passes_the_kusto_language_service(insights: Insights) -> None:
     queries = all_queries(insights)
     assert len(queries) > 40
@@ -226,6 +227,7 @@ def test_filters_land_before_the_join(insights: Insights) -> None:
     assert message.body.count("CorrelationId == p_message_id") == 2
 
 
+@pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
 def test_log_analytics_form_survives_workspaces_without_newer_columns(insights: Insights) -> None:
     """Older workspaces lack InternetMessageId, RecipientMailServerHostName, TrafficSource: still no errors."""
     from shared.schemas import TABLES

@@ -132,6 +132,7 @@ def test_missing_node_modules_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
         check_queries([VALID["simple"]])
 
 
+@pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
 def test_large_batch_runs_in_one_call(capsys: pytest.CaptureFixture[str]) -> None:
     columns = ["Size", "AttachmentsCount", "ToRecipientsCount", "UniqueRecipientsCount"]
     queries: list[str] = []

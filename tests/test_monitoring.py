@@ -53,6 +53,7 @@ def test_every_catalog_query_has_a_function_form() -> None:
         assert "datatable(" not in text and "AcsEmailInsights_SmtpCodeCatalog()" in text
 
 
+@pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
 def test_committed_queries_pass_the_kusto_language_service() -> None:
     """Both forms; the function form against the workspace functions declared to the analyzer."""
     texts = list(_committed(monitoring.QUERIES_DIR).values())
