@@ -97,11 +97,18 @@ def apply_observations(
         return report
     store.ensure_table()
     items = list(groups.items())
+    # Whether a message became final matters only to subscriptions (on_change): without them a write that
+    # only creates entities need not read the rest of its partition.
+    whole = on_change is not None
+
+    def write(item: tuple[str, list[Observation]]) -> PartitionChange:
+        return store.apply(item[0], item[1], whole_partition=whole)
+
     if len(items) == 1:
-        changes = [store.apply(*items[0])]
+        changes = [write(items[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(items)), thread_name_prefix="state-writer") as pool:
-            changes = list(pool.map(lambda item: store.apply(*item), items))
+            changes = list(pool.map(write, items))
     for change in changes:
         report.entities_written += change.written
         if change.became_final:

@@ -18,7 +18,9 @@ entities (``tests/test_state_store.py`` checks it with hypothesis):
 * engagement: the set of distinct engagement reports (a 12-hex-digit digest each, the smallest
   :data:`MAX_ENGAGEMENT_KEYS` kept), counts derived from it, first/last time, clicked URLs (the smallest
   :data:`MAX_CLICKED_URLS` kept), so a duplicate counts once;
-* send facts: the earliest send row (the trace query's ``arg_min``); sender: the smallest seen.
+* send facts: the earliest send row (the trace query's ``arg_min``); sender, resource id: the smallest seen;
+  first seen: the earliest write. A recipient's report writes only its recipient entity; the message
+  entity holds what is said of the whole message (send row, message-level status, a trace's question).
 """
 
 from __future__ import annotations
@@ -207,6 +209,9 @@ class RecipientState:
     first_engagement: datetime | None = None
     last_engagement: datetime | None = None
     clicked_urls: tuple[str, ...] = ()
+    sender: str | None = None
+    resource_id: str | None = None
+    first_seen: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -339,27 +344,45 @@ class Partition:
         if observation.message_id != self.message_id:
             raise ValueError("an observation of another message")
         message = self.message
-        if seen_at is not None:
+        if isinstance(observation, SendObservation) or observation.recipient is None:
+            # The message entity holds what is said of the whole message; a recipient's report touches only
+            # its recipient entity, so an event of a message not stored yet costs one write.
             message.first_seen = _min_time(message.first_seen, seen_at)
-        if isinstance(observation, SendObservation):
-            message.apply_send(observation)
+            if isinstance(observation, SendObservation):
+                message.apply_send(observation)
+            else:
+                message.sender = _min_text(message.sender, observation.sender)
+                message.resource_id = _min_text(message.resource_id, observation.resource_id)
+                message.apply_message_status(observation)
             return
-        message.sender = _min_text(message.sender, observation.sender)
-        message.resource_id = _min_text(message.resource_id, observation.resource_id)
-        if isinstance(observation, StatusObservation) and observation.recipient is None:
-            message.apply_message_status(observation)
-            return
-        assert observation.recipient is not None
         key = recipient_row_key(observation.recipient)
         recipient = self.recipients.get(key)
         if recipient is None:
             recipient = self.recipients[key] = RecipientState(address=observation.recipient)
+        recipient.first_seen = _min_time(recipient.first_seen, seen_at)
+        recipient.sender = _min_text(recipient.sender, observation.sender)
+        recipient.resource_id = _min_text(recipient.resource_id, observation.resource_id)
         if isinstance(observation, StatusObservation):
             recipient.apply_status(observation)
         else:
             recipient.apply_engagement(observation)
 
     # -- what the partition says -------------------------------------------------------------
+
+    @property
+    def sender(self) -> str | None:
+        senders = [r.sender for r in self.recipients.values() if r.sender]
+        return self.message.sender or (min(senders) if senders else None)
+
+    @property
+    def resource_id(self) -> str | None:
+        ids = [r.resource_id for r in self.recipients.values() if r.resource_id]
+        return self.message.resource_id or (min(ids) if ids else None)
+
+    @property
+    def first_seen(self) -> datetime | None:
+        times = [t for t in (self.message.first_seen, *(r.first_seen for r in self.recipients.values())) if t]
+        return min(times) if times else None
 
     @property
     def terminal(self) -> bool:
@@ -523,6 +546,9 @@ def recipient_entity(message_id: str, key: str, recipient: RecipientState) -> di
         _put(entity, "LastEngagement", recipient.last_engagement)
     if recipient.clicked_urls:
         entity["ClickedUrls"] = json.dumps(list(recipient.clicked_urls))
+    _put(entity, "Sender", recipient.sender)
+    _put(entity, "ResourceId", recipient.resource_id)
+    _put(entity, "FirstSeen", recipient.first_seen)
     return entity
 
 
@@ -555,6 +581,9 @@ def recipient_from_entity(entity: Mapping[str, Any]) -> RecipientState:
         first_engagement=_utc(entity.get("FirstEngagement")),
         last_engagement=_utc(entity.get("LastEngagement")),
         clicked_urls=tuple(str(url) for url in urls),
+        sender=entity.get("Sender"),
+        resource_id=entity.get("ResourceId"),
+        first_seen=_utc(entity.get("FirstSeen")),
         etag=_etag(entity),
     )
 
