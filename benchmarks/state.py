@@ -64,10 +64,10 @@ def synthetic_events(count: int, seed: int = 1) -> list[dict[str, Any]]:
 
 
 def bench_ingest(count: int, batch: int) -> None:
-    from azurite import running  # type: ignore[import-not-found]
-
     from shared.state.ingest import ingest_events
     from shared.state.store import StateStore
+
+    from azurite import running  # type: ignore[import-not-found]
 
     events = synthetic_events(count)
     with running() as azurite:
@@ -86,17 +86,45 @@ def bench_ingest(count: int, batch: int) -> None:
     )
 
 
-def bench_follow(rows: int) -> None:
-    from azurite import running
+def write_status_rows(path: Path, rows: int) -> None:
+    """An embedded store with ``rows`` new status rows (2 a message) and their sends, stamped ``_IngestedAt``
+    a minute ago (the column the importer is to add)."""
+    import duckdb
 
+    from shared.logs.store import open_store
+
+    open_store(path).close()
+    con = duckdb.connect(str(path))
+    for table in ("ACSEmailSendMailOperational", "ACSEmailStatusUpdateOperational"):
+        con.execute(f'ALTER TABLE "{table}" ADD COLUMN "_IngestedAt" TIMESTAMP')
+    stamp = "now()::TIMESTAMP - INTERVAL 1 MINUTE"
+    messages = rows // 2
+    con.execute(
+        'INSERT INTO "ACSEmailSendMailOperational" ("TimeGenerated", "CorrelationId", "Size", '
+        '"UniqueRecipientsCount", "_ResourceId", "_IngestedAt") '
+        f"SELECT TIMESTAMP '2026-03-10' + to_seconds(i), uuid()::VARCHAR, 0.1, 2, '/r', {stamp} "
+        f"FROM range({messages}) t(i)"
+    )
+    con.execute(
+        'INSERT INTO "ACSEmailStatusUpdateOperational" ("TimeGenerated", "CorrelationId", "RecipientId", '
+        '"DeliveryStatus", "SenderUsername", "SenderDomain", "_ResourceId", "_IngestedAt") '
+        "SELECT s.TimeGenerated + INTERVAL 30 SECOND, s.CorrelationId, 'user' || r.n || '@example.com', "
+        f"'Delivered', 'DoNotReply', 'contoso.com', '/r', {stamp} "
+        'FROM "ACSEmailSendMailOperational" s, (VALUES (0), (1)) r(n)'
+    )
+    con.close()
+
+
+def bench_follow(rows: int) -> None:
     from shared.logs.embedded import DuckDbSource
     from shared.state.follower import Follower
-    from shared.state.sample_events import write_status_rows
     from shared.state.store import StateStore
+
+    from azurite import running
 
     with tempfile.TemporaryDirectory() as work, running() as azurite:
         path = Path(work) / "store.duckdb"
-        write_status_rows(path, rows, seed=1)
+        write_status_rows(path, rows)
         source = DuckDbSource(path)
         store = StateStore.from_connection_string(azurite.connection_string, "BenchFollow")
         follower = Follower(source, store, clock=lambda: datetime.now(UTC), max_rows=rows * 2)
