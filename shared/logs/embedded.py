@@ -287,6 +287,21 @@ class DuckDbSource:
             state.update(generation=self._generation, cursor=self._cursor(), statements={})
         return state["cursor"], state["statements"]
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether the store's *table* has *column* (e.g. the follower's ``_IngestedAt``)."""
+        cursor = self._cursor()
+        try:
+            row = cursor.execute(
+                "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'store' AND table_name = ? "
+                "AND column_name = ?",
+                [table, column],
+            ).fetchone()
+        except Exception as exc:
+            raise LogSourceUnavailable(f"the embedded log store cannot be read: {exc}") from exc
+        finally:
+            cursor.close()
+        return bool(row and row[0])
+
     def check(self) -> tuple[bool, str]:
         try:
             cursor = self._cursor()

@@ -7,7 +7,7 @@ control characters), for ``|`` (our separator), ``~`` (the escape itself), and f
 ``'``, which the service and Azurite mishandle in the URLs of point operations. A missing
 key is stored as ``(none)``. The unescaped dimension and key are also stored as properties.
 
-The storage connection is resolved like Azure Functions bindings do: an app setting ``P``
+The storage connection is resolved by :mod:`shared.storage` (as Azure Functions bindings do): an app setting ``P``
 holding a connection string (``UseDevelopmentStorage=true`` locally) or identity-based
 ``P__tableServiceUri`` / ``P__accountName`` (+ ``P__credential``, ``P__clientId``).
 Secrets never appear in error messages or logs.
@@ -27,16 +27,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
-from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
-    ServiceRequestError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
@@ -49,6 +44,17 @@ from shared.models import (
     DailySummary,
 )
 from shared.settings import Settings
+from shared.storage import (  # noqa: F401  (DEV_* re-exported: tests address Azurite through them)
+    DEV_ACCOUNT,
+    DEV_KEY,
+    DEV_TABLE_PORT,
+    StorageUnavailable,
+    connect_table,
+    connect_with_string,
+    describe_error,
+    public_endpoint,
+    redact,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +74,6 @@ MAX_ROW_KEY_UNITS: Final = 512
 INT_COLUMNS: Final = SUMMARY_COUNT_COLUMNS
 FLOAT_COLUMNS: Final = SUMMARY_RATE_COLUMNS
 _REQUIRED_FLOATS: Final = SUMMARY_REQUIRED_RATES
-
-#: Azurite's well-known development account (public, documented).
-DEV_ACCOUNT: Final = "devstoreaccount1"
-DEV_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-DEV_TABLE_PORT: Final = 10002
-
-_SECRET_PATTERNS: Final = (
-    re.compile(r"(AccountKey\s*=\s*)[^;]+", re.I),
-    re.compile(r"(SharedAccessSignature\s*=\s*)[^;]+", re.I),
-    re.compile(r"([?&]sig=)[^&\s'\"]+", re.I),
-)
 
 _T = TypeVar("_T")
 
@@ -258,21 +253,6 @@ def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """*text* without account keys, SAS signatures or any of *secrets*."""
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
-
-
-def _public_endpoint(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
-
-
 # --------------------------------------------------------------------------- connection
 
 
@@ -284,41 +264,6 @@ class ReplaceResult:
     stale_kept: bool = False
 
 
-def _development_client(value: str, table: str) -> tuple[TableClient, str]:
-    """``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=URI]`` -> Azurite's well-known account.
-
-    A proxy URI replaces scheme and host; unlike the classic emulator rules, an explicit port in
-    it is honoured (so a test Azurite on any port can be addressed), else the port is 10002.
-    """
-    options: dict[str, str] = {}
-    for part in value.split(";"):
-        name, sep, setting = part.partition("=")
-        if sep:
-            options[name.strip().lower()] = setting.strip()
-    proxy = options.get("developmentstorageproxyuri")
-    scheme, host, port = "http", "127.0.0.1", DEV_TABLE_PORT
-    if proxy:
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if not parts.hostname:
-            raise SummaryStoreUnavailable("DevelopmentStorageProxyUri is not a URI")
-        scheme, host, port = parts.scheme or "http", parts.hostname, parts.port or DEV_TABLE_PORT
-    if ":" in host:
-        host = f"[{host}]"
-    endpoint = f"{scheme}://{host}:{port}/{DEV_ACCOUNT}"
-    credential = AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
-    return TableClient(endpoint, table, credential=credential), endpoint
-
-
-def _identity_credential(kind: str | None, client_id: str | None) -> TokenCredential:
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    if (kind or "").strip().lower() == "managedidentity":
-        return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
-    if client_id:
-        return DefaultAzureCredential(managed_identity_client_id=client_id)
-    return DefaultAzureCredential()
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -327,7 +272,7 @@ class SummaryStore:
         self.client = client
         self.table = client.table_name
         self._secrets = tuple(secrets)
-        self.description = description or f"table {self.table} at {_public_endpoint(client.url)}"
+        self.description = description or f"table {self.table} at {public_endpoint(client.url)}"
         self._table_ready = False
         self._nullable_key = _key_is_nullable()
 
@@ -335,62 +280,25 @@ class SummaryStore:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str) -> SummaryStore:
-        value = connection_string.strip()
-        secrets = [value, *re.findall(r"(?:AccountKey|SharedAccessSignature)\s*=\s*([^;]+)", value, re.I)]
-        if value.lower().startswith("usedevelopmentstorage=true"):
-            client, endpoint = _development_client(value, table)
-            return cls(client, description=f"table {table} on the development storage at {endpoint}")
         try:
-            client = TableClient.from_connection_string(value, table)
-        except (ValueError, TypeError, AzureError):
-            # The SDK's message could quote the string; ours never does.
-            raise SummaryStoreUnavailable(
-                "the storage connection string is malformed or incomplete (expected "
-                "DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;TableEndpoint=...])"
-            ) from None
-        return cls(client, secrets=secrets)
+            connection = connect_with_string(connection_string, table)
+        except StorageUnavailable as exc:
+            raise SummaryStoreUnavailable(exc.detail) from None
+        return cls(connection.client, description=connection.description, secrets=connection.secrets)
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> SummaryStore:
         """The store named by ``SUMMARY_STORAGE`` (a connection setting prefix, as Functions bindings use)."""
-        env = os.environ if environ is None else environ
-        prefix = settings.summary_storage
-        table = settings.summary_table
-
-        def setting(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value and value.strip() else None
-
-        connection_string = setting(prefix)
-        if connection_string:
-            try:
-                return cls.from_connection_string(connection_string, table)
-            except SummaryStoreUnavailable as exc:
-                raise SummaryStoreUnavailable(f"setting {prefix}: {exc.detail}") from None
-        service_uri = setting(f"{prefix}__tableServiceUri")
-        account = setting(f"{prefix}__accountName")
-        if service_uri or account:
-            if service_uri:
-                parts = urlsplit(service_uri)
-                if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
-                    raise SummaryStoreUnavailable(
-                        f"setting {prefix}__tableServiceUri must be an https URL such as "
-                        "https://ACCOUNT.table.core.windows.net"
-                    )
-                endpoint = service_uri.rstrip("/")
-            else:
-                if not re.fullmatch(r"[a-z0-9]{3,24}", account or ""):
-                    raise SummaryStoreUnavailable(f"setting {prefix}__accountName is not a storage account name")
-                endpoint = f"https://{account}.table.core.windows.net"
-            client_id = setting(f"{prefix}__clientId") or settings.client_id
-            credential = _identity_credential(setting(f"{prefix}__credential"), client_id)
-            client = TableClient(endpoint, table, credential=credential)
-            return cls(client, description=f"table {table} at {endpoint} (managed identity)")
-        raise SummaryStoreUnavailable(
-            f"no Table Storage connection is configured: set {prefix} to a connection string "
-            f"(UseDevelopmentStorage=true for Azurite) or {prefix}__tableServiceUri / {prefix}__accountName "
-            "for identity-based access"
-        )
+        try:
+            connection = connect_table(
+                settings.summary_storage,
+                settings.summary_table,
+                client_id=settings.client_id,
+                environ=os.environ if environ is None else environ,
+            )
+        except StorageUnavailable as exc:
+            raise SummaryStoreUnavailable(exc.detail) from None
+        return cls(connection.client, description=connection.description, secrets=connection.secrets)
 
     def close(self) -> None:
         self.client.close()
@@ -398,24 +306,8 @@ class SummaryStore:
     # -- errors --------------------------------------------------------------------------------
 
     def _error(self, action: str, exc: Exception) -> SummaryStoreError:
-        if isinstance(exc, ClientAuthenticationError):
-            detail = f"{action}: authentication to {self.description} failed"
-            error_code = getattr(exc, "error_code", None)
-            code = str(getattr(error_code, "value", error_code) or "")
-            return SummaryStoreUnavailable(redact(f"{detail} ({code})" if code else detail, self._secrets))
-        if isinstance(exc, ServiceRequestError):
-            return SummaryStoreUnavailable(redact(f"{action}: cannot reach {self.description}", self._secrets))
-        if isinstance(exc, HttpResponseError):
-            status = exc.status_code
-            error_code = getattr(exc, "error_code", None)
-            code = str(getattr(error_code, "value", error_code) or exc.reason or "")
-            message = str(getattr(exc, "message", "") or "").splitlines()[0:1]
-            detail = f"{action}: {self.description} answered {status} {code}".rstrip()
-            if message:
-                detail += f": {message[0]}"
-            cls = SummaryStoreUnavailable if status in (401, 403, 429, 503) else SummaryStoreError
-            return cls(redact(detail, self._secrets))
-        return SummaryStoreError(redact(f"{action}: {type(exc).__name__}: {exc}", self._secrets))
+        transient, detail = describe_error(action, exc, self.description, self._secrets)
+        return (SummaryStoreUnavailable if transient else SummaryStoreError)(detail)
 
     # -- operations ----------------------------------------------------------------------------
 

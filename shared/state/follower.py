@@ -1,0 +1,227 @@
+"""The Log Analytics follower: what arrived in the logs since a watermark, written into the delivery state.
+
+Each run sends exactly one query (:func:`shared.kql.follower.build_follow_query`) and writes the rows it got
+(send facts and statuses, source ``logs``). The position is kept in the state table (entity ``follower`` of
+the service partition), so it survives restarts:
+
+* ``Watermark``: every row that arrived before ``Watermark - overlap`` has been read;
+* ``CursorArrival`` / ``CursorTime``: set while a pass is unfinished (a run stopped at ``max_rows``): the
+  last row's arrival and ``TimeGenerated``; the next run continues from there (re-reading only rows tied
+  with it), whatever the traffic, with no overlap re-read. Should a whole page tie (``max_rows`` rows of
+  one arrival instant and one time, never seen in practice), the cursor steps 100 ns past it.
+
+A run reads ``[Watermark - overlap, now)`` (or from the cursor). Fewer than ``max_rows`` rows: the pass is
+complete and ``Watermark`` becomes the run's ``now``. Exactly ``max_rows``: the cursor moves to the last row
+and ``Watermark`` stays. Rows read twice (the overlap) merge idempotently.
+
+Overlaps: Log Analytics rows become queryable some time after their ``ingestion_time()`` (seconds to a few
+minutes), so the overlap is :data:`LOG_ANALYTICS_OVERLAP` (10 minutes). The embedded store's ``_IngestedAt``
+is the import's commit time; a row committed by an import that started before a run but committed after it
+carries an earlier stamp, so the overlap (:data:`EMBEDDED_OVERLAP`, 10 minutes) must exceed the longest
+import (33 s for a million messages). Stores without ``_IngestedAt`` fall back to ``TimeGenerated``
+(:data:`TIME_GENERATED_OVERLAP`, the status grace): rows imported later than that after their own time are
+missed by the follower (a trace still finds them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from shared.kql.follower import INGESTED_AT, LOG_ANALYTICS_TIME_SLACK, EmbeddedArrival, build_follow_query
+from shared.logs.source import LogSource
+from shared.schemas import STATUS_UPDATE_TABLE
+from shared.state.ingest import IngestReport, apply_observations
+from shared.state.partition import Observation, SendObservation, StatusObservation
+from shared.state.store import PartitionChange, StateStore
+
+logger = logging.getLogger(__name__)
+
+LOG_ANALYTICS_OVERLAP: Final = timedelta(minutes=10)
+EMBEDDED_OVERLAP: Final = timedelta(minutes=10)
+TIME_GENERATED_OVERLAP: Final = timedelta(hours=72)
+#: Rows per run: one query's worth (Log Analytics returns at most 500,000 rows / 64 MB).
+DEFAULT_MAX_ROWS: Final = 100_000
+#: Where a follower with no watermark starts: this long before its first run.
+FIRST_RUN_LOOKBACK: Final = timedelta(days=3)
+POSITION: Final = "follower"
+
+
+@dataclass(frozen=True)
+class FollowResult:
+    rows: int
+    queries: int
+    query_seconds: float
+    messages: int
+    entities_written: int
+    #: Whether the run read everything up to ``until`` (False: it stopped at max_rows; the next run continues).
+    complete: bool
+    watermark: datetime
+    until: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "queries": self.queries,
+            "querySeconds": round(self.query_seconds, 3),
+            "messages": self.messages,
+            "entitiesWritten": self.entities_written,
+            "complete": self.complete,
+            "watermark": self.watermark.isoformat(),
+        }
+
+
+def embedded_arrival(source: LogSource) -> EmbeddedArrival:
+    """``_IngestedAt`` when the embedded store has it, else the ``TimeGenerated`` fallback."""
+    has_column = getattr(source, "has_column", None)
+    if has_column is not None and has_column(STATUS_UPDATE_TABLE, INGESTED_AT):
+        return INGESTED_AT
+    return "TimeGenerated"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def observation_of_row(row: Mapping[str, Any]) -> Observation | None:
+    """One follower row (or one trace row of kind send/event) -> an observation; None if it says nothing."""
+    message_id = _text(row.get("CorrelationId"))
+    time_generated = row.get("TimeGenerated")
+    if message_id is None or not isinstance(time_generated, datetime):
+        return None
+    if row.get("RowKind") == "send":
+        size = row.get("Size")
+        return SendObservation(
+            message_id=message_id,
+            send_time=time_generated,
+            message_size=None if size is None else float(size),
+            attachments_count=_int(row.get("AttachmentsCount")),
+            to_recipients_count=_int(row.get("ToRecipientsCount")),
+            cc_recipients_count=_int(row.get("CcRecipientsCount")),
+            bcc_recipients_count=_int(row.get("BccRecipientsCount")),
+            unique_recipients_count=_int(row.get("UniqueRecipientsCount")),
+            resource_id=_text(row.get("_ResourceId")),
+        )
+    status = _text(row.get("DeliveryStatus"))
+    if status is None:
+        return None
+    username, domain = _text(row.get("SenderUsername")), _text(row.get("SenderDomain"))
+    sender = f"{username}@{domain}" if username and domain else username
+    return StatusObservation(
+        message_id=message_id,
+        recipient=_text(row.get("RecipientId")),
+        status=status,
+        time=time_generated,
+        source="logs",
+        sender=sender,
+        smtp_status_code=_text(row.get("SmtpStatusCode")),
+        enhanced_smtp_status_code=_text(row.get("EnhancedSmtpStatusCode")),
+        failure_reason=_text(row.get("FailureReason")),
+        failure_message=_text(row.get("FailureMessage")),
+        is_hard_bounce=_text(row.get("IsHardBounce")),
+        mail_server=_text(row.get("RecipientMailServerHostName")),
+        internet_message_id=_text(row.get("InternetMessageId")),
+        resource_id=_text(row.get("_ResourceId")),
+    )
+
+
+class Follower:
+    def __init__(
+        self,
+        source: LogSource,
+        store: StateStore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_rows: int = DEFAULT_MAX_ROWS,
+        on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.clock = clock
+        self.max_rows = max_rows
+        self.on_change = on_change
+        self._arrival: EmbeddedArrival | None = None
+
+    @property
+    def arrival(self) -> EmbeddedArrival:
+        if self._arrival is None:
+            self._arrival = INGESTED_AT if self.source.name != "embedded" else embedded_arrival(self.source)
+        return self._arrival
+
+    @property
+    def overlap(self) -> timedelta:
+        if self.source.name != "embedded":
+            return LOG_ANALYTICS_OVERLAP
+        return EMBEDDED_OVERLAP if self.arrival == INGESTED_AT else TIME_GENERATED_OVERLAP
+
+    def position(self) -> tuple[datetime | None, datetime | None, datetime | None]:
+        """(watermark, cursor arrival, cursor time) as stored."""
+        entity = self.store.read_service(POSITION)
+        if entity is None:
+            return None, None, None
+        return _utc(entity.get("Watermark")), _utc(entity.get("CursorArrival")), _utc(entity.get("CursorTime"))
+
+    def run(self) -> FollowResult:
+        """One run: one query, its rows into the state, the position saved."""
+        now = self.clock()
+        stored_watermark, cursor_arrival, cursor_time = self.position()
+        watermark = stored_watermark or now - FIRST_RUN_LOOKBACK
+        if cursor_arrival is not None and cursor_time is not None:
+            since, since_time = cursor_arrival, cursor_time
+        else:
+            since, since_time = watermark - self.overlap, datetime(2000, 1, 1, tzinfo=UTC)
+        if self.source.name == "embedded" and self.arrival == INGESTED_AT:
+            time_from = datetime(2000, 1, 1, tzinfo=UTC)  # arrival, not event time, bounds the embedded read
+        else:
+            time_from = since - (LOG_ANALYTICS_TIME_SLACK if self.arrival == INGESTED_AT else timedelta(0))
+        query = build_follow_query(
+            since, since_time, now, self.max_rows, time_from=time_from, embedded_arrival=self.arrival
+        )
+        started = time.perf_counter()
+        records = self.source.run(query).records()
+        query_seconds = time.perf_counter() - started
+        observations = [o for o in (observation_of_row(r) for r in records) if o is not None]
+        report = apply_observations(self.store, observations, report=IngestReport(), on_change=self.on_change)
+        complete = len(records) < self.max_rows
+        if complete:
+            self.store.write_service(POSITION, {"Watermark": now, "LastRun": now, "Rows": len(records)})
+        else:
+            first, last = records[0], records[-1]
+            arrival, event_time = _utc(last["IngestedAt"]), _utc(last["TimeGenerated"])
+            if (first["IngestedAt"], first["TimeGenerated"]) == (last["IngestedAt"], last["TimeGenerated"]):
+                event_time = (event_time or now) + timedelta(microseconds=1)  # a page of ties: step past it
+            self.store.write_service(
+                POSITION,
+                {
+                    "Watermark": watermark,
+                    "CursorArrival": arrival,
+                    "CursorTime": event_time,
+                    "LastRun": now,
+                    "Rows": len(records),
+                },
+            )
+        logger.info("follower: %d rows, %d messages, complete=%s", len(records), report.messages, complete)
+        return FollowResult(
+            rows=len(records),
+            queries=1,
+            query_seconds=query_seconds,
+            messages=report.messages,
+            entities_written=report.entities_written,
+            complete=complete,
+            watermark=now if complete else watermark,
+            until=now,
+        )
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

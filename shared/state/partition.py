@@ -1,0 +1,611 @@
+"""One message's delivery state as entities, and the merges that make every write idempotent and monotone.
+
+A partition (``PartitionKey`` = message id) holds one message entity (``RowKey`` ``message``) and one entity
+per recipient (``RowKey`` ``r:`` + the SHA-256 of the lowercased address): at most recipients + 1 entities.
+The row key is a hash only so that it has a fixed length and no character Table Storage forbids; the
+address itself is a property (needed to answer by address) and, like the row key, never logged.
+
+Every field is a join of what has been observed, so any arrival order and any duplicates give the same
+entities (``tests/test_state_store.py`` checks it with hypothesis):
+
+* final status per source (events, logs): the latest by time among Delivered, Failed, Bounced, Suppressed,
+  Quarantined, FilteredSpam (``shared.schemas.FINAL_STATUSES``, the correlation query's rule); a tie in
+  time is broken by the whole record, so an older report arriving later never replaces a newer one;
+* the answer's final status is the later of the two sources'; its ``Source`` is every source that reported
+  that status (``events``, ``logs`` or ``both``);
+* other statuses (``Expanded``, ``OutForDelivery``, values not yet documented) are kept as the latest
+  non-final status and never count as final;
+* engagement: the set of distinct engagement reports (a 12-hex-digit digest each, the smallest
+  :data:`MAX_ENGAGEMENT_KEYS` kept), counts derived from it, first/last time, clicked URLs (the smallest
+  :data:`MAX_CLICKED_URLS` kept), so a duplicate counts once;
+* send facts: the earliest send row (the trace query's ``arg_min``); sender, resource id: the smallest seen;
+  first seen: the earliest write. A recipient's report writes only its recipient entity; the message
+  entity holds what is said of the whole message (send row, message-level status, a trace's question).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from shared.codes import infer_bounce
+from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
+
+MESSAGE_ROW_KEY: Final = "message"
+RECIPIENT_PREFIX: Final = "r:"
+MAX_ENGAGEMENT_KEYS: Final = 1_000
+MAX_CLICKED_URLS: Final = 20
+#: A recipient whose final status is one of these, or whose latest status is ``Expanded`` (its members are
+#: recipients of their own), is resolved for the message: the log trace's rule (shared.insights).
+RESOLVING_STATUSES: Final = frozenset(FINAL_STATUSES) | {"Expanded"}
+
+Source = Literal["events", "logs"]
+
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def recipient_row_key(address: str) -> str:
+    return RECIPIENT_PREFIX + hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class StatusObservation:
+    """A status of one recipient (``recipient`` None: of the whole message) from events or logs."""
+
+    message_id: str
+    recipient: str | None
+    status: str
+    time: datetime
+    source: Source
+    sender: str | None = None
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    is_hard_bounce: str | None = None
+    mail_server: str | None = None
+    internet_message_id: str | None = None
+    status_message: str | None = None
+    resource_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendObservation:
+    """The send row of a message (logs only: events carry no recipient count)."""
+
+    message_id: str
+    send_time: datetime
+    message_size: float | None = None
+    attachments_count: int | None = None
+    to_recipients_count: int | None = None
+    cc_recipients_count: int | None = None
+    bcc_recipients_count: int | None = None
+    unique_recipients_count: int | None = None
+    resource_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EngagementObservation:
+    message_id: str
+    recipient: str
+    engagement_type: str
+    time: datetime
+    context: str | None = None
+    user_agent: str | None = None
+    sender: str | None = None
+    resource_id: str | None = None
+
+    def digest(self) -> str:
+        text = "\x1f".join([self.engagement_type, self.time.isoformat(), self.context or "", self.user_agent or ""])
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+Observation = StatusObservation | SendObservation | EngagementObservation
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class FinalRecord:
+    """A recipient's final status as one source reported it."""
+
+    status: str
+    time: datetime
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    is_hard_bounce: str | None = None
+    mail_server: str | None = None
+    internet_message_id: str | None = None
+    status_message: str | None = None
+    sender: str | None = None
+
+    def order(self) -> tuple[Any, ...]:
+        """Later time first; equal times ordered by the whole record, so the choice never depends on arrival."""
+        rest = (getattr(self, f.name) for f in fields(self)[2:])
+        return (self.time, self.status, *("" if value is None else str(value) for value in rest))
+
+    @classmethod
+    def of(cls, observation: StatusObservation) -> FinalRecord:
+        return cls(
+            status=observation.status,
+            time=observation.time,
+            smtp_status_code=observation.smtp_status_code,
+            enhanced_smtp_status_code=observation.enhanced_smtp_status_code,
+            failure_reason=observation.failure_reason,
+            failure_message=observation.failure_message,
+            is_hard_bounce=observation.is_hard_bounce,
+            mail_server=observation.mail_server,
+            internet_message_id=observation.internet_message_id,
+            status_message=observation.status_message,
+            sender=observation.sender,
+        )
+
+
+def _later(current: FinalRecord | None, incoming: FinalRecord) -> FinalRecord:
+    return incoming if current is None or incoming.order() > current.order() else current
+
+
+def _min_text(current: str | None, incoming: str | None) -> str | None:
+    if incoming is None:
+        return current
+    return incoming if current is None or incoming < current else current
+
+
+def _min_time(current: datetime | None, incoming: datetime | None) -> datetime | None:
+    if incoming is None:
+        return current
+    return incoming if current is None or incoming < current else current
+
+
+def _max_time(current: datetime | None, incoming: datetime | None) -> datetime | None:
+    if incoming is None:
+        return current
+    return incoming if current is None or incoming > current else current
+
+
+def bounce_of(record: FinalRecord) -> tuple[str, str]:
+    """(bounce type, its source) as the correlation query's enrichment derives them."""
+    if record.status == "Delivered":
+        return "Not Applicable", "notApplicable"
+    reported = (record.is_hard_bounce or "").lower()
+    if reported in ("true", "false"):
+        return ("Hard Bounce" if reported == "true" else "Soft Bounce"), "reported"
+    if record.status not in ("Bounced", "Failed"):
+        return "Unknown", "unknown"
+    inferred = infer_bounce(record.smtp_status_code, record.enhanced_smtp_status_code)
+    if inferred is None:
+        for code in (record.enhanced_smtp_status_code, record.smtp_status_code):
+            if code and code.strip()[:1] in ("4", "5"):
+                inferred = "hard" if code.strip()[0] == "5" else "soft"
+                break
+    if inferred in ("hard", "soft"):
+        return ("Hard Bounce" if inferred == "hard" else "Soft Bounce"), "inferred"
+    return "Unknown", "unknown"
+
+
+# --------------------------------------------------------------------------- entities as state
+
+
+@dataclass
+class RecipientState:
+    address: str
+    event_final: FinalRecord | None = None
+    log_final: FinalRecord | None = None
+    #: Latest non-final status: (time, status, source).
+    latest: tuple[datetime, str, str] | None = None
+    seen_events: bool = False
+    seen_logs: bool = False
+    engagement_keys: tuple[str, ...] = ()
+    first_engagement: datetime | None = None
+    last_engagement: datetime | None = None
+    clicked_urls: tuple[str, ...] = ()
+    sender: str | None = None
+    resource_id: str | None = None
+    first_seen: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def final(self) -> FinalRecord | None:
+        candidates = [record for record in (self.event_final, self.log_final) if record is not None]
+        return max(candidates, key=FinalRecord.order) if candidates else None
+
+    @property
+    def final_source(self) -> str | None:
+        final = self.final
+        if final is None:
+            return None
+        sources = [
+            name
+            for name, record in (("events", self.event_final), ("logs", self.log_final))
+            if record is not None and record.status == final.status
+        ]
+        return "both" if len(sources) == 2 else sources[0]
+
+    @property
+    def source(self) -> str:
+        """Where what we know of this recipient came from."""
+        if self.final is not None:
+            return self.final_source or "events"
+        return "both" if self.seen_events and self.seen_logs else "events" if self.seen_events else "logs"
+
+    @property
+    def resolved(self) -> bool:
+        return self.final is not None or (self.latest is not None and self.latest[1] in RESOLVING_STATUSES)
+
+    def views(self) -> int:
+        return sum(1 for key in self.engagement_keys if key.startswith("view:"))
+
+    def clicks(self) -> int:
+        return sum(1 for key in self.engagement_keys if key.startswith("click:"))
+
+    # -- merges -------------------------------------------------------------------------------
+
+    def apply_status(self, observation: StatusObservation) -> None:
+        assert observation.recipient is not None
+        self.address = min(self.address, observation.recipient)
+        if observation.source == "events":
+            self.seen_events = True
+        else:
+            self.seen_logs = True
+        if observation.status in FINAL_STATUSES:
+            record = FinalRecord.of(observation)
+            if observation.source == "events":
+                self.event_final = _later(self.event_final, record)
+            else:
+                self.log_final = _later(self.log_final, record)
+        else:
+            candidate = (observation.time, observation.status, observation.source)
+            if self.latest is None or candidate > self.latest:
+                self.latest = candidate
+
+    def apply_engagement(self, observation: EngagementObservation) -> None:
+        self.address = min(self.address, observation.recipient)
+        self.seen_events = True
+        key = f"{observation.engagement_type}:{observation.digest()}"
+        self.engagement_keys = tuple(sorted({*self.engagement_keys, key})[:MAX_ENGAGEMENT_KEYS])
+        self.first_engagement = _min_time(self.first_engagement, observation.time)
+        self.last_engagement = _max_time(self.last_engagement, observation.time)
+        if observation.engagement_type == "click" and observation.context:
+            self.clicked_urls = tuple(sorted({*self.clicked_urls, observation.context[:2048]})[:MAX_CLICKED_URLS])
+
+
+@dataclass
+class MessageState:
+    message_id: str
+    send: SendObservation | None = None
+    sender: str | None = None
+    resource_id: str | None = None
+    #: Latest message-level status (no recipient): (time, status).
+    message_status: tuple[datetime, str] | None = None
+    first_seen: datetime | None = None
+    #: When a trace first asked for this message while nothing was known (the notFound rule).
+    first_asked: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def expected_recipients(self) -> int | None:
+        return None if self.send is None else self.send.unique_recipients_count
+
+    @property
+    def known(self) -> bool:
+        """Whether anything but a trace's question is stored."""
+        return self.send is not None or self.message_status is not None or self.first_seen is not None
+
+    def apply_send(self, observation: SendObservation) -> None:
+        if self.send is None or _send_order(observation) < _send_order(self.send):
+            self.send = observation
+        self.resource_id = _min_text(self.resource_id, observation.resource_id)
+
+    def apply_message_status(self, observation: StatusObservation) -> None:
+        candidate = (observation.time, observation.status)
+        if self.message_status is None or candidate > self.message_status:
+            self.message_status = candidate
+
+
+def _send_order(send: SendObservation) -> tuple[Any, ...]:
+    return (send.send_time, *("" if value is None else str(value) for value in _send_values(send)))
+
+
+def _send_values(send: SendObservation) -> tuple[Any, ...]:
+    return (
+        send.message_size,
+        send.attachments_count,
+        send.to_recipients_count,
+        send.cc_recipients_count,
+        send.bcc_recipients_count,
+        send.unique_recipients_count,
+        send.resource_id,
+    )
+
+
+@dataclass
+class Partition:
+    """A message's state: the message entity and its recipients, keyed by row key."""
+
+    message: MessageState
+    recipients: dict[str, RecipientState] = field(default_factory=dict)
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    def apply(self, observation: Observation, *, seen_at: datetime | None = None) -> None:
+        """Merge one observation (idempotent, commutative)."""
+        if observation.message_id != self.message_id:
+            raise ValueError("an observation of another message")
+        message = self.message
+        if isinstance(observation, SendObservation) or observation.recipient is None:
+            # The message entity holds what is said of the whole message; a recipient's report touches only
+            # its recipient entity, so an event of a message not stored yet costs one write.
+            message.first_seen = _min_time(message.first_seen, seen_at)
+            if isinstance(observation, SendObservation):
+                message.apply_send(observation)
+            else:
+                message.sender = _min_text(message.sender, observation.sender)
+                message.resource_id = _min_text(message.resource_id, observation.resource_id)
+                message.apply_message_status(observation)
+            return
+        key = recipient_row_key(observation.recipient)
+        recipient = self.recipients.get(key)
+        if recipient is None:
+            recipient = self.recipients[key] = RecipientState(address=observation.recipient)
+        recipient.first_seen = _min_time(recipient.first_seen, seen_at)
+        recipient.sender = _min_text(recipient.sender, observation.sender)
+        recipient.resource_id = _min_text(recipient.resource_id, observation.resource_id)
+        if isinstance(observation, StatusObservation):
+            recipient.apply_status(observation)
+        else:
+            recipient.apply_engagement(observation)
+
+    # -- what the partition says -------------------------------------------------------------
+
+    @property
+    def sender(self) -> str | None:
+        senders = [r.sender for r in self.recipients.values() if r.sender]
+        return self.message.sender or (min(senders) if senders else None)
+
+    @property
+    def resource_id(self) -> str | None:
+        ids = [r.resource_id for r in self.recipients.values() if r.resource_id]
+        return self.message.resource_id or (min(ids) if ids else None)
+
+    @property
+    def first_seen(self) -> datetime | None:
+        times = [t for t in (self.message.first_seen, *(r.first_seen for r in self.recipients.values())) if t]
+        return min(times) if times else None
+
+    @property
+    def terminal(self) -> bool:
+        """The message failed or was dropped as a whole."""
+        status = self.message.message_status
+        return status is not None and status[1] in MESSAGE_TERMINAL_STATUSES
+
+    def resolved_count(self) -> int:
+        return sum(1 for recipient in self.recipients.values() if recipient.resolved)
+
+    @property
+    def final(self) -> bool:
+        """Final: failed as a whole, or as many recipients resolved as the send expected.
+
+        Events carry no recipient count, so a message is never final from events alone before its expected
+        recipients are known (from the follower or a log trace written back).
+        """
+        if self.terminal:
+            return True
+        expected = self.message.expected_recipients
+        return expected is not None and expected > 0 and self.resolved_count() >= expected
+
+    def send_time_bound(self) -> datetime | None:
+        """The send time, or when unknown the earliest time observed (the send came before it)."""
+        if self.message.send is not None:
+            return self.message.send.send_time
+        times: list[datetime] = []
+        if self.message.message_status is not None:
+            times.append(self.message.message_status[0])
+        for recipient in self.recipients.values():
+            for record in (recipient.event_final, recipient.log_final):
+                if record is not None:
+                    times.append(record.time)
+            if recipient.latest is not None:
+                times.append(recipient.latest[0])
+            if recipient.first_engagement is not None:
+                times.append(recipient.first_engagement)
+        return min(times) if times else None
+
+
+# --------------------------------------------------------------------------- entity mapping
+
+_FINAL_FIELDS: Final = (
+    ("Status", "status"),
+    ("Time", "time"),
+    ("SmtpStatusCode", "smtp_status_code"),
+    ("EnhancedSmtpStatusCode", "enhanced_smtp_status_code"),
+    ("FailureReason", "failure_reason"),
+    ("FailureMessage", "failure_message"),
+    ("IsHardBounce", "is_hard_bounce"),
+    ("MailServer", "mail_server"),
+    ("InternetMessageId", "internet_message_id"),
+    ("StatusMessage", "status_message"),
+    ("Sender", "sender"),
+)
+_SEND_FIELDS: Final = (
+    ("SendTime", "send_time"),
+    ("MessageSize", "message_size"),
+    ("AttachmentsCount", "attachments_count"),
+    ("ToRecipientsCount", "to_recipients_count"),
+    ("CcRecipientsCount", "cc_recipients_count"),
+    ("BccRecipientsCount", "bcc_recipients_count"),
+    ("UniqueRecipientsCount", "unique_recipients_count"),
+    ("SendResourceId", "resource_id"),
+)
+
+
+def _put(entity: dict[str, Any], name: str, value: Any) -> None:
+    if value is not None:
+        entity[name] = value
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def message_entity(message: MessageState) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": message.message_id, "RowKey": MESSAGE_ROW_KEY, "Kind": "message"}
+    if message.send is not None:
+        for name, attribute in _SEND_FIELDS:
+            _put(entity, name, getattr(message.send, attribute))
+    _put(entity, "Sender", message.sender)
+    _put(entity, "ResourceId", message.resource_id)
+    if message.message_status is not None:
+        entity["MessageStatusTime"], entity["MessageStatus"] = message.message_status
+    _put(entity, "FirstSeen", message.first_seen)
+    _put(entity, "FirstAsked", message.first_asked)
+    return entity
+
+
+def message_from_entity(entity: Mapping[str, Any]) -> MessageState:
+    message_id = str(entity["PartitionKey"])
+    send = None
+    if entity.get("SendTime") is not None:
+        send_time = _utc(entity["SendTime"])
+        assert send_time is not None
+        size = entity.get("MessageSize")
+        send = SendObservation(
+            message_id=message_id,
+            send_time=send_time,
+            message_size=None if size is None else float(size),
+            attachments_count=_int(entity.get("AttachmentsCount")),
+            to_recipients_count=_int(entity.get("ToRecipientsCount")),
+            cc_recipients_count=_int(entity.get("CcRecipientsCount")),
+            bcc_recipients_count=_int(entity.get("BccRecipientsCount")),
+            unique_recipients_count=_int(entity.get("UniqueRecipientsCount")),
+            resource_id=entity.get("SendResourceId"),
+        )
+    status = None
+    if entity.get("MessageStatus") is not None:
+        status_time = _utc(entity.get("MessageStatusTime"))
+        status = (status_time or _EPOCH, str(entity["MessageStatus"]))
+    return MessageState(
+        message_id=message_id,
+        send=send,
+        sender=entity.get("Sender"),
+        resource_id=entity.get("ResourceId"),
+        message_status=status,
+        first_seen=_utc(entity.get("FirstSeen")),
+        first_asked=_utc(entity.get("FirstAsked")),
+        etag=_etag(entity),
+    )
+
+
+def _etag(entity: Mapping[str, Any]) -> str | None:
+    metadata = getattr(entity, "metadata", None)
+    return metadata.get("etag") if isinstance(metadata, Mapping) else None
+
+
+def recipient_entity(message_id: str, key: str, recipient: RecipientState) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": message_id, "RowKey": key, "Kind": "recipient"}
+    entity["Recipient"] = recipient.address
+    for prefix, record in (("Event", recipient.event_final), ("Log", recipient.log_final)):
+        if record is not None:
+            for name, attribute in _FINAL_FIELDS:
+                _put(entity, prefix + name, getattr(record, attribute))
+    final = recipient.final
+    if final is not None:
+        # Derived columns, for readers of the table (and filters); recomputed on every write.
+        entity["FinalStatus"] = final.status
+        entity["FinalStatusTime"] = final.time
+        entity["BounceType"], entity["BounceTypeSource"] = bounce_of(final)
+    entity["Source"] = recipient.source
+    entity["SeenEvents"] = recipient.seen_events
+    entity["SeenLogs"] = recipient.seen_logs
+    if recipient.latest is not None:
+        entity["LatestStatusTime"], entity["LatestStatus"], entity["LatestStatusSource"] = recipient.latest
+    if recipient.engagement_keys:
+        entity["EngagementKeys"] = " ".join(recipient.engagement_keys)
+        entity["Views"] = recipient.views()
+        entity["Clicks"] = recipient.clicks()
+        _put(entity, "FirstEngagement", recipient.first_engagement)
+        _put(entity, "LastEngagement", recipient.last_engagement)
+    if recipient.clicked_urls:
+        entity["ClickedUrls"] = json.dumps(list(recipient.clicked_urls))
+    _put(entity, "Sender", recipient.sender)
+    _put(entity, "ResourceId", recipient.resource_id)
+    _put(entity, "FirstSeen", recipient.first_seen)
+    return entity
+
+
+def _record(entity: Mapping[str, Any], prefix: str) -> FinalRecord | None:
+    if entity.get(prefix + "Status") is None:
+        return None
+    values: dict[str, Any] = {attribute: entity.get(prefix + name) for name, attribute in _FINAL_FIELDS}
+    values["time"] = _utc(values["time"]) or _EPOCH
+    return FinalRecord(**values)
+
+
+def recipient_from_entity(entity: Mapping[str, Any]) -> RecipientState:
+    latest = None
+    if entity.get("LatestStatus") is not None:
+        latest = (
+            _utc(entity.get("LatestStatusTime")) or _EPOCH,
+            str(entity["LatestStatus"]),
+            str(entity.get("LatestStatusSource") or "events"),
+        )
+    keys = str(entity.get("EngagementKeys") or "").split()
+    urls = json.loads(entity["ClickedUrls"]) if entity.get("ClickedUrls") else []
+    return RecipientState(
+        address=str(entity.get("Recipient") or ""),
+        event_final=_record(entity, "Event"),
+        log_final=_record(entity, "Log"),
+        latest=latest,
+        seen_events=bool(entity.get("SeenEvents")),
+        seen_logs=bool(entity.get("SeenLogs")),
+        engagement_keys=tuple(keys),
+        first_engagement=_utc(entity.get("FirstEngagement")),
+        last_engagement=_utc(entity.get("LastEngagement")),
+        clicked_urls=tuple(str(url) for url in urls),
+        sender=entity.get("Sender"),
+        resource_id=entity.get("ResourceId"),
+        first_seen=_utc(entity.get("FirstSeen")),
+        etag=_etag(entity),
+    )
+
+
+def partition_from_entities(message_id: str, entities: Iterable[Mapping[str, Any]]) -> Partition:
+    partition = Partition(MessageState(message_id))
+    for entity in entities:
+        key = str(entity["RowKey"])
+        if key == MESSAGE_ROW_KEY:
+            partition.message = message_from_entity(entity)
+        elif key.startswith(RECIPIENT_PREFIX):
+            partition.recipients[key] = recipient_from_entity(entity)
+    return partition
+
+
+def partition_entities(partition: Partition) -> dict[str, dict[str, Any]]:
+    """Row key -> entity, for every entity of the partition."""
+    entities = {MESSAGE_ROW_KEY: message_entity(partition.message)}
+    for key, recipient in partition.recipients.items():
+        entities[key] = recipient_entity(partition.message_id, key, recipient)
+    return entities
+
+
+def copy_partition(partition: Partition) -> Partition:
+    return Partition(replace(partition.message), {key: replace(r) for key, r in partition.recipients.items()})

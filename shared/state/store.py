@@ -1,0 +1,356 @@
+"""The delivery-state table (``STATE_TABLE``, Azurite locally): read a message's partition, merge, write back.
+
+Layout and merge rules: :mod:`shared.state.partition`. Writes are optimistic: a partition is read with its
+ETags, observations are merged in memory, and only entities whose content changed are written, each
+conditioned on its ETag (``create`` for new entities). A concurrent writer makes a write fail (412 or
+409); the partition is then read again and the merge redone, so no observation is lost and none counts
+twice. An exact duplicate changes nothing and writes nothing. A message not stored yet is first tried
+with plain creates and no read (most event batches are of new messages). Entity-group transactions are
+not used: on Azurite and through the SDK one costs several single requests, and idempotent merges make
+a half-written partition harmless (the next attempt completes it).
+
+The storage connection is the summaries' (``SUMMARY_STORAGE``, resolved by :mod:`shared.storage`). When the
+table cannot be reached, :class:`StateStoreUnavailable` (a :class:`shared.errors.Unavailable`) is raised:
+ingestion answers 5xx so Event Grid retries, and the trace falls back to the log query.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import settings as app_settings
+from shared.errors import Unavailable, UpstreamFailure
+from shared.settings import Settings
+from shared.state.partition import (
+    MESSAGE_ROW_KEY,
+    MessageState,
+    Observation,
+    Partition,
+    RecipientState,
+    copy_partition,
+    partition_entities,
+    partition_from_entities,
+)
+from shared.storage import StorageUnavailable, connect_table, connect_with_string, describe_error, public_endpoint
+
+logger = logging.getLogger(__name__)
+
+#: Attempts of one partition write against concurrent writers before giving up (503, retried by the caller).
+MAX_CONFLICT_RETRIES: Final = 8
+#: Partition of bookkeeping entities (the follower's watermark); no message id starts with "~".
+SERVICE_PARTITION: Final = "~service"
+
+_T = TypeVar("_T")
+
+
+class StateStoreError(UpstreamFailure):
+    title = "Delivery state store failed"
+
+
+class StateStoreUnavailable(StateStoreError, Unavailable):
+    status = 503
+    title = "Delivery state store unavailable"
+
+
+class _Conflict(Exception):
+    """Another writer changed the partition since it was read; ``written`` entities of ours went in before."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(written)
+        self.written = written
+
+
+@dataclass(frozen=True)
+class PartitionChange:
+    """What one write did to a message's state."""
+
+    message_id: str
+    #: Entities written (0: nothing new, e.g. an exact duplicate).
+    written: int
+    before: Partition
+    after: Partition
+
+    @property
+    def became_final(self) -> bool:
+        return self.after.final and not self.before.final
+
+    def recipients_became_final(self) -> list[RecipientState]:
+        """Recipients whose final status is new or changed by this write."""
+        changed = []
+        for key, recipient in self.after.recipients.items():
+            final = recipient.final
+            if final is None:
+                continue
+            previous = self.before.recipients.get(key)
+            old = None if previous is None else previous.final
+            if old is None or (old.status, old.time) != (final.status, final.time):
+                changed.append(recipient)
+        return changed
+
+
+def _without_metadata(entity: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entity.items() if key not in ("PartitionKey", "RowKey")}
+
+
+@dataclass
+class StateStore:
+    client: TableClient
+    description: str
+    secrets: Sequence[str] = ()
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _table_ready: bool = False
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, table: str = "DeliveryState") -> StateStore:
+        try:
+            connection = connect_with_string(connection_string, table)
+        except StorageUnavailable as exc:
+            raise StateStoreUnavailable(exc.detail) from None
+        return cls(connection.client, connection.description, connection.secrets)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> StateStore:
+        """The table ``STATE_TABLE`` on the storage named by ``SUMMARY_STORAGE``."""
+        table = app_settings.get("STATE_TABLE") or "DeliveryState"
+        try:
+            connection = connect_table(
+                settings.summary_storage,
+                table,
+                client_id=settings.client_id,
+                environ=os.environ if environ is None else environ,
+            )
+        except StorageUnavailable as exc:
+            raise StateStoreUnavailable(exc.detail) from None
+        return cls(connection.client, connection.description, connection.secrets)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def error(self, action: str, exc: Exception) -> StateStoreError:
+        transient, detail = describe_error(action, exc, self.description, self.secrets)
+        if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
+            transient = True
+        return (StateStoreUnavailable if transient else StateStoreError)(detail)
+
+    def ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        try:
+            self.client.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise self.error("creating the delivery state table", exc) from exc
+        self._table_ready = True
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read(self, message_id: str) -> Partition | None:
+        """The message's state, or None when nothing is stored for it."""
+        entities = self._entities(message_id)
+        return partition_from_entities(message_id, entities) if entities else None
+
+    def _entities(self, message_id: str) -> list[Any]:
+        try:
+            return list(self.client.query_entities("PartitionKey eq @pk", parameters={"pk": message_id}))
+        except ResourceNotFoundError:
+            self._table_ready = False
+            return []
+        except AzureError as exc:
+            raise self.error("reading the delivery state", exc) from exc
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def apply(
+        self, message_id: str, observations: Sequence[Observation], *, whole_partition: bool = True
+    ) -> PartitionChange:
+        """Merge *observations* (all of *message_id*) into the stored state; retried on concurrent writes.
+
+        ``whole_partition=False`` lets a write that only created entities skip reading the rest of the
+        partition: the entities are right either way, but the change then knows only the created entities,
+        so its ``became_final`` is not to be trusted (ingestion asks for it only when someone subscribed).
+        """
+        now = self.clock()
+        return self.update(
+            message_id, lambda partition: _apply_all(partition, observations, now), whole_partition=whole_partition
+        )
+
+    def update(
+        self, message_id: str, change: Callable[[Partition], None], *, whole_partition: bool = True
+    ) -> PartitionChange:
+        """Read the partition, let *change* merge into it, write what changed (ETag-conditioned)."""
+        self.ensure_table()
+        baseline: Partition | None = None
+        try:
+            fresh = self._create_fresh(message_id, change)
+            if not whole_partition:
+                return fresh
+            return self._with_rest(fresh)
+        except _Conflict as conflict:
+            if conflict.written:
+                baseline = empty_partition(message_id)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            entities = self._entities(message_id)
+            before = partition_from_entities(message_id, entities)
+            after = copy_partition(before)
+            change(after)
+            stored = {str(entity["RowKey"]): entity for entity in entities}
+            try:
+                written = self._write(after, stored)
+            except _Conflict:
+                # Entities are written one by one (entity-group transactions cost the SDK and Azurite several
+                # times more than single requests): a retry may find some of ours written already. Merges are
+                # idempotent, so that is harmless; what changed is judged against the first read.
+                baseline = baseline or before
+                continue
+            return PartitionChange(message_id, written, baseline or before, after)
+        raise StateStoreUnavailable(
+            f"the delivery state of a message kept changing under {MAX_CONFLICT_RETRIES} attempts to write it",
+            retry_after=1,
+        )
+
+    def _create_fresh(self, message_id: str, change: Callable[[Partition], None]) -> PartitionChange:
+        """Most writes are of messages not stored yet: try creating their entities without reading first.
+
+        Saves the read (half the round trips of an event batch). An entity that exists already fails its
+        create (409) and the caller reads and merges as usual; entities this attempt created merge again
+        idempotently.
+        """
+        before = empty_partition(message_id)
+        after = copy_partition(before)
+        change(after)
+        return PartitionChange(message_id, self._write(after, {}), before, after)
+
+    def _with_rest(self, fresh: PartitionChange) -> PartitionChange:
+        """A change made by creates only, completed with the partition's other entities (read once)."""
+        created = set(partition_entities(fresh.after))
+        others = [entity for entity in self._entities(fresh.message_id) if str(entity["RowKey"]) not in created]
+        if not others:
+            return fresh
+        before = partition_from_entities(fresh.message_id, others)
+        after = partition_from_entities(fresh.message_id, others)
+        if MESSAGE_ROW_KEY in created and fresh.written:
+            after.message = fresh.after.message
+        after.recipients.update(fresh.after.recipients)
+        return PartitionChange(fresh.message_id, fresh.written, before, after)
+
+    def _write(self, partition: Partition, stored: Mapping[str, Any]) -> int:
+        operations: list[tuple[Any, ...]] = []
+        for key, entity in partition_entities(partition).items():
+            if key == MESSAGE_ROW_KEY and key not in stored and len(entity) <= 3:
+                continue  # an empty message entity: nothing to say yet
+            previous = stored.get(key)
+            if previous is None:
+                operations.append(("create", entity))
+            elif _without_metadata(entity) != _comparable(previous):
+                etag = previous.metadata.get("etag")
+                operations.append(
+                    ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": _IF_MATCH})
+                )
+        done = 0
+        try:
+            for operation in operations:
+                if operation[0] == "create":
+                    self.client.create_entity(operation[1])
+                else:
+                    self.client.update_entity(operation[1], **operation[2])
+                done += 1
+        except (ResourceExistsError, ResourceModifiedError):
+            raise _Conflict(done) from None
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise _Conflict(done) from None
+            if exc.status_code == 404:
+                self._table_ready = False
+            raise self.error("writing the delivery state", exc) from exc
+        except AzureError as exc:
+            raise self.error("writing the delivery state", exc) from exc
+        return len(operations)
+
+    def record_asked(self, message_id: str) -> datetime:
+        """When a trace first asked for *message_id* (stored now if never): the notFound retry rule's clock."""
+        now = self.clock()
+
+        def ask(partition: Partition) -> None:
+            if partition.message.first_asked is None:
+                partition.message.first_asked = now
+
+        change = self.update(message_id, ask)
+        return change.after.message.first_asked or now
+
+    # -- bookkeeping (the follower's watermark) ------------------------------------------------
+
+    def read_service(self, name: str) -> dict[str, Any] | None:
+        try:
+            entity = self.client.get_entity(SERVICE_PARTITION, name)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self.error(f"reading {name}", exc) from exc
+        return {**entity, "_etag": entity.metadata.get("etag")}
+
+    def write_service(self, name: str, values: Mapping[str, Any]) -> None:
+        self.ensure_table()
+        entity = {"PartitionKey": SERVICE_PARTITION, "RowKey": name, **values}
+        try:
+            self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise self.error(f"writing {name}", exc) from exc
+
+    def check(self) -> tuple[bool, str]:
+        """Whether the table can be reached (for /api/health)."""
+        try:
+            pages = self.client.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": SERVICE_PARTITION}, select=["PartitionKey"], results_per_page=1
+            ).by_page()
+            next(pages, None)
+        except ResourceNotFoundError:
+            return True, f"{self.description} is reachable; the table is created by the first write"
+        except AzureError as exc:
+            return False, self.error("checking the delivery state table", exc).detail
+        return True, f"{self.description} is reachable"
+
+    def __repr__(self) -> str:
+        return f"StateStore({public_endpoint(self.client.url)}, table={self.client.table_name})"
+
+
+_IF_MATCH: Final = MatchConditions.IfNotModified
+
+
+def _comparable(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored entity as :func:`partition_entities` would build it (the SDK returns datetimes as a subclass)."""
+    values = _without_metadata(entity)
+    for key, value in values.items():
+        if isinstance(value, datetime):
+            values[key] = datetime(
+                value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, UTC
+            )
+    return values
+
+
+def _apply_all(partition: Partition, observations: Iterable[Observation], now: datetime) -> None:
+    for observation in observations:
+        partition.apply(observation, seen_at=now)
+
+
+def empty_partition(message_id: str) -> Partition:
+    return Partition(MessageState(message_id))

@@ -1,0 +1,176 @@
+"""Table Storage connections, resolved the way Azure Functions bindings resolve them, and SDK errors described.
+
+A connection setting prefix ``P`` names either an app setting holding a connection string
+(``UseDevelopmentStorage=true`` for Azurite) or identity-based ``P__tableServiceUri`` / ``P__accountName``
+(+ ``P__credential``, ``P__clientId``). Every table of ours (daily summaries, delivery state,
+subscriptions) connects through :func:`connect_table`; each store maps :class:`StorageUnavailable` and
+:func:`describe_error` onto its own error classes. Secrets never appear in error messages or logs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.data.tables import TableClient
+
+from shared.errors import Unavailable
+
+#: Azurite's well-known development account (public, documented).
+DEV_ACCOUNT: Final = "devstoreaccount1"
+DEV_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+DEV_TABLE_PORT: Final = 10002
+
+_SECRET_PATTERNS: Final = (
+    re.compile(r"(AccountKey\s*=\s*)[^;]+", re.I),
+    re.compile(r"(SharedAccessSignature\s*=\s*)[^;]+", re.I),
+    re.compile(r"([?&]sig=)[^&\s'\"]+", re.I),
+)
+
+
+class StorageUnavailable(Unavailable):
+    """No storage connection is configured, it is malformed, or the service cannot be reached."""
+
+    title = "Table storage unavailable"
+
+
+@dataclass(frozen=True)
+class TableConnection:
+    client: TableClient
+    #: Where the table lives, for messages (no secrets).
+    description: str
+    #: Values to redact from any message about this connection.
+    secrets: Sequence[str] = field(default=())
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """*text* without account keys, SAS signatures or any of *secrets*."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def public_endpoint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+
+
+def _development_client(value: str, table: str) -> tuple[TableClient, str]:
+    """``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=URI]`` -> Azurite's well-known account.
+
+    A proxy URI replaces scheme and host; unlike the classic emulator rules, an explicit port in
+    it is honoured (so a test Azurite on any port can be addressed), else the port is 10002.
+    """
+    options: dict[str, str] = {}
+    for part in value.split(";"):
+        name, sep, setting = part.partition("=")
+        if sep:
+            options[name.strip().lower()] = setting.strip()
+    proxy = options.get("developmentstorageproxyuri")
+    scheme, host, port = "http", "127.0.0.1", DEV_TABLE_PORT
+    if proxy:
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if not parts.hostname:
+            raise StorageUnavailable("DevelopmentStorageProxyUri is not a URI")
+        scheme, host, port = parts.scheme or "http", parts.hostname, parts.port or DEV_TABLE_PORT
+    if ":" in host:
+        host = f"[{host}]"
+    endpoint = f"{scheme}://{host}:{port}/{DEV_ACCOUNT}"
+    credential = AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
+    return TableClient(endpoint, table, credential=credential), endpoint
+
+
+def _identity_credential(kind: str | None, client_id: str | None) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if (kind or "").strip().lower() == "managedidentity":
+        return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+    if client_id:
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+    return DefaultAzureCredential()
+
+
+def connect_with_string(connection_string: str, table: str) -> TableConnection:
+    value = connection_string.strip()
+    secrets = [value, *re.findall(r"(?:AccountKey|SharedAccessSignature)\s*=\s*([^;]+)", value, re.I)]
+    if value.lower().startswith("usedevelopmentstorage=true"):
+        client, endpoint = _development_client(value, table)
+        return TableConnection(client, f"table {table} on the development storage at {endpoint}")
+    try:
+        client = TableClient.from_connection_string(value, table)
+    except (ValueError, TypeError, AzureError):
+        # The SDK's message could quote the string; ours never does.
+        raise StorageUnavailable(
+            "the storage connection string is malformed or incomplete (expected "
+            "DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;TableEndpoint=...])"
+        ) from None
+    return TableConnection(client, f"table {table} at {public_endpoint(client.url)}", secrets)
+
+
+def connect_table(
+    prefix: str, table: str, *, client_id: str | None = None, environ: Mapping[str, str]
+) -> TableConnection:
+    """The table *table* on the storage named by the connection setting prefix *prefix*."""
+
+    def setting(name: str) -> str | None:
+        value = environ.get(name)
+        return value.strip() if value and value.strip() else None
+
+    connection_string = setting(prefix)
+    if connection_string:
+        try:
+            return connect_with_string(connection_string, table)
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(f"setting {prefix}: {exc.detail}") from None
+    service_uri = setting(f"{prefix}__tableServiceUri")
+    account = setting(f"{prefix}__accountName")
+    if service_uri or account:
+        if service_uri:
+            parts = urlsplit(service_uri)
+            if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+                raise StorageUnavailable(
+                    f"setting {prefix}__tableServiceUri must be an https URL such as "
+                    "https://ACCOUNT.table.core.windows.net"
+                )
+            endpoint = service_uri.rstrip("/")
+        else:
+            if not re.fullmatch(r"[a-z0-9]{3,24}", account or ""):
+                raise StorageUnavailable(f"setting {prefix}__accountName is not a storage account name")
+            endpoint = f"https://{account}.table.core.windows.net"
+        credential = _identity_credential(setting(f"{prefix}__credential"), setting(f"{prefix}__clientId") or client_id)
+        client = TableClient(endpoint, table, credential=credential)
+        return TableConnection(client, f"table {table} at {endpoint} (managed identity)")
+    raise StorageUnavailable(
+        f"no Table Storage connection is configured: set {prefix} to a connection string "
+        f"(UseDevelopmentStorage=true for Azurite) or {prefix}__tableServiceUri / {prefix}__accountName "
+        "for identity-based access"
+    )
+
+
+def describe_error(action: str, exc: Exception, description: str, secrets: Sequence[str] = ()) -> tuple[bool, str]:
+    """``(transient, detail)`` for an SDK failure: transient ones (unreachable, auth, 429, 503) are worth a retry."""
+    if isinstance(exc, ClientAuthenticationError):
+        detail = f"{action}: authentication to {description} failed"
+        error_code = getattr(exc, "error_code", None)
+        code = str(getattr(error_code, "value", error_code) or "")
+        return True, redact(f"{detail} ({code})" if code else detail, secrets)
+    if isinstance(exc, ServiceRequestError):
+        return True, redact(f"{action}: cannot reach {description}", secrets)
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        error_code = getattr(exc, "error_code", None)
+        code = str(getattr(error_code, "value", error_code) or exc.reason or "")
+        message = str(getattr(exc, "message", "") or "").splitlines()[0:1]
+        detail = f"{action}: {description} answered {status} {code}".rstrip()
+        if message:
+            detail += f": {message[0]}"
+        return status in (401, 403, 429, 503), redact(detail, secrets)
+    return False, redact(f"{action}: {type(exc).__name__}: {exc}", secrets)

@@ -1,0 +1,119 @@
+"""The follower: one query per run, both engine forms valid, rows into the state, watermark across restarts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shared.kql.follower import build_follow_query
+from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
+from shared.logs.store import open_store
+from shared.schemas import kusto_schema
+from shared.state.follower import Follower
+from shared.state.partition import recipient_row_key
+from shared.state.store import StateStore
+
+from kusto_check import assert_valid_kql
+
+T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+
+
+def test_both_forms_pass_the_kusto_check() -> None:
+    for arrival in ("_IngestedAt", "TimeGenerated"):
+        query = build_follow_query(T0, T0, T0 + timedelta(hours=1), 1000, time_from=T0, embedded_arrival=arrival)  # type: ignore[arg-type]
+        schema = embedded_kusto_schema()
+        for table in schema.values():
+            table["_IngestedAt"] = "datetime"
+        assert_valid_kql([query.embedded_text()], schema=schema)
+    assert_valid_kql([query.log_analytics_text()], schema=kusto_schema())
+
+
+class CountingSource(DuckDbSource):
+    queries = 0
+
+    def run(self, query):  # type: ignore[no-untyped-def]
+        type(self).queries += 1
+        return super().run(query)
+
+
+def _store_with_rows(path: Path, messages: int, ingested: datetime) -> list[str]:
+    if not path.exists():
+        open_store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute('ALTER TABLE "ACSEmailSendMailOperational" ADD COLUMN IF NOT EXISTS "_IngestedAt" TIMESTAMP')
+    con.execute('ALTER TABLE "ACSEmailStatusUpdateOperational" ADD COLUMN IF NOT EXISTS "_IngestedAt" TIMESTAMP')
+    ids = [str(uuid.uuid4()) for _ in range(messages)]
+    stamp = ingested.replace(tzinfo=None)
+    for index, mid in enumerate(ids):
+        sent = (T0 + timedelta(minutes=index)).replace(tzinfo=None)
+        con.execute(
+            'INSERT INTO "ACSEmailSendMailOperational" ("TimeGenerated", "CorrelationId", "Size", '
+            '"UniqueRecipientsCount", "_ResourceId", "_IngestedAt") VALUES (?, ?, 0.1, 2, \'/r\', ?)',
+            [sent, mid, stamp],
+        )
+        for n, status in enumerate(("Delivered", "Bounced")):
+            con.execute(
+                'INSERT INTO "ACSEmailStatusUpdateOperational" ("TimeGenerated", "CorrelationId", "RecipientId", '
+                '"DeliveryStatus", "SmtpStatusCode", "IsHardBounce", "SenderUsername", "SenderDomain", '
+                "\"_ResourceId\", \"_IngestedAt\") VALUES (?, ?, ?, ?, ?, ?, 'DoNotReply', 'contoso.com', '/r', ?)",
+                [
+                    sent + timedelta(seconds=30),
+                    mid,
+                    f"user{n}@x.com",
+                    status,
+                    "550" if n else "250",
+                    "true" if n else "",
+                    stamp,
+                ],
+            )
+    con.close()
+    return ids
+
+
+@pytest.fixture()
+def state(azurite_connection_string: str) -> Iterator[StateStore]:
+    store = StateStore.from_connection_string(azurite_connection_string, f"Follow{uuid.uuid4().hex[:8]}")
+    yield store
+    store.close()
+
+
+def test_runs_continue_across_restarts_with_one_query_each(tmp_path: Path, state: StateStore) -> None:
+    now = T0 + timedelta(hours=1)
+    ids = _store_with_rows(tmp_path / "logs.duckdb", 10, now - timedelta(minutes=20))
+    source = CountingSource(tmp_path / "logs.duckdb")
+    CountingSource.queries = 0
+    first = Follower(source, state, clock=lambda: now, max_rows=12).run()
+    assert (first.rows, first.complete, CountingSource.queries) == (12, False, 1)
+    # A new follower (a restart) continues from the stored cursor.
+    second = Follower(source, state, clock=lambda: now + timedelta(minutes=1), max_rows=12).run()
+    third = Follower(source, state, clock=lambda: now + timedelta(minutes=2), max_rows=12).run()
+    assert CountingSource.queries == 3
+    assert first.rows + second.rows + third.rows >= 30 and third.complete
+    for mid in ids:
+        partition = state.read(mid)
+        assert partition is not None and partition.final
+        bounced = partition.recipients[recipient_row_key("user1@x.com")]
+        assert bounced.final is not None and bounced.final.status == "Bounced" and bounced.source == "logs"
+    # Nothing new: the next run reads only the overlap again, writes nothing.
+    fourth = Follower(source, state, clock=lambda: now + timedelta(minutes=3), max_rows=100).run()
+    assert fourth.complete and fourth.entities_written == 0
+    source.close()
+
+
+def test_rows_imported_later_reach_the_state_on_the_next_run(tmp_path: Path, state: StateStore) -> None:
+    now = T0 + timedelta(hours=2)
+    path = tmp_path / "logs.duckdb"
+    _store_with_rows(path, 1, now - timedelta(minutes=1))
+    source = CountingSource(path)
+    assert Follower(source, state, clock=lambda: now).run().rows == 3
+    source.close()
+    late = _store_with_rows(path, 2, now + timedelta(minutes=1))  # an import after the first run
+    source = CountingSource(path)
+    result = Follower(source, state, clock=lambda: now + timedelta(minutes=5)).run()
+    assert result.complete and all(state.read(mid) is not None for mid in late)
+    source.close()
