@@ -19,6 +19,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shared.state.store import StateStore
     from shared.summaries.table import SummaryStore
 
 
@@ -49,12 +50,14 @@ class Services:
         *,
         insights: Insights | None = None,
         summaries: SummaryStore | None = None,
+        state: StateStore | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or (insights.clock if insights is not None else lambda: datetime.now(UTC))
         self._insights = insights
         self._summaries = summaries
+        self._state = state
         self._lock = threading.Lock()
 
     @classmethod
@@ -83,15 +86,26 @@ class Services:
                 self._summaries = SummaryStore.from_settings(self.settings)
             return self._summaries
 
+    @property
+    def state(self) -> StateStore:
+        """The delivery state table (one partition a message); raises (Unavailable) while it cannot be built."""
+        with self._lock:
+            if self._state is None:
+                from shared.state.store import StateStore
+
+                self._state = StateStore.from_settings(self.settings)
+            return self._state
+
     def close(self) -> None:
         with self._lock:
             if self._insights is not None:
                 closer = getattr(self._insights.source, "close", None)
                 if callable(closer):
                     closer()
-            if self._summaries is not None:
-                self._summaries.close()
-            self._insights = self._summaries = None
+            for store in (self._summaries, self._state):
+                if store is not None:
+                    store.close()
+            self._insights, self._summaries, self._state = None, None, None
 
 
 _process_services: Services | None = None

@@ -293,6 +293,17 @@ TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
         handler=lambda: triggers.daily_summary,
         description="Computes the daily delivery summaries (recent days again, missing days backfilled).",
     ),
+    EventGridTrigger(
+        "ingest_email_events",
+        handler=lambda: triggers.ingest_email_events,
+        description="Writes ACS email delivery and engagement events into the delivery state.",
+    ),
+    Timer(
+        "follow_status_updates",
+        "FOLLOW_SCHEDULE",
+        handler=lambda: triggers.follow_status_updates,
+        description="Brings what reached Log Analytics since the last run into the delivery state (one query).",
+    ),
 )
 
 OPERATIONS_BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}

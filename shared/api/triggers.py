@@ -21,3 +21,19 @@ def daily_summary(timer: func.TimerRequest, services: Services) -> None:
         return send_after_summary(run, store, insights)
 
     run_scheduled(services.settings, insights, store, past_due=timer.past_due, after_run=send_report)
+
+
+def ingest_email_events(event: func.EventGridEvent, services: Services) -> None:
+    """One Event Grid event into the delivery state. A malformed event is logged (no address) and skipped; the
+    state store being down raises, so the host answers 5xx and Event Grid delivers the event again."""
+    from shared.state.events import event_from_function
+    from shared.state.ingest import ingest_events
+
+    ingest_events(services.state, [event_from_function(event)])
+
+
+def follow_status_updates(timer: func.TimerRequest, services: Services) -> None:
+    """What reached the logs since the last run, into the delivery state: one log query per run."""
+    from shared.state.follower import Follower
+
+    Follower(services.insights.source, services.state, clock=services.clock).run()

@@ -362,28 +362,17 @@ class DevHost:
         function = self._named(name, "eventGridTrigger")
         if function is None:
             return problem(404, f"no Event Grid function named {name!r}")
-        kind = (request.headers.get("aeg-event-type") or "").lower()
+        from shared.state.events import Deletion, Validation, WebhookRejected, read_webhook
+
         try:
-            document = json.loads(body or b"null")
-        except ValueError:
-            return problem(400, "the body is not JSON")
-        events = document if isinstance(document, list) else [document]
-        if kind == "subscriptionvalidation":
-            code = (
-                ((events[0] or {}).get("data") or {}).get("validationCode")
-                if events and isinstance(events[0], dict)
-                else None
-            )
-            if not code:
-                return problem(400, "no validationCode in the validation event")
-            return 200, {"Content-Type": "application/json"}, json.dumps({"validationResponse": code}).encode()
-        if kind == "subscriptiondeletion":
+            delivery = read_webhook(body, dict(request.headers.items()))
+        except WebhookRejected as exc:
+            return problem(exc.status, exc.detail)
+        if isinstance(delivery, Validation):
+            return 200, {"Content-Type": "application/json"}, json.dumps(delivery.reply()).encode()
+        if isinstance(delivery, Deletion):
             return 202, {}, b""
-        if kind != "notification":
-            return problem(
-                400, "header aeg-event-type must be Notification, SubscriptionValidation or SubscriptionDeletion"
-            )
-        return self._deliver(function, events)
+        return self._deliver(function, delivery.events)
 
     def _deliver(self, function: Function, events: list[Any]) -> Reply:
         failed = 0

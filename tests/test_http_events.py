@@ -1,0 +1,105 @@
+"""The Event Grid trigger and the follower timer as the host runs them: the dev host's webhook URL and admin
+endpoint, over the app's own functions, into the delivery state on Azurite."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.insights import Insights
+from shared.services import Services
+from shared.state.store import StateStore
+
+from apphost import serve, settings
+
+
+@pytest.fixture
+def services(
+    semantic_insights: Insights, azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Services]:
+    monkeypatch.setenv("AzureWebJobsStorage", azurite_connection_string)
+    config = settings(state_table="State" + uuid.uuid4().hex[:10])
+    state = StateStore.from_settings(config)
+    state.ensure_table()
+    yield Services(config, insights=semantic_insights, state=state)
+    state.client.delete_table()
+    state.close()
+
+
+def post(url: str, body: Any, kind: str = "Notification") -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"aeg-event-type": kind, "Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def delivery(message_id: str, recipient: str, status: str, at: str, event_id: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "topic": "/subscriptions/x/resourceGroups/rg/providers/microsoft.communication/communicationservices/acs",
+        "subject": f"sender/DoNotReply@contoso.com/message/{message_id}",
+        "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+        "eventTime": at,
+        "dataVersion": "1.0",
+        "data": {
+            "sender": "DoNotReply@contoso.com",
+            "recipient": recipient,
+            "messageId": message_id,
+            "status": status,
+            "deliveryStatusDetails": {"statusMessage": "ok"},
+            "deliveryAttemptTimeStamp": at,
+        },
+    }
+
+
+def test_events_through_the_webhook_reach_the_state_in_any_order_and_once(services: Services) -> None:
+    mid = str(uuid.uuid4())
+    newer = delivery(mid, "Ann@Contoso.com", "Delivered", "2026-03-10T10:05:00Z", "e2")
+    older = delivery(mid, "ann@contoso.com", "Bounced", "2026-03-10T10:01:00Z", "e1")
+    poisoned = {"id": "e3", "eventType": "Microsoft.Communication.EmailDeliveryReportReceived", "data": {}}
+    with serve(services) as host:
+        url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+        handshake = [{"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {"validationCode": "c"}}]
+        assert post(url, handshake, "SubscriptionValidation") == (200, b'{"validationResponse": "c"}')
+        # The newest first, then a duplicate and an older event with a poisoned one beside them: 202 each time.
+        assert post(url, [newer])[0] == 202
+        assert post(url, [newer, older, poisoned])[0] == 202
+    partition = services.state.read(mid)
+    assert partition is not None
+    [recipient] = partition.recipients.values()
+    assert recipient.final is not None and recipient.final.status == "Delivered"  # the older Bounced never wins
+    assert recipient.source == "events"
+
+
+def test_the_state_store_down_answers_500_so_event_grid_retries(semantic_insights: Insights) -> None:
+    broken = StateStore.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1",
+        "State",
+    )
+    services = Services(settings(), insights=semantic_insights, state=broken)
+    with serve(services) as host:
+        url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+        status, _ = post(url, [delivery("m-1", "a@b.com", "Delivered", "2026-03-10T10:05:00Z", "e1")])
+    assert status == 500
+
+
+def test_the_follower_timer_runs_through_the_admin_endpoint(services: Services) -> None:
+    with serve(services) as host:
+        request = urllib.request.Request(f"{host.base_url}/admin/functions/follow_status_updates", b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 202
+    # The semantics fixture's final statuses are now in the state, from the logs.
+    partition = services.state.read("msg-01-final")
+    assert partition is not None and partition.recipients
+    assert {r.source for r in partition.recipients.values()} == {"logs"}
