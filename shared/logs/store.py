@@ -9,6 +9,7 @@ they are read and written as they are, the column left empty for new rows.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -147,3 +148,24 @@ def insert_staged(con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, st
         # After a failure inside a transaction the drop fails too; the rollback removes _incoming.
         with contextlib.suppress(duckdb.Error):
             con.execute("DROP VIEW IF EXISTS _incoming")
+
+
+def store_staged(
+    con: duckdb.DuckDBPyConnection, staged: Sequence[tuple[schemas.TableSchema, str]]
+) -> dict[str, tuple[int, int]]:
+    """Move every staged relation into its table in one transaction (all or nothing), then index.
+
+    *staged* pairs a table with the SQL relation holding its new rows (see :func:`insert_staged`).
+    Returns ``(rows read, rows inserted)`` per table name, in the order given.
+    """
+    counts: dict[str, tuple[int, int]] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, relation in staged:
+            counts[table.name] = insert_staged(con, table, relation)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    ensure_indexes(con)
+    return counts
