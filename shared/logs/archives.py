@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.staging import UNION, ImportFailure, ImportReport, lit, next_batch
+from shared.logs.staging import UNION, ImportFailure, ImportReport, capped_sql, lit, next_batch
 from shared.logs.store import quote
 
 #: Archive envelope key (lowercase) -> column it fills (properties may also carry these columns).
@@ -43,6 +43,10 @@ _DERIVED = frozenset(
     }
 )
 _SOURCE_SYSTEM = "Azure"
+#: Longest record (line) the fast path reads, in bytes (DuckDB's default is 16 MiB). Longer values are cut to
+#: the string cap when staged (:data:`shared.logs.staging.MAX_STRING_CHARS`); DuckDB grows its buffer only
+#: for a record that needs it.
+MAX_RECORD_BYTES = 1 << 30
 
 
 def _archive_props(tables: Iterable[schemas.TableSchema]) -> dict[str, str]:
@@ -74,7 +78,8 @@ def stage_archive_lines(
     listing = "[" + ", ".join(lit(f) for f in files) + "]"
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _source AS SELECT filename AS f, CAST(NULL AS BIGINT) AS n, "
-        f"CAST(json AS VARCHAR) AS line FROM read_ndjson_objects({listing}, filename=true)"
+        f"CAST(json AS VARCHAR) AS line FROM read_ndjson_objects({listing}, filename=true, "
+        f"maximum_object_size={MAX_RECORD_BYTES})"
     )
     try:
         _stage_source(con, report, exact=False, record_numbers=record_numbers)
@@ -169,11 +174,13 @@ def _typed_columns() -> str:
         elif name == "Type":
             expr = "_table"
         elif name == "Category":
-            expr = f"coalesce({_raw(name)}, '')"
+            expr = capped_sql(f"coalesce({_raw(name)}, '')")
         elif name == "_ResourceId":
-            expr = "coalesce(_resource_id, '')"
+            expr = capped_sql("coalesce(_resource_id, '')")
         elif name == "_SubscriptionId":
-            expr = "CASE WHEN _resource_id LIKE '/subscriptions/%' THEN split_part(_resource_id, '/', 3) ELSE '' END"
+            expr = capped_sql(
+                "CASE WHEN _resource_id LIKE '/subscriptions/%' THEN split_part(_resource_id, '/', 3) ELSE '' END"
+            )
         elif name == "SourceSystem":
             expr = lit(_SOURCE_SYSTEM)
         elif name == "_IsBillable":
@@ -181,7 +188,7 @@ def _typed_columns() -> str:
         elif name == "_BilledSize":
             expr = "CAST(NULL AS DOUBLE)"
         elif duck_type == "VARCHAR":
-            expr = f"coalesce({_raw(name)}, '')"
+            expr = capped_sql(f"coalesce({_raw(name)}, '')")
         else:
             expr = f"TRY_CAST(nullif({_trim(_raw(name))}, '') AS {duck_type})"
         typed.append(f"{expr} AS {quote(name)}")

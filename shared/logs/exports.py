@@ -21,6 +21,10 @@ from shared.logs.staging import ImportFailure, convert, resolve_table, stage_row
 
 Rows = Iterable[tuple[int, dict[str, Any]]]
 
+# Python's csv module refuses fields over 128 KiB; a longer one (a 50 MB FailureMessage) is imported and cut
+# to the string cap instead. The limit is process-wide; raising it affects no other reader's results.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+
 
 def _table_for_row(
     row: dict[str, Any], forced: schemas.TableSchema | None, by_file: schemas.TableSchema | None

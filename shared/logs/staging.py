@@ -3,6 +3,12 @@ connection-local staging table that holds validated records until one transactio
 
 Formats: :mod:`shared.logs.archives` (diagnostic-settings archive blobs) and :mod:`shared.logs.exports`
 (Log Analytics exports); :mod:`shared.logs.importers` walks the files and stores what they staged.
+
+Strings are bounded: every imported string column holds at most :data:`MAX_STRING_CHARS` (8,192) characters.
+A longer value is kept, cut to that length with :data:`TRUNCATION_MARKER` ("…[truncated]") as its last
+characters, rather than rejected. ACS writes a few hundred characters at most (the longest SMTP diagnostics
+are under 1 KiB); an accepted 50 MB ``FailureMessage`` once made a trace answer of 100 MB. Failure reasons
+quote at most :data:`MAX_REASON_CHARS` characters of a bad value, on one line.
 """
 
 from __future__ import annotations
@@ -22,6 +28,30 @@ from shared import schemas
 from shared.errors import InvalidInput, ParameterError
 from shared.logs.store import quote
 
+#: Longest string stored in any imported column, in characters (the one place this cap is set).
+MAX_STRING_CHARS = 8192
+#: The last characters of a string cut to :data:`MAX_STRING_CHARS`.
+TRUNCATION_MARKER = "…[truncated]"
+#: Longest reason an :class:`ImportFailure` gives (it may quote the bad value).
+MAX_REASON_CHARS = 500
+
+
+def cap_string(text: str, limit: int = MAX_STRING_CHARS) -> str:
+    """*text*, or its first characters ending in :data:`TRUNCATION_MARKER` so that it is *limit* long."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+
+
+def capped_sql(expr: str) -> str:
+    """SQL: :func:`cap_string` of the VARCHAR *expr*. ``strlen`` (bytes, free) rules out almost every value
+    before ``length`` (characters, a scan) is computed; CASE evaluates a branch only for rows still open."""
+    keep = MAX_STRING_CHARS - len(TRUNCATION_MARKER)
+    return (
+        f"CASE WHEN strlen({expr}) <= {MAX_STRING_CHARS} THEN {expr} WHEN length({expr}) <= {MAX_STRING_CHARS} "
+        f"THEN {expr} ELSE left({expr}, {keep}) || {lit(TRUNCATION_MARKER)} END"
+    )
+
 
 class ImportFailure(InvalidInput):
     """A file could not be imported; nothing from the call was stored."""
@@ -29,7 +59,7 @@ class ImportFailure(InvalidInput):
     def __init__(self, file: str | Path, line: int | None, reason: str) -> None:
         self.file = str(file)
         self.line = line
-        self.reason = reason
+        self.reason = reason = cap_string(reason.replace("\r", "\\r").replace("\n", "\\n"), MAX_REASON_CHARS)
         where = f"{self.file}:{line}" if line is not None else self.file
         super().__init__(f"{where}: {reason}", [ParameterError("paths", f"{where}: {reason}")])
 
@@ -141,7 +171,7 @@ def convert(value: Any, kusto_type: str) -> Any:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return "" if kusto_type == "string" else None
     if kusto_type == "string":
-        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        return cap_string(value if isinstance(value, str) else json.dumps(value, separators=(",", ":")))
     if kusto_type == "datetime":
         return parse_time(value)
     if isinstance(value, bool):
