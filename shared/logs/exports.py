@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.staging import ImportFailure, convert, resolve_table, stage_rows
+from shared.logs.staging import ImportFailure, convert, resolve_table, stage_rows, utf8_failure
 
 Rows = Iterable[tuple[int, dict[str, Any]]]
 
@@ -120,7 +120,11 @@ def stage_export_rows(
 
 def csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """The header of a CSV export (cleaned) and its non-blank rows, numbered by the line they start on."""
-    text = path.read_bytes().decode("utf-8-sig")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise utf8_failure(path, data) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)

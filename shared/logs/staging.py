@@ -105,13 +105,29 @@ class ImportReport:
         }
 
 
+def utf8_failure(path: str | Path, data: bytes) -> ImportFailure:
+    """The failure of a file that is not UTF-8, naming the first line that does not decode."""
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return ImportFailure(path, number, f"not UTF-8 (byte {error.start + 1} of the line)")
+    return ImportFailure(path, None, "not UTF-8")
+
+
 def resolve_table(name: str) -> schemas.TableSchema:
-    """A table by name or category, case-insensitively (``ACSEmailSendMailOperational``/category)."""
+    """A table by name or category, case-insensitively (``ACSEmailSendMailOperational``/category).
+
+    Raises :class:`InvalidInput` (a ``ValueError``) for the ``table`` parameter when none matches.
+    """
     wanted = name.strip().lower()
     for table in schemas.TABLES:
         if wanted in (table.name.lower(), table.category.lower()):
             return table
-    raise ValueError(f"unknown table {name!r}; expected one of {[t.name for t in schemas.TABLES]}")
+    shown = cap_string(name, 100).replace("\r", "\\r").replace("\n", "\\n")
+    raise InvalidInput.parameter(
+        "table", f"unknown table {shown!r}; expected one of {[t.name for t in schemas.TABLES]}"
+    )
 
 
 def lit(text: str) -> str:
