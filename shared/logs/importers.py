@@ -26,6 +26,7 @@ import duckdb
 from shared import schemas
 from shared.logs.archives import legacy_records, stage_archive_lines, stage_legacy_records
 from shared.logs.exports import csv_rows, json_document_rows, stage_export_rows
+from shared.logs.replacement import WAIT_SECONDS, writing_store
 from shared.logs.staging import (
     ImportFailure,
     ImportReport,
@@ -46,6 +47,7 @@ __all__ = [
     "ImportReport",
     "TableCounts",
     "expand_paths",
+    "import_into_store",
     "import_paths",
     "parse_time",
     "resolve_table",
@@ -130,6 +132,23 @@ def import_paths(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], ta
         con.execute(f"SET preserve_insertion_order = {bool(preserve_order)}")
         drop_staging(con)
     return report
+
+
+def import_into_store(
+    store: str | Path, paths: Iterable[str | Path], table: str | None = None, wait_seconds: float = WAIT_SECONDS
+) -> ImportReport:
+    """Import into the store file at *store* while it may be served: :func:`import_paths` on the next version
+    of the file, renamed into place when it succeeds (see :mod:`shared.logs.replacement`).
+
+    Raises :class:`ImportFailure` (bad files; exit 2), ``InvalidInput`` (unknown *table*; exit 2),
+    ``StoreBusy`` (another import holds the store for *wait_seconds*) or ``StoreInaccessible``.
+    """
+    paths = list(paths)
+    if table:
+        resolve_table(table)
+    expand_paths(paths)  # bad paths fail before the store is copied
+    with writing_store(store, wait_seconds) as con:
+        return import_paths(con, paths, table=table)
 
 
 def _stage_files(
