@@ -246,28 +246,23 @@ def _kql(
     return 0
 
 
-def _store_connection(settings: Settings) -> Any:
+def _local_store(settings: Settings) -> Path:
     if settings.workspace_id:
         raise UsageError("import and sample write the local store; unset LOG_ANALYTICS_WORKSPACE_ID to use them")
-    from shared.logs.store import open_store
-
-    return open_store(Path(settings.local_store))
+    return Path(settings.local_store)
 
 
 def _import(settings: Settings, args: argparse.Namespace, out: Any) -> int:
-    from shared.logs.importers import import_paths
+    """Into a copy of the store, renamed into place: a server reading the store never blocks it (replacement.py)."""
+    from shared.logs.importers import import_into_store
 
-    con = _store_connection(settings)
-    try:
-        report = import_paths(con, args.paths, table=args.table)
-    finally:
-        con.close()
+    report = import_into_store(_local_store(settings), args.paths, table=args.table)
     print(json.dumps(report.as_dict(), indent=2), file=out)
     return 0
 
 
 def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
-    from shared.logs.sample import fill_store
+    from shared.logs.sample import fill_store_file
 
     if args.messages < 1 or args.messages > 10_000_000:
         raise UsageError("--messages must be between 1 and 10000000")
@@ -275,11 +270,7 @@ def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
         raise UsageError("--days must be between 1 and 90")
     # Whole days up to yesterday by default: no sample send lies in the future, and every day is complete.
     end = _parse_day(args.end, "--end") or datetime.now(UTC).date() - timedelta(days=1)
-    con = _store_connection(settings)
-    try:
-        counts = fill_store(con, args.messages, args.days, args.seed, end)
-    finally:
-        con.close()
+    counts = fill_store_file(_local_store(settings), args.messages, args.days, args.seed, end)
     print(json.dumps({"store": settings.local_store, "end": end.isoformat(), **counts}, indent=2), file=out)
     return 0
 

@@ -3,17 +3,26 @@
 Translating a query template costs a few hundred milliseconds, so each distinct text is
 translated once per process and cached; values are bound through ``declare
 query_parameters`` and never become part of the SQL.
+
+Imports replace the store file rather than write into it (:mod:`shared.logs.replacement`). A source that
+opened the file itself checks the file's identity (one ``stat``, at most every
+:attr:`DuckDbSource.FILE_CHECK_SECONDS`; under a microsecond a query on average) and, when the path names a
+new file, opens that one: threads get new cursors and parse their statements again, translations are kept
+(they depend on the query text only). A query already running finishes on the old file, which is closed once
+no thread uses it any more.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.kql.query import KqlQuery
+from shared.logs.replacement import StoreIdentity, store_identity
 from shared.logs.source import LogQueryError, LogQueryRejected, LogSourceUnavailable, QueryResult
 from shared.schemas import TABLES
 
@@ -176,10 +185,15 @@ def _create_catalog_tables(connection: duckdb.DuckDBPyConnection) -> None:
 
 class DuckDbSource:
     name = "embedded"
+    #: How often (at most) the store file's identity is checked, in seconds.
+    FILE_CHECK_SECONDS = 1.0
 
     def __init__(self, path: str | Path, *, connection: duckdb.DuckDBPyConnection | None = None) -> None:
         self.path = Path(path)
         self._connection = connection
+        #: Identity of the file the connection opened (None: a connection given to us, or none yet).
+        self._identity: StoreIdentity | None = None
+        self._next_check = 0.0
         self._lock = threading.Lock()
         self._translations: OrderedDict[str, TranslationResult] = OrderedDict()
         self._catalog_ready = False
@@ -200,6 +214,7 @@ class DuckDbSource:
                     )
                 import duckdb
 
+                identity = store_identity(self.path)
                 connection = duckdb.connect(":memory:")
                 try:
                     quoted = str(self.path).replace("'", "''")
@@ -208,6 +223,8 @@ class DuckDbSource:
                     connection.close()
                     raise LogSourceUnavailable(f"the embedded log store cannot be opened: {exc}") from exc
                 self._connection = connection
+                self._identity = identity
+                self._next_check = time.monotonic() + self.FILE_CHECK_SECONDS
                 self._search_path = f"store.main,{_CATALOG_DB}.main"
                 _create_catalog_tables(connection)
             elif not self._catalog_ready:
@@ -217,12 +234,15 @@ class DuckDbSource:
             self._catalog_ready = True
             return self._connection
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = self._connect().cursor()
+    def _cursor(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+        """A new cursor with our settings, and its connection (held while the cursor is used: a connection
+        let go for a newer file must stay open for the queries still running on it)."""
+        connection = self._connect()
+        cursor = connection.cursor()
         cursor.execute("SET TimeZone='UTC'")
         if self._search_path:
             cursor.execute(f"SET search_path = '{self._search_path}'")
-        return cursor
+        return connection, cursor
 
     def close(self) -> None:
         with self._lock:
@@ -230,6 +250,23 @@ class DuckDbSource:
                 self._connection.close()
                 self._connection = None
             self._catalog_ready = False
+            self._identity = None
+            self._generation += 1
+
+    def _follow_file(self) -> None:
+        """Let go of the open store when its path names another file now (see module docs). Cheap: a clock
+        read per call, a ``stat`` at most every :attr:`FILE_CHECK_SECONDS`."""
+        if self._identity is None or time.monotonic() < self._next_check:
+            return
+        current = store_identity(self.path)
+        with self._lock:
+            self._next_check = time.monotonic() + self.FILE_CHECK_SECONDS
+            if current is None or current == self._identity or self._identity is None:
+                return  # unchanged, or gone (nothing newer to serve: keep what is open)
+            # Not closed here: threads still running queries on it hold it until their next query.
+            self._connection = None
+            self._catalog_ready = False
+            self._identity = None
             self._generation += 1
 
     # -- queries ------------------------------------------------------------------------------
@@ -282,14 +319,17 @@ class DuckDbSource:
 
     def _thread_state(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
         """This thread's cursor (settings applied once) and its parsed statements, by query text."""
+        self._follow_file()
         state = self._local.__dict__
         if state.get("generation") != self._generation:
-            state.update(generation=self._generation, cursor=self._cursor(), statements={})
+            generation = self._generation
+            connection, cursor = self._cursor()
+            state.update(generation=generation, connection=connection, cursor=cursor, statements={})
         return state["cursor"], state["statements"]
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the store's *table* has *column* (e.g. the follower's ``_IngestedAt``)."""
-        cursor = self._cursor()
+        _, cursor = self._cursor()
         try:
             row = cursor.execute(
                 "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'store' AND table_name = ? "
@@ -304,7 +344,8 @@ class DuckDbSource:
 
     def check(self) -> tuple[bool, str]:
         try:
-            cursor = self._cursor()
+            self._follow_file()
+            _, cursor = self._cursor()
             try:
                 count = cursor.execute('SELECT count(*) FROM "ACSEmailSendMailOperational"').fetchone()
             finally:

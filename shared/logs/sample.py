@@ -27,7 +27,8 @@ from typing import Any
 import duckdb
 
 from shared import schemas
-from shared.logs.store import ensure_indexes, insert_staged, open_store, quote
+from shared.logs.replacement import writing_store
+from shared.logs.store import open_store, quote, store_staged
 
 SUBSCRIPTION_ID = "5f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 RESOURCE_GROUP = "rg-email-prod"
@@ -314,43 +315,33 @@ def _window(days: int, end: date) -> tuple[datetime, datetime]:
 
 
 def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, end: date) -> None:
-    """Create temp tables _gen_send and _gen_status holding the sample rows (schema columns)."""
+    """Create temp tables _gen_send and _gen_status holding the sample rows (schema columns).
+
+    Stages, each a temp table read by the next: lookups (domains, outcomes), messages, recipients with
+    their final status, status events, and the rows of the two tables.
+    """
     if messages < 0:
         raise ValueError("messages must be >= 0")
     seed = int(seed)
     start, stop = _window(days, end)
-    resources = _resource_ids()
-    resource_pick = _pick(_u(seed, 1), [(rid, w) for rid, _, w in resources])
+    _create_lookups(con)
+    _create_messages(con, messages, days, seed, start)
+    _create_recipients(con, seed)
+    _create_events(con, seed)
+    _create_table_rows(con, stop)
+    con.execute("DROP TABLE _gen_rcpt")
+    con.execute("DROP TABLE _gen_events")
+    con.execute("DROP TABLE _gen_msg")
 
+
+def _create_lookups(con: duckdb.DuckDBPyConnection) -> None:
+    """_gen_domains (recipient domains, their mail servers and kind) and _gen_outcomes (status details)."""
     domain_rows = ", ".join(
         f"({k}, {_lit(d)}, {_lit(hosts)}, {_lit(kind)})" for k, (d, _, hosts, kind) in enumerate(RECIPIENT_DOMAINS)
     )
-    domain_pick = _pick(_u(seed, 40, "rid"), [(str(k), w) for k, (_, w, _, _) in enumerate(RECIPIENT_DOMAINS)])
     outcome_rows = ", ".join(
         f"({_lit(s)}, {k}, {_lit(smtp)}, {_lit(enh)}, {_lit(reason)}, {_lit(msg)}, {_lit(hard)})"
         for k, (s, _, smtp, enh, reason, msg, hard) in enumerate(_OUTCOMES)
-    )
-    variant_pick = {
-        status: _pick(_u(seed, 45, "rid"), [(str(k), o[1]) for k, o in enumerate(_OUTCOMES) if o[0] == status])
-        for status in dict.fromkeys(o[0] for o in _OUTCOMES)
-    }
-
-    variant_case = " ".join(f"WHEN {_lit(st)} THEN {pick}" for st, pick in variant_pick.items())
-    # Cumulative status thresholds per domain kind (yahoo defers more, corporate filters more).
-    thresholds = {
-        "Delivered": (0.87, 0.895, 0.915),
-        "Bounced": (0.90, 0.92, 0.945),
-        "Failed": (0.94, 0.94, 0.965),
-        "Suppressed": (0.955, 0.955, 0.977),
-        "Quarantined": (0.965, 0.975, 0.985),
-    }
-    status_case = (
-        "CASE "
-        + " ".join(
-            f"WHEN us < CASE kind WHEN 'yahoo' THEN {y} WHEN 'corporate' THEN {c} ELSE {o} END THEN {_lit(st)}"
-            for st, (y, c, o) in thresholds.items()
-        )
-        + " ELSE 'FilteredSpam' END"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _gen_domains AS SELECT * FROM (VALUES {domain_rows}) v(k, domain, hosts, kind)"
@@ -360,6 +351,11 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         f"SELECT * FROM (VALUES {outcome_rows}) v(status, k, smtp, enh, reason, msg, hard)"
     )
 
+
+def _create_messages(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, start: datetime) -> None:
+    """_gen_msg: one row per message (send time, ids, sender, resource, size, recipient counts)."""
+    resources = _resource_ids()
+    resource_pick = _pick(_u(seed, 1), [(rid, w) for rid, _, w in resources])
     # Messages. Send time: 65% around 14:00 UTC (business hours), 35% uniform over the day.
     tod = (
         f"(CASE WHEN {_u(seed, 2)} < 0.65 THEN least(greatest(50400 + 10800 * {_normal(seed, 3)}, 0), 86399.999) "
@@ -406,6 +402,36 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         )
     """)
 
+
+def _status_case() -> str:
+    """SQL: a recipient's final status from its uniform ``us`` and its domain's ``kind``."""
+    # Cumulative status thresholds per domain kind (yahoo defers more, corporate filters more).
+    thresholds = {
+        "Delivered": (0.87, 0.895, 0.915),
+        "Bounced": (0.90, 0.92, 0.945),
+        "Failed": (0.94, 0.94, 0.965),
+        "Suppressed": (0.955, 0.955, 0.977),
+        "Quarantined": (0.965, 0.975, 0.985),
+    }
+    return (
+        "CASE "
+        + " ".join(
+            f"WHEN us < CASE kind WHEN 'yahoo' THEN {y} WHEN 'corporate' THEN {c} ELSE {o} END THEN {_lit(st)}"
+            for st, (y, c, o) in thresholds.items()
+        )
+        + " ELSE 'FilteredSpam' END"
+    )
+
+
+def _create_recipients(con: duckdb.DuckDBPyConnection, seed: int) -> None:
+    """_gen_rcpt: the unique recipients of messages handed to providers, with address, server and final status."""
+    domain_pick = _pick(_u(seed, 40, "rid"), [(str(k), w) for k, (_, w, _, _) in enumerate(RECIPIENT_DOMAINS)])
+    variant_pick = {
+        status: _pick(_u(seed, 45, "rid"), [(str(k), o[1]) for k, o in enumerate(_OUTCOMES) if o[0] == status])
+        for status in dict.fromkeys(o[0] for o in _OUTCOMES)
+    }
+    variant_case = " ".join(f"WHEN {_lit(st)} THEN {pick}" for st, pick in variant_pick.items())
+    status_case = _status_case()
     # Recipients (unique ones) of messages that were handed to providers.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _gen_rcpt AS
@@ -444,8 +470,11 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         FROM s
     """)
 
+
+def _latency(seed: int) -> str:
+    """SQL: seconds from send to final status, by status (log-normal, long tails; deferred failures late)."""
     lat = f"{_normal(seed, 50, 'rid')}"
-    latency = f"""(CASE status
+    return f"""(CASE status
         WHEN 'Delivered' THEN exp(ln(2.0) + 0.9 * {lat})
              + CASE WHEN {_u(seed, 52, "rid")} < 0.05 THEN 60 + 840 * {_u(seed, 53, "rid")}
                     WHEN {_u(seed, 52, "rid")} < 0.057 THEN 3600 + 32400 * {_u(seed, 53, "rid")} ELSE 0 END
@@ -455,9 +484,12 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         WHEN 'Suppressed' THEN 0.05 + 0.45 * {_u(seed, 53, "rid")}
         WHEN 'Quarantined' THEN exp(ln(3.0) + 0.9 * {lat})
         ELSE exp(ln(2.0) + 0.8 * {lat}) END)"""
+
+
+def _create_events(con: duckdb.DuckDBPyConnection, seed: int) -> None:
+    """_gen_events: message-level events, distribution-list expansions, final statuses and rare duplicates."""
+    latency = _latency(seed)
     skewed = f"({_u(seed, 54, 'rid')} < 0.002 AND status <> 'Failed')"
-    status_table = schemas.STATUS_UPDATE
-    op_name, op_version = _OPERATION[schemas.STATUS_UPDATE_TABLE]
     hard_pick = (
         f"list_extract(string_split(o.hard, '|'), 1 + CAST(floor({_u(seed, 55, 'e.rid')} "
         f"* len(string_split(o.hard, '|'))) AS INTEGER))"
@@ -502,6 +534,11 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         JOIN (VALUES (0), (1)) d(k) ON d.k = 0 OR {_u(seed, 61, "e.rid")} < 0.003
     """)
 
+
+def _create_table_rows(con: duckdb.DuckDBPyConnection, stop: datetime) -> None:
+    """_gen_send and _gen_status: the schema's columns; status events after the window are not written."""
+    status_table = schemas.STATUS_UPDATE
+    op_name, op_version = _OPERATION[schemas.STATUS_UPDATE_TABLE]
     send_op, send_ver = _OPERATION[schemas.SEND_MAIL_TABLE]
     common = (
         f"'{{op}}' AS \"OperationName\", '{{ver}}' AS \"OperationVersion\", '{{cat}}' AS \"Category\", "
@@ -530,9 +567,6 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
         FROM _gen_events
         WHERE t < TIMESTAMP '{stop.isoformat(sep=" ")}'
     """)
-    con.execute("DROP TABLE _gen_rcpt")
-    con.execute("DROP TABLE _gen_events")
-    con.execute("DROP TABLE _gen_msg")
 
 
 def _drop(con: duckdb.DuckDBPyConnection) -> None:
@@ -549,22 +583,22 @@ def fill_store(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: i
     Exact duplicates of rows already stored are skipped, so filling twice with the same arguments
     changes nothing.
     """
-    counts: dict[str, int] = {}
     try:
         _build(con, messages, days, seed, end)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, staging in _GENERATED:
-                _, inserted = insert_staged(con, table, staging)
-                counts[table.name] = inserted
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        ensure_indexes(con)
+        stored = store_staged(con, _GENERATED)
     finally:
         _drop(con)
-    return counts
+    return {name: inserted for name, (_, inserted) in stored.items()}
+
+
+def fill_store_file(store: str | Path, messages: int, days: int, seed: int, end: date) -> dict[str, int]:
+    """:func:`fill_store` into the store file at *store* while it may be served (see
+    :mod:`shared.logs.replacement`); raises ``StoreBusy`` while an import runs for too long."""
+    window(days, end)  # bad arguments fail before the store is copied
+    if messages < 0:
+        raise ValueError("messages must be >= 0")
+    with writing_store(store) as con:
+        return fill_store(con, messages, days, seed, end)
 
 
 def generate(

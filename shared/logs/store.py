@@ -9,12 +9,14 @@ they are read and written as they are, the column left empty for new rows.
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
 from shared import schemas
-from shared.errors import ServiceError
+from shared.errors import Conflict, ServiceError, UpstreamFailure
 
 #: Trailing column of stores written by earlier versions (an md5 duplicate key), tolerated and left empty.
 RECORD_KEY = "_RecordKey"
@@ -26,6 +28,32 @@ _DUPLICATE_PROBE = ("TimeGenerated", "CorrelationId", "RecipientId", "DeliverySt
 
 class StoreSchemaError(ServiceError):
     """An existing store's tables do not have the documented columns."""
+
+
+class StoreBusy(Conflict):
+    """Another process holds the store (a writer, or an import already running): try again when it is done."""
+
+
+class StoreInaccessible(UpstreamFailure):
+    """The store cannot be opened or written here: a read-only file or folder, no permission, not a DuckDB file."""
+
+
+_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
+def store_error(path: str | Path, error: BaseException) -> ServiceError:
+    """The :class:`ServiceError` (one line, no traceback) for a DuckDB or OS error opening the store at *path*."""
+    text = str(error)
+    if "Conflicting lock" in text:
+        holder = _LOCK_HOLDER.search(text)
+        by = f" (PID {holder[1]})" if holder else ""
+        return StoreBusy(f"the local store {path} is in use by another process{by}; try again when it is done")
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = text.splitlines()[0] if text else type(error).__name__
+        reason = reason.removeprefix("IO Error: ").removeprefix("Invalid Input Error: ")
+    return StoreInaccessible(f"the local store {path} cannot be opened: {reason}")
 
 
 def quote(identifier: str) -> str:
@@ -74,11 +102,15 @@ def open_store(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     """Open (and, when writable, create) the store at *path*, with TimeZone UTC.
 
     ``":memory:"`` opens a private in-memory store.
+    Failures to open it raise :class:`StoreBusy` (another process holds it) or :class:`StoreInaccessible`.
     """
     database = str(path)
-    if database != ":memory:" and not read_only:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(database, read_only=read_only)
+    try:
+        if database != ":memory:" and not read_only:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(database, read_only=read_only)
+    except (OSError, duckdb.Error) as error:
+        raise store_error(path, error) from None
     try:
         con.execute("SET TimeZone='UTC'")
         if read_only:
@@ -147,3 +179,24 @@ def insert_staged(con: duckdb.DuckDBPyConnection, table: schemas.TableSchema, st
         # After a failure inside a transaction the drop fails too; the rollback removes _incoming.
         with contextlib.suppress(duckdb.Error):
             con.execute("DROP VIEW IF EXISTS _incoming")
+
+
+def store_staged(
+    con: duckdb.DuckDBPyConnection, staged: Sequence[tuple[schemas.TableSchema, str]]
+) -> dict[str, tuple[int, int]]:
+    """Move every staged relation into its table in one transaction (all or nothing), then index.
+
+    *staged* pairs a table with the SQL relation holding its new rows (see :func:`insert_staged`).
+    Returns ``(rows read, rows inserted)`` per table name, in the order given.
+    """
+    counts: dict[str, tuple[int, int]] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, relation in staged:
+            counts[table.name] = insert_staged(con, table, relation)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    ensure_indexes(con)
+    return counts
