@@ -44,7 +44,14 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m shared", description="ACS Email Insights: what happened to my email?")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _store_commands(commands)
+    _query_commands(commands)
+    _job_commands(commands)
+    return parser
 
+
+def _store_commands(commands: Any) -> None:
+    """Commands that write the embedded store."""
     imp = commands.add_parser("import", help="import archive / Log Analytics export files into the local store")
     imp.add_argument("paths", nargs="+", metavar="PATH")
     imp.add_argument("--table", help="target table for Log Analytics exports (default: inferred)")
@@ -55,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=1)
     sample.add_argument("--end", metavar="YYYY-MM-DD", help="last day of sample data (default yesterday, UTC)")
 
+
+def _query_commands(commands: Any) -> None:
+    """The use cases the HTTP API serves, with the same parameters."""
     trace = commands.add_parser("trace", help="what happened to one message")
     trace.add_argument("message_id", metavar="MESSAGE_ID")
     trace.add_argument("--lookback-days", type=int)
@@ -101,13 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kql.add_argument("operation", nargs=argparse.REMAINDER, metavar="OPERATION ...")
 
+
+def _job_commands(commands: Any) -> None:
+    """What the timers run, on demand."""
     report = commands.add_parser("report", help="the daily report of one UTC day (HTML page or JSON)")
     report.add_argument("--date", metavar="YYYY-MM-DD", required=True)
     report.add_argument("--format", choices=["html", "json"], default="html")
 
     summarize = commands.add_parser("summarize", help="run the daily summary job now")
     summarize.add_argument("--date", metavar="YYYY-MM-DD", help="summarize this day only (default: the job's days)")
-    return parser
 
 
 _NOT_PARAMS = {"command", "engine", "operation", "paths"}

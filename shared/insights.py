@@ -265,6 +265,7 @@ def _partial(result: QueryResult) -> dict[str, Any]:
     return {}
 
 
+# long: one pass over the three kinds of row, then the state rule; split, the rule would lose its context.
 def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
     """Rows of the trace query (send / event / final) -> the trace contract."""
     send: SendInfo | None = None

@@ -133,14 +133,14 @@ class LogAnalyticsSource:
     def query_text(self, query: KqlQuery) -> str:
         return query.log_analytics_text()
 
-    def run(self, query: KqlQuery) -> QueryResult:
+    def _send(self, query: KqlQuery) -> Any:
+        """The SDK call within the request's budget, its failures mapped to our errors."""
         from azure.core.exceptions import (
             ClientAuthenticationError,
             HttpResponseError,
             ServiceRequestError,
             ServiceResponseError,
         )
-        from azure.monitor.query import LogsQueryPartialResult
 
         # Queries are read-only, so a POST may be retried (azure-core retries POST only on some statuses).
         extra: dict[str, Any] = {"retry_on_methods": frozenset({"POST"})}
@@ -155,7 +155,7 @@ class LogAnalyticsSource:
             extra["read_timeout"] = left - ANSWER_MARGIN / 2
             extra["timeout"] = left - ANSWER_MARGIN / 2
         try:
-            response = self._get_client().query_workspace(
+            return self._get_client().query_workspace(
                 self.workspace_id,
                 query.log_analytics_text(),
                 timespan=query.timespan,
@@ -183,6 +183,10 @@ class LogAnalyticsSource:
                 raise _credential_failure(exc) from exc
             raise _map_http_error(exc) from exc
 
+    def run(self, query: KqlQuery) -> QueryResult:
+        from azure.monitor.query import LogsQueryPartialResult
+
+        response = self._send(query)
         if isinstance(response, LogsQueryPartialResult):
             tables = response.partial_data
             error = response.partial_error

@@ -15,10 +15,9 @@ from typing import Any, Literal
 
 from shared.errors import InvalidInput, ServiceError
 from shared.insights import Insights
-from shared.logs.source import LogQueryError
 from shared.models import DailySummaryList
 from shared.settings import Settings
-from shared.summaries.table import ReplaceResult, SummaryStore, SummaryStoreError
+from shared.summaries.table import ReplaceResult, SummaryStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +50,52 @@ def _summarise(
     return result, partial, total
 
 
+def _plan(
+    settings: Settings, store: SummaryStore, days: Iterable[date] | None, today: date
+) -> tuple[dict[date, Reason], set[date]]:
+    """The days to compute and why, and which of them already have a summary."""
+    if days is None:
+        yesterday = today - timedelta(days=1)
+        span = max(settings.summary_lookback_days, settings.summary_backfill_days, 1)
+        present = store.days_present(yesterday - timedelta(days=span - 1), yesterday)
+        return plan_days(today, settings.summary_lookback_days, settings.summary_backfill_days, present), present
+    requested = sorted(set(days))
+    present = store.days_present(requested[0], requested[-1]) if requested else set()
+    return dict.fromkeys(requested, "requested"), present
+
+
+def _run_day(
+    insights: Insights, store: SummaryStore, day: date, reason: Reason, present: bool, report: dict[str, Any]
+) -> None:
+    """One day into the store and its line into ``report``; a failure is recorded, never raised."""
+    started = time.monotonic()
+    entry: dict[str, Any] = {"date": day.isoformat(), "reason": reason}
+    try:
+        result, partial, total = _summarise(insights, store, day, present=present, computed_at=datetime.now(UTC))
+    except (ServiceError, ValueError) as exc:
+        detail = getattr(exc, "detail", None) or str(exc)
+        logger.error("daily summary %s (%s) failed: %s", day.isoformat(), reason, detail)
+        entry.update(status="failed", error=detail)
+        report["failed"].append({"date": day.isoformat(), "error": detail})
+    else:
+        entry["recipients"] = total
+        if partial:
+            entry["partialWarning"] = partial
+            report["partialWarnings"].append({"date": day.isoformat(), "warning": partial})
+        if result is None:
+            entry["status"] = "skipped"
+        else:
+            entry.update(status="written", entities=result.entities, written=result.written, deleted=result.deleted)
+            report["entitiesWritten"] += result.written
+            report["entitiesDeleted"] += result.deleted
+            logger.info(
+                "daily summary %s (%s): %d recipients, %d entities written, %d deleted",
+                *(day.isoformat(), reason, total, result.written, result.deleted),
+            )
+    entry["seconds"] = round(time.monotonic() - started, 3)
+    report["days"].append(entry)
+
+
 def run_daily_summary(
     settings: Settings,
     days: Iterable[date] | None = None,
@@ -67,22 +112,13 @@ def run_daily_summary(
     started = time.monotonic()
     today = today or datetime.now(UTC).date()
     store.ensure_table()
-
-    if days is None:
-        yesterday = today - timedelta(days=1)
-        span = max(settings.summary_lookback_days, settings.summary_backfill_days, 1)
-        present = store.days_present(yesterday - timedelta(days=span - 1), yesterday)
-        plan = plan_days(today, settings.summary_lookback_days, settings.summary_backfill_days, present)
-    else:
-        requested = sorted(set(days))
-        present = store.days_present(requested[0], requested[-1]) if requested else set()
-        plan = dict.fromkeys(requested, "requested")
-
+    plan, present = _plan(settings, store, days, today)
     report: dict[str, Any] = {
         "today": today.isoformat(),
-        "recomputed": [d.isoformat() for d, reason in plan.items() if reason == "recompute"],
-        "backfilled": [d.isoformat() for d, reason in plan.items() if reason == "backfill"],
-        "requested": [d.isoformat() for d, reason in plan.items() if reason == "requested"],
+        **{
+            key: [d.isoformat() for d, reason in plan.items() if reason == name]
+            for key, name in (("recomputed", "recompute"), ("backfilled", "backfill"), ("requested", "requested"))
+        },
         "days": [],
         "entitiesWritten": 0,
         "entitiesDeleted": 0,
@@ -90,48 +126,13 @@ def run_daily_summary(
         "failed": [],
     }
     for day, reason in plan.items():
-        day_started = time.monotonic()
-        entry: dict[str, Any] = {"date": day.isoformat(), "reason": reason}
-        try:
-            result, partial, total = _summarise(
-                insights, store, day, present=day in present, computed_at=datetime.now(UTC)
-            )
-        except (LogQueryError, SummaryStoreError, ValueError) as exc:
-            detail = getattr(exc, "detail", None) or str(exc)
-            logger.error("daily summary %s (%s) failed: %s", day.isoformat(), reason, detail)
-            entry.update(status="failed", error=detail)
-            report["failed"].append({"date": day.isoformat(), "error": detail})
-        else:
-            entry["recipients"] = total
-            if partial:
-                entry["partialWarning"] = partial
-                report["partialWarnings"].append({"date": day.isoformat(), "warning": partial})
-            if result is None:
-                entry["status"] = "skipped"
-            else:
-                entry.update(status="written", entities=result.entities, written=result.written, deleted=result.deleted)
-                report["entitiesWritten"] += result.written
-                report["entitiesDeleted"] += result.deleted
-                logger.info(
-                    "daily summary %s (%s): %d recipients, %d entities written, %d deleted",
-                    day.isoformat(),
-                    reason,
-                    total,
-                    result.written,
-                    result.deleted,
-                )
-        entry["seconds"] = round(time.monotonic() - day_started, 3)
-        report["days"].append(entry)
+        _run_day(insights, store, day, reason, day in present, report)
     report["ok"] = not report["failed"]
     report["seconds"] = round(time.monotonic() - started, 3)
     logger.info(
         "daily summary run: %d days (%d recomputed, %d backfilled, %d requested), %d failed, %.1f s",
-        len(plan),
-        len(report["recomputed"]),
-        len(report["backfilled"]),
-        len(report["requested"]),
-        len(report["failed"]),
-        report["seconds"],
+        *(len(plan), len(report["recomputed"]), len(report["backfilled"]), len(report["requested"])),
+        *(len(report["failed"]), report["seconds"]),
     )
     return report
 

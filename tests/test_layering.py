@@ -1,0 +1,146 @@
+"""The shape of shared/: imports flow one way (no cycles, no layer importing one above it), no function runs
+past ~60 lines without a comment saying why, and function_app.py stays thin and fast to import.
+
+For layering every import counts: module level, inside functions (lazy imports) and under TYPE_CHECKING, since
+each is a dependency a reader must follow. For cycles, imports under ``if TYPE_CHECKING:`` are left out: they never
+run, and the spec (shared/api/spec.py) names its handlers through them so that mypy checks each reference while
+the OpenAPI renderer, which one handler serves, reads the spec."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT / "shared"
+MAX_FUNCTION_LINES = 60
+#: A function may run longer when a comment on or above its ``def`` line starts with this and says why.
+LONG_REASON = "# long:"
+
+#: Layers, top first. A module imports only modules of its own layer or lower ones (and never in a circle).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
+    ("shared.services",),
+    ("shared.tracing", "shared.report", "shared.summaries.job"),
+    ("shared.insights",),
+    ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
+    ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),
+    ("shared.deadline", "shared.kql.literals"),
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in SHARED.rglob("*.py")}
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            inside.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    return inside
+
+
+def _imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+    """Every shared.* module this file imports, anywhere in it (or only those that run)."""
+    modules = _modules()
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = _type_checking_nodes(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name.startswith("shared"):
+                found.add(name)
+    found.discard(_module_name(path))
+    return found
+
+
+def _graph(*, runtime_only: bool = False) -> dict[str, set[str]]:
+    return {name: _imports(path, runtime_only=runtime_only) - {name} for name, path in _modules().items()}
+
+
+def _layer(module: str) -> int:
+    best = (-1, len(LAYERS))
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = (len(prefix), index)
+    return best[1]
+
+
+def test_no_module_in_shared_imports_another_in_a_circle() -> None:
+    graph = _graph(runtime_only=True)
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                cycles.append([*stack[stack.index(target) :], target])
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_imports_flow_down_the_layers() -> None:
+    upward = [
+        f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
+        for module, targets in _graph().items()
+        for target in targets
+        if _layer(target) < _layer(module) and not module.startswith(target + ".")
+    ]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_every_module_has_a_layer() -> None:
+    assert not [module for module in _modules() if module != "shared" and _layer(module) == len(LAYERS)]
+
+
+def test_no_function_runs_past_60_lines_without_saying_why() -> None:
+    long = []
+    for path in sorted(SHARED.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            said = any(LONG_REASON in line for line in lines[max(0, first - 3) : node.lineno])
+            if length > MAX_FUNCTION_LINES and not said:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, "\n".join(long)
+
+
+@pytest.mark.parametrize("heavy", ["pydantic", "duckdb", "azure.monitor.query", "azure.data.tables", "matplotlib"])
+def test_function_app_imports_nothing_heavy(heavy: str) -> None:
+    """The host imports function_app at start (Flex Consumption gives it 30 s): handlers load on first use."""
+    probe = f"import sys, function_app; print({heavy!r} in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
