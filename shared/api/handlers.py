@@ -111,10 +111,12 @@ def get_daily_report(call: Call) -> BaseModel | func.HttpResponse:
 
 
 def recompute_daily_summary(call: Call) -> BaseModel:
-    from shared.summaries.job import summarize_one_day
+    from shared.summaries.job import refuse_open_day, summarize_one_day
 
     services = call.services
-    return summarize_one_day(services.insights, services.summaries, call.params.day, today=services.clock().date())
+    today = services.clock().date()
+    refuse_open_day(call.params.day, today)  # before the store is needed: bad input is a 400 whatever the store
+    return summarize_one_day(services.insights, services.summaries, call.params.day, today=today)
 
 
 # --------------------------------------------------------------------------- operations

@@ -137,6 +137,11 @@ def run_daily_summary(
     return report
 
 
+def refuse_open_day(day: date, today: date) -> None:
+    if day >= today:
+        raise InvalidInput.parameter("date", f"{day.isoformat()} has not ended yet (UTC); summaries are of whole days")
+
+
 def summarize_one_day(insights: Insights, store: SummaryStore, day: date, *, today: date) -> DailySummaryList:
     """Recompute and persist one day on request (``POST /api/summaries/daily/{date}``); return it.
 
@@ -144,8 +149,7 @@ def summarize_one_day(insights: Insights, store: SummaryStore, day: date, *, tod
     all zeros for a future day. Errors propagate (LogQueryError, SummaryStoreError) so the API maps them to a
     status. A partial query result is written without deleting keys it may have missed.
     """
-    if day >= today:
-        raise InvalidInput.parameter("date", f"{day.isoformat()} has not ended yet (UTC); summaries are of whole days")
+    refuse_open_day(day, today)
     store.ensure_table()
     rows, partial = insights.daily_summary(day)
     result = store.replace_day(day, rows, datetime.now(UTC), delete_stale=not partial)
