@@ -39,7 +39,7 @@ row = con.execute('SELECT CorrelationId FROM ACSEmailSendMailOperational WHERE T
 print(row[0] if row else "unknown")
 PY
 )
-TODAY=$(date -u +%F); WEEK_AGO=$(date -u -d "-7 days" +%F)
+TODAY=$(date -u +%F); WEEK_AGO=$(date -u -d "-7 days" +%F); YESTERDAY=$(date -u -d "-1 day" +%F)
 cat <<MSG
 
 ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE). Try:
@@ -48,7 +48,11 @@ ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE)
   curl -s "http://localhost:$PORT/api/messages?recipientDomain=gmail.com&top=5"
   curl -s "http://localhost:$PORT/api/stats/domains?from=${WEEK_AGO}T00:00:00Z&to=${TODAY}T23:59:59Z"
   curl -s "http://localhost:$PORT/api/bounces?type=hard&format=csv&from=${WEEK_AGO}T00:00:00Z"
-  curl -s "http://localhost:$PORT/api/summaries/daily?from=$WEEK_AGO&to=$TODAY&dimension=total"
+  curl -s "http://localhost:$PORT/api/summaries/daily?from=$WEEK_AGO&to=$TODAY&dimension=total&format=csv"
+
+The daily report of yesterday (open it in a browser):
+  http://localhost:$PORT/api/reports/daily/$YESTERDAY
+
   curl -s http://localhost:$PORT/api/openapi.json
 Ctrl-C stops it.
 

@@ -163,8 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("dev host failed on %s", self.command)
             (status, headers, body), template = problem(500, "dev host error"), "-"
             self.close_connection = True
-        self._send(status, headers, body)
+        # Logged before the answer goes out, so a client that has its answer can rely on the line being written.
         log.info("%s %s %d %dms", self.command, template, status, round((time.perf_counter() - started) * 1000))
+        self._send(status, headers, body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Framing errors found before dispatch (e.g. a request line over 64 KiB) as problem+json too."""
