@@ -224,7 +224,7 @@ class Insights:
         # One window for both queries, so the completeness describes exactly the rows counted.
         window = self.send_window(params)
         query = builder.build_stats_query(kind, params, window)
-        completeness_query = builder.build_completeness_query(window)
+        completeness_query = builder.build_completeness_query(window, builder.Filters.from_scope(params))
         with ThreadPoolExecutor(max_workers=2) as pool:
             # Each in a copy of this context, so the request's time budget (shared.deadline) follows the query.
             value_future = pool.submit(contextvars.copy_context().run, self.source.run, query)
@@ -233,14 +233,16 @@ class Insights:
         model = STATS_ROW_MODELS[kind]
         value = [model.model_validate(_fields(record)).model_dump(mode="json") for record in result.records()]
         records = completeness_result.records()
+        first = records[0] if records else {}
         completeness = Completeness(
-            pending_recipients=int((records[0].get("PendingRecipients") if records else 0) or 0),
-            latest_event_time=records[0].get("LatestEventTime") if records else None,
+            pending_recipients=int(first.get("PendingRecipients") or 0),
+            latest_event_time=first.get("LatestEventTime"),
         )
         warnings = [w for w in (result.partial_error, completeness_result.partial_error) if w]
         return StatsResult(
             value=value,
             completeness=completeness,
+            failed_messages=int(first.get("FailedMessages") or 0),
             partial=True if warnings else None,
             warning="; ".join(warnings) or None,
         )

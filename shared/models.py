@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -143,6 +144,27 @@ def validate_resource_id(value: str) -> str:
     return value
 
 
+_FINAL_STATUS_NAMES = {status.lower(): status for status in get_args(FinalStatus)}
+
+
+def validate_statuses(value: object) -> tuple[str, ...]:
+    """One or more final statuses, comma-separated (or a list), in any case -> their canonical names."""
+    parts = value if isinstance(value, list | tuple) else str(value).split(",")
+    statuses: list[str] = []
+    for part in parts:
+        name = str(part).strip()
+        if not name:
+            continue
+        canonical = _FINAL_STATUS_NAMES.get(name.lower())
+        if canonical is None:
+            raise ValueError("must be final statuses, comma-separated: " + ", ".join(get_args(FinalStatus)))
+        if canonical not in statuses:
+            statuses.append(canonical)
+    if not statuses:
+        raise ValueError("must name at least one final status")
+    return tuple(statuses)
+
+
 MessageId = Annotated[
     str, AfterValidator(validate_message_id), WithJsonSchema({"type": "string", "pattern": MESSAGE_ID_PATTERN})
 ]
@@ -151,11 +173,25 @@ Address = Annotated[str, AfterValidator(validate_address)]
 Sender = Annotated[str, AfterValidator(validate_sender)]
 InternetMessageId = Annotated[str, AfterValidator(validate_internet_message_id)]
 ResourceId = Annotated[str, AfterValidator(validate_resource_id)]
+StatusList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(validate_statuses),
+    PlainSerializer(lambda value: ",".join(value), return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^\\s*[A-Za-z]+\\s*(,\\s*[A-Za-z]+\\s*)*$",
+            "examples": ["Bounced,Failed"],
+        }
+    ),
+]
 
 
 #: Descriptions of query parameters that several endpoints share (OpenAPI and the connector show them).
 MESSAGE_ID_DESCRIPTION = "The message id returned by the ACS send API (operation id)."
 SENDER_DESCRIPTION = "Sender username (e.g. DoNotReply) or full sender address."
+SENDER_DOMAIN_DESCRIPTION = "Sender domain, e.g. notify.contoso.com (case-insensitive)."
+RESOURCE_ID_DESCRIPTION = "Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME)."
 RECIPIENT_DOMAIN_DESCRIPTION = "Recipient domain, e.g. contoso.com (case-insensitive)."
 TOP_DESCRIPTION = "Maximum number of rows to return."
 
@@ -228,11 +264,20 @@ class PollParams(TraceParams):
         return TraceParams(message_id=self.message_id, lookback_days=self.lookback_days)
 
 
-class SearchParams(TimeWindowParams):
+class ScopeParams(TimeWindowParams):
+    """The send window and the sender / resource filters every aggregate accepts."""
+
     sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
+    sender_domain: Domain | None = Field(None, description=SENDER_DOMAIN_DESCRIPTION)
+    resource_id: ResourceId | None = Field(None, description=RESOURCE_ID_DESCRIPTION)
+
+
+class SearchParams(ScopeParams):
     recipient: Address | None = Field(None, description="Recipient address (case-insensitive).")
     recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
-    status: FinalStatus | None = Field(None, description="Final delivery status.")
+    status: StatusList | None = Field(
+        None, description="Final delivery status, or several comma-separated (e.g. Bounced,Failed); any case."
+    )
     bounce_type: Literal["hard", "soft"] | None = Field(None, description="Only hard or only soft bounces.")
     min_duration_seconds: float | None = Field(
         None,
@@ -246,9 +291,6 @@ class SearchParams(TimeWindowParams):
         None, description="The Internet Message-ID header, e.g. <abc@contoso.com>."
     )
     message_id: MessageId | None = Field(None, description=MESSAGE_ID_DESCRIPTION)
-    resource_id: ResourceId | None = Field(
-        None, description="Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME)."
-    )
     top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
     continuation_token: str | None = Field(
         None,
@@ -257,7 +299,7 @@ class SearchParams(TimeWindowParams):
     )
 
 
-class StatsParams(TimeWindowParams):
+class StatsParams(ScopeParams):
     top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
     bin: Bin = Field("1h", description="Time bin for latency stats.")
 
@@ -268,10 +310,9 @@ class StatsRequest(StatsParams):
     kind: StatsKind = Field(description="Which statistics: " + ", ".join(STATS_KINDS) + ".")
 
 
-class BouncesParams(TimeWindowParams):
+class BouncesParams(ScopeParams):
     type: Literal["hard", "soft", "all"] = Field("all", description="Bounce type: hard, soft or all.")
     recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
-    sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
     top: int = Field(MAX_TOP, ge=1, le=MAX_TOP * 10, description=TOP_DESCRIPTION)
     format: Literal["json", "csv"] = Field(
         "json", description="json (default) or csv; Accept: text/csv also selects CSV."
@@ -402,7 +443,10 @@ class SearchPage(_Out):
 
 
 class Completeness(_Out):
-    pending_recipients: int = Field(description="Recipients of sends in the window with events but no final status.")
+    pending_recipients: int = Field(
+        description="Expected recipients of the window's sends (UniqueRecipientsCount of sends that did not fail as "
+        "a whole) minus those with a final status: the daily summary's pending rule."
+    )
     latest_event_time: UtcDateTime | None = Field(
         None, description="Newest status event seen; later ones may not be ingested yet."
     )
@@ -473,6 +517,9 @@ class SizeStats(_Out):
 class StatsResult(_Out):
     value: list[dict[str, Any]]
     completeness: Completeness
+    failed_messages: int = Field(
+        0, description="Sends of the window that failed as a whole (a message-level Failed or Dropped event)."
+    )
     partial: bool | None = None
     warning: str | None = None
 
@@ -537,6 +584,9 @@ class DailySummary(_Out):
     )
     computed_at: UtcDateTime
     schema_version: int
+    failed_messages: int = Field(
+        0, description="Sends that failed as a whole (message-level Failed or Dropped; total dimension only)."
+    )
 
 
 def _pascal(name: str) -> str:
