@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -215,6 +215,9 @@ class WindowError(ValueError):
 
 
 class TimeWindowParams(_Params):
+    #: How far before `to` the window starts when `from` is not given.
+    default_span: ClassVar[timedelta] = timedelta(hours=24)
+
     from_: datetime | None = Field(
         None, alias="from", description="Start of the send window (ISO 8601, UTC); default 24 h before `to`."
     )
@@ -240,9 +243,9 @@ class TimeWindowParams(_Params):
         return self
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
-        """[from, to) with the defaults filled in: `to` now, `from` 24 h before `to`."""
+        """[from, to) with the defaults filled in: `to` now, `from` 24 h (``default_span``) before `to`."""
         end = self.to or now
-        start = self.from_ or end - timedelta(hours=24)
+        start = self.from_ or end - self.default_span
         if start >= end:
             raise WindowError("from", "must be earlier than `to` (which defaults to now)")
         if end - start > timedelta(days=MAX_WINDOW_DAYS):
@@ -308,6 +311,37 @@ class StatsRequest(StatsParams):
     """Statistics of one kind (the route's `kind`, the CLI's first argument)."""
 
     kind: StatsKind = Field(description="Which statistics: " + ", ".join(STATS_KINDS) + ".")
+
+
+#: Bins a time series may hold (a 90-day window in 1 h bins; 5 m bins for up to ~7 days).
+MAX_SERIES_BINS = 2200
+
+
+class TimeSeriesParams(ScopeParams):
+    bin: Bin = Field("1h", description="Time bin: 5m, 15m, 1h or 1d.")
+    by: Literal["status", "domain"] = Field(
+        "status", description="Key of each row: the final status (status) or the recipient domain (domain)."
+    )
+
+
+EngagementKey = Literal["sender", "senderDomain", "recipientDomain"]
+
+
+class EngagementParams(ScopeParams):
+    by: EngagementKey = Field(
+        "sender", description="Key of each row: sender address (sender), sender domain or recipient domain."
+    )
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
+
+
+class RecipientParams(TimeWindowParams):
+    default_span: ClassVar[timedelta] = timedelta(days=30)
+
+    address: Address = Field(description="The recipient address (matched in any case).")
+    from_: datetime | None = Field(
+        None, alias="from", description="Start of the window (ISO 8601, UTC); default 30 days before `to`."
+    )
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
 
 
 class BouncesParams(ScopeParams):
@@ -532,6 +566,95 @@ STATS_ROW_MODELS: dict[str, type[_Out]] = {
     "failures": FailureStats,
     "sizes": SizeStats,
 }
+
+
+class TimeSeriesRow(_Out):
+    time: UtcDateTime = Field(description="Start of the bin (event time of the final statuses).")
+    key: str | None = Field(description="The final status or recipient domain (the `by` parameter).")
+    count: int = Field(description="Recipients whose final status fell in the bin.")
+    delivered: int
+    delivery_rate: float = Field(description="Delivered of `count`, percent.")
+    bin_total: int = Field(description="Final statuses in the bin, every key together.")
+    bin_delivery_rate: float = Field(description="Delivered of `binTotal`, percent.")
+    p50_latency_seconds: float | None = Field(None, description="Median send-to-final latency (clock skew left out).")
+    p95_latency_seconds: float | None = None
+
+
+class TimeSeriesResult(_Out):
+    value: list[TimeSeriesRow]
+    completeness: Completeness
+    partial: bool | None = None
+    warning: str | None = None
+
+
+#: What the engagement answer says about where engagement data comes from (REFERENCE-next.md §2).
+ENGAGEMENT_NOTE = (
+    "Engagement (views and clicks) is logged only for mail sent from verified custom domains with user engagement "
+    "tracking enabled, in HTML bodies; Azure managed domains never have it. A sender with 0 opens may simply have "
+    "tracking off."
+)
+
+
+class EngagementRow(_Out):
+    key: str | None = Field(description="Sender address, sender domain or recipient domain (the `by` parameter).")
+    delivered: int = Field(description="Delivered recipients.")
+    opened: int = Field(description="Delivered recipients with a view or a click.")
+    clicked: int = Field(description="Delivered recipients with a click.")
+    open_rate: float = Field(description="Opened of delivered, percent.")
+    click_rate: float = Field(description="Clicked of delivered, percent.")
+    views: int
+    clicks: int
+
+
+class EngagementResult(_Out):
+    value: list[EngagementRow]
+    note: str = Field(ENGAGEMENT_NOTE, description="Where engagement data exists (custom domains with tracking).")
+    partial: bool | None = None
+    warning: str | None = None
+
+
+class RecipientMessage(_Out):
+    message_id: str
+    send_time: UtcDateTime | None = Field(None, description="Null when the send is outside the window.")
+    final_delivery_status: str | None = Field(None, description="Null while the recipient has no final status.")
+    final_status_time: UtcDateTime | None = None
+    last_event_status: str
+    last_event_time: UtcDateTime
+    bounce_type: str | None = None
+    hard_bounce: bool = Field(False, description="A Bounced or Failed final status of the hard type.")
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    enhanced_smtp_status_code_details: str | None = None
+    failure_category: str | None = None
+    failure_reason: BoundedText = None
+    sender_username: str | None = None
+    sender_domain: str | None = None
+    internet_message_id: str | None = None
+    resource_id: str | None = None
+
+
+class Suppression(_Out):
+    """Why the address is most likely suppressed: the newest hard bounce before the suppressed message."""
+
+    message_id: str | None = Field(description="The hard-bounced message; null when none is in the window.")
+    time: UtcDateTime | None = Field(None, description="When the hard bounce was logged.")
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    enhanced_smtp_status_code_details: str | None = None
+    failure_reason: BoundedText = None
+    seconds_ago: float | None = Field(None, description="Seconds from the hard bounce to now.")
+    seconds_before_suppression: float | None = Field(
+        None, description="Seconds from the hard bounce to the suppressed message's status."
+    )
+    note: str
+
+
+class RecipientHistory(_Out):
+    messages: list[RecipientMessage] = Field(description="Messages to the address, newest first.")
+    latest_status: str | None = Field(description="Final (else latest) status of the newest message.")
+    suppression: Suppression | None = Field(None, description="Present when the newest message was Suppressed.")
+    partial: bool | None = None
+    warning: str | None = None
 
 
 class BounceRow(_Out):

@@ -24,9 +24,12 @@ from shared.models import (
     SUMMARY_COUNT_COLUMNS,
     SUMMARY_RATE_COLUMNS,
     BouncesParams,
+    EngagementParams,
+    RecipientParams,
     ScopeParams,
     SearchParams,
     StatsParams,
+    TimeSeriesParams,
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
@@ -710,3 +713,148 @@ def build_p95_latency_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuery:
         "| extend P95DurationSeconds = iff(Delivered == 0, real(0), P95DurationSeconds)",
     ]
     return _query("alert-p95-latency", b, body, window)
+
+
+# --------------------------------------------------------------------------- time series, engagement, recipients
+
+
+def build_timeseries_query(
+    params: TimeSeriesParams, start: datetime, end: datetime, status_grace: timedelta
+) -> KqlQuery:
+    """Final statuses per time bin by *event* time (the time of each recipient's final status), keyed by status
+    or recipient domain, with delivery rates and send-to-final latency.
+
+    Event-anchored: final statuses in [start, end), of sends up to ``status_grace`` before ``start`` (a send
+    found for latency; finals whose send is not logged are left out, as in every send-anchored aggregate).
+    """
+    window = Window(start - status_grace, end, status_grace)
+    b = _Bindings()
+    _window_lets(b, window)
+    series_from, series_to = b.add("series_from", "datetime", start), b.add("series_to", "datetime", end)
+    # The bin size is one of a fixed set (validated), written as a timespan literal.
+    bin_span = timespan_literal(BIN_SPANS[params.bin])
+    key = "FinalDeliveryStatus" if params.by == "status" else "RecipientDomain"
+    delivered = 'countif(FinalDeliveryStatus == "Delivered")'
+    body = [
+        correlated(b, Filters.from_scope(params)),
+        "let Binned = Correlated",
+        f"    | where FinalStatusTime >= {series_from} and FinalStatusTime < {series_to}",
+        f"    | extend Time = bin(FinalStatusTime, {bin_span});",
+        "Binned",
+        f"| summarize Count = count(), Delivered = {delivered},",
+        "    P50LatencySeconds = percentile(LatencySeconds, 50), P95LatencySeconds = percentile(LatencySeconds, 95)",
+        f"    by Time, Key = {key}",
+        f"| join kind=inner (Binned | summarize BinTotal = count(), BinDelivered = {delivered} by Time) on Time",
+        "| extend DeliveryRate = round(100.0 * Delivered / Count, 2),",
+        "    BinDeliveryRate = round(100.0 * BinDelivered / BinTotal, 2)",
+        "| project Time, Key, Count, Delivered, DeliveryRate, BinTotal, BinDeliveryRate, P50LatencySeconds,",
+        "    P95LatencySeconds",
+        "| order by Time asc, Key asc",
+    ]
+    return _query("stats-timeseries", b, body, window)
+
+
+def engagement_side(f: Filters, name: str = "Engagement", *, detail: bool = False) -> str:
+    """Views and clicks per (message, lowercased recipient, resource) from ACSEmailUserEngagementOperational.
+    Engagement exists only for custom sender domains with user engagement tracking enabled.
+
+    Reads [p_from, p_status_to); with ``f.message_id`` only that message (``p_message_id`` must be bound, e.g.
+    by send_side). ``detail`` adds the first and last time of each kind and up to 20 clicked URLs
+    (``ClickedUrls``, a dynamic array). The trace can join it on (MessageId, Recipient = tolower(RecipientId),
+    _ResourceId) with kind=leftouter: recipients without engagement get null counts.
+    """
+    head = [
+        "Engagements",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        *(["    | where CorrelationId == p_message_id"] if f.message_id is not None else []),
+    ]
+    keys = "by MessageId = CorrelationId, Recipient = tolower(RecipientId), _ResourceId"
+    lines = [
+        f"let {name} = " + head[0],
+        *head[1:],
+        '    | extend IsView = EngagementType =~ "View", IsClick = EngagementType =~ "Click"',
+    ]
+    aggregates = ["Views = countif(IsView)", "Clicks = countif(IsClick)"]
+    if detail:
+        # min/max of iff(..., null) rather than minif/maxif: both engines skip the nulls.
+        aggregates += [
+            f"{edge}{kind}Time = {fn}(iff(Is{kind}, TimeGenerated, datetime(null)))"
+            for kind in ("View", "Click")
+            for edge, fn in (("First", "min"), ("Last", "max"))
+        ]
+    lines.append("    | summarize " + ",\n        ".join(aggregates))
+    lines.append(f"        {keys}")
+    if detail:
+        lines += [
+            f"    | join kind=leftouter ({head[0]}",
+            *("    " + line for line in head[1:]),
+            '        | where EngagementType =~ "Click" and EngagementContext != ""',
+            f"        | summarize ClickedUrls = make_set(EngagementContext, 20) {keys})",
+            "        on MessageId, Recipient, _ResourceId",
+            "    | project-away MessageId1, Recipient1, _ResourceId1",
+        ]
+    lines[-1] += ";"
+    return "\n".join(lines)
+
+
+ENGAGEMENT_KEYS = {
+    "sender": 'strcat(SenderUsername, "@", SenderDomain)',
+    "senderDomain": "SenderDomain",
+    "recipientDomain": "RecipientDomain",
+}
+
+
+def build_engagement_query(params: EngagementParams, window: Window) -> KqlQuery:
+    """Open and click rates among delivered recipients of the window's sends, by sender, sender domain or
+    recipient domain. A click counts as an open too (images may be blocked while links are followed)."""
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters.from_scope(params)
+    body = [
+        correlated(b, f),
+        engagement_side(f),
+        "Correlated",
+        '| where FinalDeliveryStatus == "Delivered"',
+        "| extend Recipient = tolower(RecipientId)",
+        "| join kind=leftouter (Engagement) on MessageId, Recipient, _ResourceId",
+        "| summarize Delivered = count(), Opened = countif(Views > 0 or Clicks > 0), Clicked = countif(Clicks > 0),",
+        f"    Views = sum(Views), Clicks = sum(Clicks) by Key = {ENGAGEMENT_KEYS[params.by]}",
+        "| extend OpenRate = round(100.0 * Opened / Delivered, 2), ClickRate = round(100.0 * Clicked / Delivered, 2),",
+        "    Views = coalesce(Views, long(0)), Clicks = coalesce(Clicks, long(0))",
+        "| project Key, Delivered, Opened, Clicked, OpenRate, ClickRate, Views, Clicks",
+        "| order by Delivered desc, Key asc",
+        f"| take {params.top}",
+    ]
+    return _query("stats-engagement", b, body, window)
+
+
+def build_recipient_history_query(params: RecipientParams, window: Window) -> KqlQuery:
+    """Every message with a status event for one address (any case), newest first: its final status (enriched)
+    or, while it has none, its latest event. The address is bound as an obfuscated parameter."""
+    b = _Bindings()
+    _window_lets(b, window)
+    recipient = b.add("recipient", "string", params.address, obfuscated=True)
+    body = [
+        send_side(b, Filters()),
+        "let Events = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        f"    | where RecipientId =~ {recipient};",
+        "let Finals = Events",
+        *_final_status(),
+        "    ;",
+        "Events",
+        "| summarize arg_max(TimeGenerated, DeliveryStatus) by MessageId = CorrelationId, _ResourceId",
+        "| project MessageId, _ResourceId, LastEventTime = TimeGenerated, LastEventStatus = DeliveryStatus",
+        "| join kind=leftouter (Finals) on MessageId, _ResourceId",
+        "| project-away MessageId1, _ResourceId1",
+        "| join kind=leftouter (Sends) on MessageId, _ResourceId",
+        "| project-away MessageId1, _ResourceId1",
+        ENRICHMENT,
+        f"| extend HardBounce = {HARD_BOUNCE}",
+        "| project MessageId, SendTime, LastEventTime, LastEventStatus, FinalDeliveryStatus, FinalStatusTime,",
+        "    BounceType, HardBounce, SmtpStatusCode, EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails,",
+        "    FailureCategory, FailureReason, SenderUsername, SenderDomain, InternetMessageId, _ResourceId",
+        "| order by LastEventTime desc, MessageId asc",
+        f"| take {params.top}",
+    ]
+    return _query("recipient-history", b, body, window)
