@@ -21,7 +21,16 @@ from shared.api.render import bounces_csv, to_json
 from shared.errors import EXIT_FAILURE, InvalidInput, ServiceError
 from shared.insights import Insights
 from shared.kql.query import KqlQuery
-from shared.models import STATS_KINDS, BouncesParams, SearchParams, StatsRequest, TraceParams
+from shared.models import (
+    STATS_KINDS,
+    BouncesParams,
+    EngagementParams,
+    RecipientParams,
+    SearchParams,
+    StatsRequest,
+    TimeSeriesParams,
+    TraceParams,
+)
 from shared.services import Services
 from shared.settings import Settings, load_local_settings
 
@@ -39,6 +48,12 @@ class _Parser(argparse.ArgumentParser):
 def _window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from", metavar="T", help="start of the send window (ISO 8601, UTC)")
     parser.add_argument("--to", metavar="T", help="end of the send window (exclusive; default now)")
+
+
+def _scope_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sender", help="sender username or address")
+    parser.add_argument("--sender-domain", help="sender domain")
+    parser.add_argument("--resource-id", help="ACS resource id")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +88,7 @@ def _query_commands(commands: Any) -> None:
     _window_options(search)
     for option in (
         "sender",
+        "sender-domain",
         "recipient",
         "recipient-domain",
         "status",
@@ -91,14 +107,37 @@ def _query_commands(commands: Any) -> None:
     stats = commands.add_parser("stats", help="aggregates: " + ", ".join(STATS_KINDS))
     stats.add_argument("kind", choices=STATS_KINDS)
     _window_options(stats)
+    _scope_options(stats)
     stats.add_argument("--top")
     stats.add_argument("--bin")
+
+    _aggregate_commands(commands)
+
+
+def _aggregate_commands(commands: Any) -> None:
+    """Aggregates and histories, with the same parameters as their HTTP routes."""
+    series = commands.add_parser("timeseries", help="final statuses per time bin by event time")
+    _window_options(series)
+    _scope_options(series)
+    series.add_argument("--bin", help="5m, 15m, 1h (default) or 1d")
+    series.add_argument("--by", help="status (default) or domain")
+
+    engagement = commands.add_parser("engagement", help="open and click rates among delivered mail")
+    _window_options(engagement)
+    _scope_options(engagement)
+    engagement.add_argument("--by", help="sender (default), senderDomain or recipientDomain")
+    engagement.add_argument("--top")
+
+    recipient = commands.add_parser("recipient", help="every message to one address, newest first")
+    recipient.add_argument("address", metavar="ADDRESS")
+    _window_options(recipient)
+    recipient.add_argument("--top")
 
     bounces = commands.add_parser("bounces", help="bounced recipients, one row per address")
     bounces.add_argument("--type", dest="type", default=None)
     _window_options(bounces)
     bounces.add_argument("--recipient-domain")
-    bounces.add_argument("--sender")
+    _scope_options(bounces)
     bounces.add_argument("--top")
     bounces.add_argument("--format", default=None)
 
@@ -144,7 +183,15 @@ def _query_for(insights: Insights, args: argparse.Namespace) -> KqlQuery:
         return insights.stats_query(args.kind, parse_params(StatsRequest, raw))
     if args.command == "bounces":
         return insights.bounces_query(parse_params(BouncesParams, raw))
-    raise UsageError(f"kql: no query for `{args.command}`; use trace, search, stats or bounces")
+    if args.command == "timeseries":
+        return insights.timeseries_query(parse_params(TimeSeriesParams, raw))
+    if args.command == "engagement":
+        return insights.engagement_query(parse_params(EngagementParams, raw))
+    if args.command == "recipient":
+        return insights.recipient_query(parse_params(RecipientParams, raw))
+    raise UsageError(
+        f"kql: no query for `{args.command}`; use trace, search, stats, bounces, timeseries, engagement or recipient"
+    )
 
 
 def _parse_day(text: str | None, option: str) -> date | None:
@@ -203,6 +250,12 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
     elif args.command == "stats":
         params = parse_params(StatsRequest, raw)
         print(to_json(insights.stats(params.kind, params), indent=2), file=out)
+    elif args.command == "timeseries":
+        print(to_json(insights.timeseries(parse_params(TimeSeriesParams, raw)), indent=2), file=out)
+    elif args.command == "engagement":
+        print(to_json(insights.engagement(parse_params(EngagementParams, raw)), indent=2), file=out)
+    elif args.command == "recipient":
+        print(to_json(insights.recipient_history(parse_params(RecipientParams, raw)), indent=2), file=out)
     elif args.command == "bounces":
         bounce_params = parse_params(BouncesParams, raw)
         result = insights.bounces(bounce_params)

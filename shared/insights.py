@@ -23,8 +23,10 @@ from shared.kql.builder import Window
 from shared.kql.query import KqlQuery
 from shared.logs.source import LogSource, QueryResult
 from shared.models import (
+    BIN_SPANS,
     EARLIEST,
     LATEST,
+    MAX_SERIES_BINS,
     MAX_TRACE_EVENTS,
     MAX_WINDOW_DAYS,
     STATS_ROW_MODELS,
@@ -32,6 +34,12 @@ from shared.models import (
     BounceRow,
     BouncesParams,
     Completeness,
+    EngagementParams,
+    EngagementResult,
+    EngagementRow,
+    RecipientHistory,
+    RecipientMessage,
+    RecipientParams,
     SearchPage,
     SearchParams,
     SearchRow,
@@ -39,6 +47,10 @@ from shared.models import (
     StatsParams,
     StatsResult,
     StatusEvent,
+    Suppression,
+    TimeSeriesParams,
+    TimeSeriesResult,
+    TimeSeriesRow,
     TimeWindowParams,
     TraceParams,
     TraceRecipient,
@@ -189,6 +201,18 @@ class Insights:
     def bounces_query(self, params: BouncesParams) -> KqlQuery:
         return builder.build_bounces_query(params, self.send_window(params))
 
+    def timeseries_query(self, params: TimeSeriesParams) -> KqlQuery:
+        start, end = params.window(self.clock())
+        if (end - start) / BIN_SPANS[params.bin] > MAX_SERIES_BINS:
+            raise InvalidInput.parameter("bin", f"the window holds more than {MAX_SERIES_BINS} bins: use a larger bin")
+        return builder.build_timeseries_query(params, start, end, self.status_grace)
+
+    def engagement_query(self, params: EngagementParams) -> KqlQuery:
+        return builder.build_engagement_query(params, self.send_window(params))
+
+    def recipient_query(self, params: RecipientParams) -> KqlQuery:
+        return builder.build_recipient_history_query(params, self.send_window(params))
+
     def daily_summary_query(self, day: date) -> KqlQuery:
         return builder.build_daily_summary_query(datetime.combine(day, time(0), UTC), self.status_grace)
 
@@ -224,31 +248,58 @@ class Insights:
         # One window for both queries, so the completeness describes exactly the rows counted.
         window = self.send_window(params)
         query = builder.build_stats_query(kind, params, window)
-        completeness_query = builder.build_completeness_query(window)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            # Each in a copy of this context, so the request's time budget (shared.deadline) follows the query.
-            value_future = pool.submit(contextvars.copy_context().run, self.source.run, query)
-            completeness_future = pool.submit(contextvars.copy_context().run, self.source.run, completeness_query)
-            result, completeness_result = value_future.result(), completeness_future.result()
+        completeness_query = builder.build_completeness_query(window, builder.Filters.from_scope(params))
+        result, completeness_result = self._run_both(query, completeness_query)
         model = STATS_ROW_MODELS[kind]
         value = [model.model_validate(_fields(record)).model_dump(mode="json") for record in result.records()]
-        records = completeness_result.records()
-        completeness = Completeness(
-            pending_recipients=int((records[0].get("PendingRecipients") if records else 0) or 0),
-            latest_event_time=records[0].get("LatestEventTime") if records else None,
-        )
-        warnings = [w for w in (result.partial_error, completeness_result.partial_error) if w]
+        completeness, failed_messages = _completeness(completeness_result)
         return StatsResult(
             value=value,
             completeness=completeness,
-            partial=True if warnings else None,
-            warning="; ".join(warnings) or None,
+            failed_messages=failed_messages,
+            **_partial_of(result, completeness_result),
         )
 
     def bounces(self, params: BouncesParams) -> BounceList:
         result = self.source.run(self.bounces_query(params))
         rows = [BounceRow.model_validate(_fields(record)) for record in result.records()]
         return BounceList(value=rows, **_partial(result))
+
+    def timeseries(self, params: TimeSeriesParams) -> TimeSeriesResult:
+        query = self.timeseries_query(params)
+        start, end = params.window(self.clock())
+        # Completeness of the sends whose final statuses the series can hold.
+        completeness_query = builder.build_completeness_query(
+            self.window(start - self.status_grace, end), builder.Filters.from_scope(params)
+        )
+        result, completeness_result = self._run_both(query, completeness_query)
+        rows = [TimeSeriesRow.model_validate(_fields(record)) for record in result.records()]
+        completeness, _ = _completeness(completeness_result)
+        return TimeSeriesResult(value=rows, completeness=completeness, **_partial_of(result, completeness_result))
+
+    def engagement(self, params: EngagementParams) -> EngagementResult:
+        result = self.source.run(self.engagement_query(params))
+        rows = [EngagementRow.model_validate(_fields(record)) for record in result.records()]
+        return EngagementResult(value=rows, **_partial(result))
+
+    def recipient_history(self, params: RecipientParams) -> RecipientHistory:
+        result = self.source.run(self.recipient_query(params))
+        messages = [RecipientMessage.model_validate(_fields(record)) for record in result.records()]
+        latest = messages[0] if messages else None
+        latest_status = None if latest is None else latest.final_delivery_status or latest.last_event_status
+        suppression = None
+        if latest is not None and latest_status == "Suppressed":
+            suppression = suppression_cause(latest, messages[1:], self.clock())
+        return RecipientHistory(
+            messages=messages, latest_status=latest_status, suppression=suppression, **_partial(result)
+        )
+
+    def _run_both(self, first: KqlQuery, second: KqlQuery) -> tuple[QueryResult, QueryResult]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # Each in a copy of this context, so the request's time budget (shared.deadline) follows the query.
+            a = pool.submit(contextvars.copy_context().run, self.source.run, first)
+            b = pool.submit(contextvars.copy_context().run, self.source.run, second)
+            return a.result(), b.result()
 
     def daily_summary(self, day: date) -> tuple[list[dict[str, Any]], str | None]:
         """Per-dimension aggregates for sends of one UTC day, and a partial-result warning if any."""
@@ -257,6 +308,51 @@ class Insights:
 
     def run_query(self, query: KqlQuery) -> QueryResult:
         return self.source.run(query)
+
+
+def _completeness(result: QueryResult) -> tuple[Completeness, int]:
+    """The completeness query's one row -> (Completeness, failed messages)."""
+    records = result.records()
+    first = records[0] if records else {}
+    completeness = Completeness(
+        pending_recipients=int(first.get("PendingRecipients") or 0),
+        latest_event_time=first.get("LatestEventTime"),
+    )
+    return completeness, int(first.get("FailedMessages") or 0)
+
+
+def _partial_of(*results: QueryResult) -> dict[str, Any]:
+    warnings = [result.partial_error for result in results if result.partial_error]
+    return {"partial": True, "warning": "; ".join(warnings)} if warnings else {}
+
+
+#: How the suppression answer words a cause it could not find.
+NO_HARD_BOUNCE_NOTE = (
+    "No hard bounce of this address before the suppressed message in the window: widen `from`, or the address "
+    "was suppressed for another reason (a complaint, an unsubscribe or a manual entry)."
+)
+
+
+def suppression_cause(suppressed: RecipientMessage, earlier: list[RecipientMessage], now: datetime) -> Suppression:
+    """The newest hard bounce logged before the suppressed message's status: the most likely cause (ACS adds an
+    address to the suppression list after a hard bounce)."""
+    at = suppressed.final_status_time or suppressed.last_event_time
+    bounces = [m for m in earlier if m.hard_bounce and m.final_status_time is not None and m.final_status_time <= at]
+    if not bounces:
+        return Suppression(message_id=None, note=NO_HARD_BOUNCE_NOTE)
+    cause = max(bounces, key=lambda m: m.final_status_time or at)
+    bounced_at = cause.final_status_time or at
+    return Suppression(
+        message_id=cause.message_id,
+        time=bounced_at,
+        smtp_status_code=cause.smtp_status_code,
+        enhanced_smtp_status_code=cause.enhanced_smtp_status_code,
+        enhanced_smtp_status_code_details=cause.enhanced_smtp_status_code_details,
+        failure_reason=cause.failure_reason,
+        seconds_ago=round((now - bounced_at).total_seconds(), 3),
+        seconds_before_suppression=round((at - bounced_at).total_seconds(), 3),
+        note="The newest hard bounce of this address before the suppressed message: the most likely cause.",
+    )
 
 
 def _partial(result: QueryResult) -> dict[str, Any]:

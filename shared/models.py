@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -143,6 +144,27 @@ def validate_resource_id(value: str) -> str:
     return value
 
 
+_FINAL_STATUS_NAMES = {status.lower(): status for status in get_args(FinalStatus)}
+
+
+def validate_statuses(value: object) -> tuple[str, ...]:
+    """One or more final statuses, comma-separated (or a list), in any case -> their canonical names."""
+    parts = value if isinstance(value, list | tuple) else str(value).split(",")
+    statuses: list[str] = []
+    for part in parts:
+        name = str(part).strip()
+        if not name:
+            continue
+        canonical = _FINAL_STATUS_NAMES.get(name.lower())
+        if canonical is None:
+            raise ValueError("must be final statuses, comma-separated: " + ", ".join(get_args(FinalStatus)))
+        if canonical not in statuses:
+            statuses.append(canonical)
+    if not statuses:
+        raise ValueError("must name at least one final status")
+    return tuple(statuses)
+
+
 MessageId = Annotated[
     str, AfterValidator(validate_message_id), WithJsonSchema({"type": "string", "pattern": MESSAGE_ID_PATTERN})
 ]
@@ -151,11 +173,25 @@ Address = Annotated[str, AfterValidator(validate_address)]
 Sender = Annotated[str, AfterValidator(validate_sender)]
 InternetMessageId = Annotated[str, AfterValidator(validate_internet_message_id)]
 ResourceId = Annotated[str, AfterValidator(validate_resource_id)]
+StatusList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(validate_statuses),
+    PlainSerializer(lambda value: ",".join(value), return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^\\s*[A-Za-z]+\\s*(,\\s*[A-Za-z]+\\s*)*$",
+            "examples": ["Bounced,Failed"],
+        }
+    ),
+]
 
 
 #: Descriptions of query parameters that several endpoints share (OpenAPI and the connector show them).
 MESSAGE_ID_DESCRIPTION = "The message id returned by the ACS send API (operation id)."
 SENDER_DESCRIPTION = "Sender username (e.g. DoNotReply) or full sender address."
+SENDER_DOMAIN_DESCRIPTION = "Sender domain, e.g. notify.contoso.com (case-insensitive)."
+RESOURCE_ID_DESCRIPTION = "Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME)."
 RECIPIENT_DOMAIN_DESCRIPTION = "Recipient domain, e.g. contoso.com (case-insensitive)."
 TOP_DESCRIPTION = "Maximum number of rows to return."
 
@@ -179,6 +215,9 @@ class WindowError(ValueError):
 
 
 class TimeWindowParams(_Params):
+    #: How far before `to` the window starts when `from` is not given.
+    default_span: ClassVar[timedelta] = timedelta(hours=24)
+
     from_: datetime | None = Field(
         None, alias="from", description="Start of the send window (ISO 8601, UTC); default 24 h before `to`."
     )
@@ -204,9 +243,9 @@ class TimeWindowParams(_Params):
         return self
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
-        """[from, to) with the defaults filled in: `to` now, `from` 24 h before `to`."""
+        """[from, to) with the defaults filled in: `to` now, `from` 24 h (``default_span``) before `to`."""
         end = self.to or now
-        start = self.from_ or end - timedelta(hours=24)
+        start = self.from_ or end - self.default_span
         if start >= end:
             raise WindowError("from", "must be earlier than `to` (which defaults to now)")
         if end - start > timedelta(days=MAX_WINDOW_DAYS):
@@ -228,11 +267,20 @@ class PollParams(TraceParams):
         return TraceParams(message_id=self.message_id, lookback_days=self.lookback_days)
 
 
-class SearchParams(TimeWindowParams):
+class ScopeParams(TimeWindowParams):
+    """The send window and the sender / resource filters every aggregate accepts."""
+
     sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
+    sender_domain: Domain | None = Field(None, description=SENDER_DOMAIN_DESCRIPTION)
+    resource_id: ResourceId | None = Field(None, description=RESOURCE_ID_DESCRIPTION)
+
+
+class SearchParams(ScopeParams):
     recipient: Address | None = Field(None, description="Recipient address (case-insensitive).")
     recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
-    status: FinalStatus | None = Field(None, description="Final delivery status.")
+    status: StatusList | None = Field(
+        None, description="Final delivery status, or several comma-separated (e.g. Bounced,Failed); any case."
+    )
     bounce_type: Literal["hard", "soft"] | None = Field(None, description="Only hard or only soft bounces.")
     min_duration_seconds: float | None = Field(
         None,
@@ -246,9 +294,6 @@ class SearchParams(TimeWindowParams):
         None, description="The Internet Message-ID header, e.g. <abc@contoso.com>."
     )
     message_id: MessageId | None = Field(None, description=MESSAGE_ID_DESCRIPTION)
-    resource_id: ResourceId | None = Field(
-        None, description="Only sends of this ACS resource (/subscriptions/.../CommunicationServices/NAME)."
-    )
     top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
     continuation_token: str | None = Field(
         None,
@@ -257,7 +302,7 @@ class SearchParams(TimeWindowParams):
     )
 
 
-class StatsParams(TimeWindowParams):
+class StatsParams(ScopeParams):
     top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
     bin: Bin = Field("1h", description="Time bin for latency stats.")
 
@@ -268,10 +313,40 @@ class StatsRequest(StatsParams):
     kind: StatsKind = Field(description="Which statistics: " + ", ".join(STATS_KINDS) + ".")
 
 
-class BouncesParams(TimeWindowParams):
+#: Bins a time series may hold (a 90-day window in 1 h bins; 5 m bins for up to ~7 days).
+MAX_SERIES_BINS = 2200
+
+
+class TimeSeriesParams(ScopeParams):
+    bin: Bin = Field("1h", description="Time bin: 5m, 15m, 1h or 1d.")
+    by: Literal["status", "domain"] = Field(
+        "status", description="Key of each row: the final status (status) or the recipient domain (domain)."
+    )
+
+
+EngagementKey = Literal["sender", "senderDomain", "recipientDomain"]
+
+
+class EngagementParams(ScopeParams):
+    by: EngagementKey = Field(
+        "sender", description="Key of each row: sender address (sender), sender domain or recipient domain."
+    )
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
+
+
+class RecipientParams(TimeWindowParams):
+    default_span: ClassVar[timedelta] = timedelta(days=30)
+
+    address: Address = Field(description="The recipient address (matched in any case).")
+    from_: datetime | None = Field(
+        None, alias="from", description="Start of the window (ISO 8601, UTC); default 30 days before `to`."
+    )
+    top: int = Field(DEFAULT_TOP, ge=1, le=MAX_TOP, description=TOP_DESCRIPTION)
+
+
+class BouncesParams(ScopeParams):
     type: Literal["hard", "soft", "all"] = Field("all", description="Bounce type: hard, soft or all.")
     recipient_domain: Domain | None = Field(None, description=RECIPIENT_DOMAIN_DESCRIPTION)
-    sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
     top: int = Field(MAX_TOP, ge=1, le=MAX_TOP * 10, description=TOP_DESCRIPTION)
     format: Literal["json", "csv"] = Field(
         "json", description="json (default) or csv; Accept: text/csv also selects CSV."
@@ -402,7 +477,10 @@ class SearchPage(_Out):
 
 
 class Completeness(_Out):
-    pending_recipients: int = Field(description="Recipients of sends in the window with events but no final status.")
+    pending_recipients: int = Field(
+        description="Expected recipients of the window's sends (UniqueRecipientsCount of sends that did not fail as "
+        "a whole) minus those with a final status: the daily summary's pending rule."
+    )
     latest_event_time: UtcDateTime | None = Field(
         None, description="Newest status event seen; later ones may not be ingested yet."
     )
@@ -473,6 +551,9 @@ class SizeStats(_Out):
 class StatsResult(_Out):
     value: list[dict[str, Any]]
     completeness: Completeness
+    failed_messages: int = Field(
+        0, description="Sends of the window that failed as a whole (a message-level Failed or Dropped event)."
+    )
     partial: bool | None = None
     warning: str | None = None
 
@@ -485,6 +566,95 @@ STATS_ROW_MODELS: dict[str, type[_Out]] = {
     "failures": FailureStats,
     "sizes": SizeStats,
 }
+
+
+class TimeSeriesRow(_Out):
+    time: UtcDateTime = Field(description="Start of the bin (event time of the final statuses).")
+    key: str | None = Field(description="The final status or recipient domain (the `by` parameter).")
+    count: int = Field(description="Recipients whose final status fell in the bin.")
+    delivered: int
+    delivery_rate: float = Field(description="Delivered of `count`, percent.")
+    bin_total: int = Field(description="Final statuses in the bin, every key together.")
+    bin_delivery_rate: float = Field(description="Delivered of `binTotal`, percent.")
+    p50_latency_seconds: float | None = Field(None, description="Median send-to-final latency (clock skew left out).")
+    p95_latency_seconds: float | None = None
+
+
+class TimeSeriesResult(_Out):
+    value: list[TimeSeriesRow]
+    completeness: Completeness
+    partial: bool | None = None
+    warning: str | None = None
+
+
+#: What the engagement answer says about where engagement data comes from (REFERENCE-next.md §2).
+ENGAGEMENT_NOTE = (
+    "Engagement (views and clicks) is logged only for mail sent from verified custom domains with user engagement "
+    "tracking enabled, in HTML bodies; Azure managed domains never have it. A sender with 0 opens may simply have "
+    "tracking off."
+)
+
+
+class EngagementRow(_Out):
+    key: str | None = Field(description="Sender address, sender domain or recipient domain (the `by` parameter).")
+    delivered: int = Field(description="Delivered recipients.")
+    opened: int = Field(description="Delivered recipients with a view or a click.")
+    clicked: int = Field(description="Delivered recipients with a click.")
+    open_rate: float = Field(description="Opened of delivered, percent.")
+    click_rate: float = Field(description="Clicked of delivered, percent.")
+    views: int
+    clicks: int
+
+
+class EngagementResult(_Out):
+    value: list[EngagementRow]
+    note: str = Field(ENGAGEMENT_NOTE, description="Where engagement data exists (custom domains with tracking).")
+    partial: bool | None = None
+    warning: str | None = None
+
+
+class RecipientMessage(_Out):
+    message_id: str
+    send_time: UtcDateTime | None = Field(None, description="Null when the send is outside the window.")
+    final_delivery_status: str | None = Field(None, description="Null while the recipient has no final status.")
+    final_status_time: UtcDateTime | None = None
+    last_event_status: str
+    last_event_time: UtcDateTime
+    bounce_type: str | None = None
+    hard_bounce: bool = Field(False, description="A Bounced or Failed final status of the hard type.")
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    enhanced_smtp_status_code_details: str | None = None
+    failure_category: str | None = None
+    failure_reason: BoundedText = None
+    sender_username: str | None = None
+    sender_domain: str | None = None
+    internet_message_id: str | None = None
+    resource_id: str | None = None
+
+
+class Suppression(_Out):
+    """Why the address is most likely suppressed: the newest hard bounce before the suppressed message."""
+
+    message_id: str | None = Field(description="The hard-bounced message; null when none is in the window.")
+    time: UtcDateTime | None = Field(None, description="When the hard bounce was logged.")
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    enhanced_smtp_status_code_details: str | None = None
+    failure_reason: BoundedText = None
+    seconds_ago: float | None = Field(None, description="Seconds from the hard bounce to now.")
+    seconds_before_suppression: float | None = Field(
+        None, description="Seconds from the hard bounce to the suppressed message's status."
+    )
+    note: str
+
+
+class RecipientHistory(_Out):
+    messages: list[RecipientMessage] = Field(description="Messages to the address, newest first.")
+    latest_status: str | None = Field(description="Final (else latest) status of the newest message.")
+    suppression: Suppression | None = Field(None, description="Present when the newest message was Suppressed.")
+    partial: bool | None = None
+    warning: str | None = None
 
 
 class BounceRow(_Out):
@@ -537,6 +707,9 @@ class DailySummary(_Out):
     )
     computed_at: UtcDateTime
     schema_version: int
+    failed_messages: int = Field(
+        0, description="Sends that failed as a whole (message-level Failed or Dropped; total dimension only)."
+    )
 
 
 def _pascal(name: str) -> str:

@@ -11,12 +11,20 @@ from typing import Any
 import pytest
 
 from shared.insights import Insights, PageCursor, _filters_fingerprint
-from shared.kql.builder import build_completeness_query
+from shared.kql.builder import Filters, build_completeness_query
 from shared.kql.literals import parse_literal
 from shared.kql.query import KqlQuery, from_log_analytics_text
 from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
 from shared.logs.store import open_store
-from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
+from shared.models import (
+    BouncesParams,
+    EngagementParams,
+    RecipientParams,
+    SearchParams,
+    StatsParams,
+    TimeSeriesParams,
+    TraceParams,
+)
 from shared.signing import Signer
 
 from kusto_check import assert_valid_kql
@@ -96,7 +104,36 @@ def all_queries(insights: Insights) -> list[KqlQuery]:
         )
     queries.append(insights.daily_summary_query(date(2026, 3, 10)))
     queries.append(build_completeness_query(insights.window(NOW.replace(day=10), NOW)))
+    for sender, scope in zip(HOSTILE_SENDERS, SCOPES, strict=False):
+        queries.append(insights.stats_query("sizes", StatsParams.model_validate({"sender": sender, **scope})))
+        queries.append(insights.stats_query("domains", StatsParams.model_validate({"sender": sender, **scope})))
+        queries.append(
+            build_completeness_query(insights.window(NOW.replace(day=10), NOW), scope_filters(sender, scope))
+        )
+        queries.append(insights.bounces_query(BouncesParams.model_validate({"sender": sender, **scope})))
+    for bin_, by, scope in itertools.product(["5m", "1d"], ["status", "domain"], SCOPES[:2]):
+        queries.append(insights.timeseries_query(TimeSeriesParams.model_validate({"bin": bin_, "by": by, **scope})))
+    for by, scope in itertools.product(["sender", "senderDomain", "recipientDomain"], SCOPES[:2]):
+        queries.append(insights.engagement_query(EngagementParams.model_validate({"by": by, **scope})))
+    for address in ["alice@contoso.com", *HOSTILE_ADDRESSES]:
+        queries.append(insights.recipient_query(RecipientParams.model_validate({"address": address})))
     return queries
+
+
+SCOPES: list[dict[str, Any]] = [
+    {},
+    {"senderDomain": "notify.contoso.com"},
+    {
+        "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+        "Microsoft.Communication/CommunicationServices/acs",
+        "senderDomain": "x.example",
+    },
+    {"senderDomain": "mail.fabrikam.com"},
+]
+
+
+def scope_filters(sender: str, scope: dict[str, Any]) -> Filters:
+    return Filters.from_scope(StatsParams.model_validate({"sender": sender, **scope}))
 
 
 @pytest.mark.slow  # the Kusto parser over every query: make test runs it, make test-fast does not
@@ -186,8 +223,13 @@ def test_log_analytics_prelude_round_trips_exactly(insights: Insights, catalog_f
 
 
 def test_recipient_addresses_only_as_obfuscated_literals(insights: Insights) -> None:
-    for address in HOSTILE_ADDRESSES:
-        text = insights.search_query(SearchParams.model_validate({"recipient": address})).log_analytics_text()
+    for address, history in itertools.product(HOSTILE_ADDRESSES, [False, True]):
+        query = (
+            insights.recipient_query(RecipientParams.model_validate({"address": address}))
+            if history
+            else insights.search_query(SearchParams.model_validate({"recipient": address}))
+        )
+        text = query.log_analytics_text()
         (line,) = [line for line in text.split("\n") if line.startswith("let p_recipient =")]
         literal = line.removeprefix("let p_recipient = ").removesuffix(";")
         assert literal.startswith('h"')

@@ -46,7 +46,7 @@ def test_fill_twice_changes_nothing() -> None:
     con = open_store(":memory:")
     first = sample.fill_store(con, 300, 2, 5, END)
     assert first[SEND] == 300
-    assert sample.fill_store(con, 300, 2, 5, END) == {SEND: 0, STATUS: 0}
+    assert sample.fill_store(con, 300, 2, 5, END) == {SEND: 0, STATUS: 0, schemas.ENGAGEMENT_TABLE: 0}
     assert store_counts(con)[STATUS] == first[STATUS]
 
 
@@ -159,3 +159,29 @@ def test_archive_round_trip_equals_fill_store(tmp_path: Path) -> None:
         assert content(imported, table) == content(reference, table)
     # Importing the archive into the filled store adds nothing.
     assert import_paths(reference, [tmp_path / "archive"]).inserted == 0
+
+
+def test_engagement_only_for_delivered_mail_of_tracked_sender_domains(filled: duckdb.DuckDBPyConnection) -> None:
+    kinds = dict(
+        filled.execute(
+            f"SELECT EngagementType, count(*) FROM {schemas.ENGAGEMENT_TABLE} GROUP BY EngagementType"
+        ).fetchall()
+    )
+    assert kinds["View"] > kinds["Click"] > 0
+    # every engagement row belongs to a Delivered recipient of a tracked sender domain, after its delivery
+    orphans = filled.execute(f"""
+        SELECT count(*) FROM {schemas.ENGAGEMENT_TABLE} e WHERE NOT EXISTS (
+            SELECT 1 FROM {schemas.STATUS_UPDATE_TABLE} s
+            WHERE s.CorrelationId = e.CorrelationId AND s.RecipientId = e.RecipientId
+              AND s.DeliveryStatus = 'Delivered' AND s.TimeGenerated < e.TimeGenerated
+              AND s.SenderDomain IN {(*sample.TRACKED_SENDER_DOMAINS, "")})
+    """).fetchall()[0][0]
+    assert orphans == 0
+    clicks = filled.execute(
+        f"SELECT EngagementContext, UserAgent FROM {schemas.ENGAGEMENT_TABLE} WHERE EngagementType = 'Click'"
+    ).fetchall()
+    assert all(url.startswith("https://www.contoso.com/") and agent for url, agent in clicks)
+    views = filled.execute(
+        f"SELECT count(*) FROM {schemas.ENGAGEMENT_TABLE} WHERE EngagementType = 'View' AND EngagementContext <> ''"
+    ).fetchall()[0][0]
+    assert views == 0

@@ -237,7 +237,9 @@ def test_domain_stats(insights: Insights) -> None:
     assert (fabrikam["hardBounces"], fabrikam["softBounces"], fabrikam["successRate"]) == (2, 1, 20.0)
     assert fabrikam["avgDurationSeconds"] == pytest.approx(20.6)
     assert rows["example.org"]["avgDurationSeconds"] == pytest.approx(120.0)
-    assert body["completeness"]["pendingRecipients"] == 1
+    # the daily summary's rule: 12 expected recipients (msg-03 failed as a whole) less 10 with a final status
+    assert body["completeness"]["pendingRecipients"] == 2
+    assert body["failedMessages"] == 1  # msg-03
     assert body["completeness"]["latestEventTime"].startswith("2026-03-11T00:01:00")
 
 

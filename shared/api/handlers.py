@@ -72,6 +72,19 @@ def get_stats(call: Call) -> BaseModel:
     return call.services.insights.stats(call.params.kind, call.params)
 
 
+def get_stats_timeseries(call: Call) -> BaseModel:
+    return call.services.insights.timeseries(call.params)
+
+
+def get_stats_engagement(call: Call) -> BaseModel:
+    return call.services.insights.engagement(call.params)
+
+
+def get_recipient_history(call: Call) -> BaseModel:
+    """The address is PII: it reaches the query only as an obfuscated literal and is never logged."""
+    return call.services.insights.recipient_history(call.params)
+
+
 def list_bounces(call: Call) -> BaseModel | func.HttpResponse:
     params = call.params
     if params.format == "json" and wants(call.request, None, "text/csv"):

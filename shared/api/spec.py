@@ -118,12 +118,13 @@ class EventGridTrigger:
     description: str
 
 
-MESSAGES, STATISTICS, BOUNCES, SUMMARIES, OPERATIONS_TAG = (
+MESSAGES, STATISTICS, BOUNCES, SUMMARIES, OPERATIONS_TAG, RECIPIENTS = (
     "Messages",
     "Statistics",
     "Bounces",
     "Summaries",
     "Operations",
+    "Recipients",
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -192,6 +193,33 @@ OPERATIONS: tuple[Operation, ...] = (
         pageable=True,
     ),
     Operation(
+        "get_stats_timeseries",
+        "GET",
+        "stats/timeseries",
+        "function",
+        STATISTICS,
+        "Get a Delivery Time Series",
+        "Returns final statuses per time bin by event time (when each recipient's final status was logged), keyed "
+        "by status or recipient domain, with delivery rates and p50/p95 send-to-final latency per bin.",
+        handler=lambda: handlers.get_stats_timeseries,
+        params=lambda: models.TimeSeriesParams,
+        response=lambda: models.TimeSeriesResult,
+    ),
+    Operation(
+        "get_stats_engagement",
+        "GET",
+        "stats/engagement",
+        "function",
+        STATISTICS,
+        "Get Engagement Rates",
+        "Returns open and click rates among delivered recipients of the window's sends, by sender, sender domain "
+        "or recipient domain. Engagement is logged only for verified custom domains with user engagement tracking "
+        "enabled, never for Azure managed domains.",
+        handler=lambda: handlers.get_stats_engagement,
+        params=lambda: models.EngagementParams,
+        response=lambda: models.EngagementResult,
+    ),
+    Operation(
         "get_stats",
         "GET",
         "stats/{kind}",
@@ -217,6 +245,19 @@ OPERATIONS: tuple[Operation, ...] = (
         response=lambda: models.BounceList,
         ok=Response(200, "Bounced recipients as JSON, or as CSV with format=csv / Accept: text/csv."),
         alternates=("text/csv",),
+    ),
+    Operation(
+        "get_recipient_history",
+        "GET",
+        "recipients/{address}",
+        "function",
+        RECIPIENTS,
+        "Get Recipient History",
+        "Returns every message to one address (matched in any case), newest first, with its final status. When the "
+        "newest was Suppressed, suppression names the earlier hard bounce that most likely caused it.",
+        handler=lambda: handlers.get_recipient_history,
+        params=lambda: models.RecipientParams,
+        response=lambda: models.RecipientHistory,
     ),
     Operation(
         "list_daily_summaries",

@@ -24,8 +24,12 @@ from shared.models import (
     SUMMARY_COUNT_COLUMNS,
     SUMMARY_RATE_COLUMNS,
     BouncesParams,
+    EngagementParams,
+    RecipientParams,
+    ScopeParams,
     SearchParams,
     StatsParams,
+    TimeSeriesParams,
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
@@ -124,6 +128,16 @@ class _Bindings:
         self.params.append(Param(full, kusto_type, value, obfuscated))
         return full
 
+    def once(self, name: str, kusto_type: str, value: object) -> str:
+        """The parameter ``name``, bound now unless an earlier part of the query bound it (to the same value)."""
+        full = f"p_{name}"
+        for param in self.params:
+            if param.name == full:
+                if param.value != value:
+                    raise ValueError(f"parameter {full} bound twice with different values")
+                return full
+        return self.add(name, kusto_type, value)
+
 
 @dataclass(frozen=True)
 class Window:
@@ -147,7 +161,7 @@ class Filters:
     recipient: str | None = None
     recipient_domain: str | None = None
     sender: str | None = None
-    status: str | None = None
+    sender_domain: str | None = None
     bounce_type: str | None = None  # "hard" | "soft" | "any" (hard, soft or unknown)
     min_duration_seconds: float | None = None
     min_size_mb: float | None = None
@@ -157,6 +171,15 @@ class Filters:
     statuses: tuple[str, ...] | None = None
 
     @classmethod
+    def from_scope(cls, params: ScopeParams) -> Filters:
+        """The sender and resource filters every aggregate accepts."""
+        return cls(sender=params.sender, sender_domain=params.sender_domain, resource_id=params.resource_id)
+
+    @property
+    def by_sender(self) -> bool:
+        return self.sender is not None or self.sender_domain is not None
+
+    @classmethod
     def from_search(cls, params: SearchParams) -> Filters:
         return cls(
             message_id=params.message_id,
@@ -164,7 +187,8 @@ class Filters:
             recipient=params.recipient,
             recipient_domain=params.recipient_domain,
             sender=params.sender,
-            status=params.status,
+            sender_domain=params.sender_domain,
+            statuses=params.status,
             bounce_type=params.bounce_type,
             min_duration_seconds=params.min_duration_seconds,
             min_size_mb=params.min_size_mb,
@@ -194,9 +218,12 @@ def _window_lets(b: _Bindings, window: Window) -> None:
     b.add("status_to", "datetime", window.status_end)
 
 
-def send_side(b: _Bindings, f: Filters, name: str = "Sends") -> str:
-    """Sends in the window, filtered, one row per (message, resource): exact duplicates count once."""
+def send_side(b: _Bindings, f: Filters, name: str = "Sends", *, senders: str | None = None) -> str:
+    """Sends in the window, filtered, one row per (message, resource): exact duplicates count once.
+    ``senders`` names a table of (CorrelationId, _ResourceId) the sends must be in (see sender_messages)."""
     lines = [f"let {name} = SendMail", "    | where TimeGenerated >= p_from and TimeGenerated < p_to"]
+    if senders is not None:
+        lines.append(f"    | join kind=leftsemi ({senders}) on CorrelationId, _ResourceId")
     if f.message_id is not None:
         lines.append(f"    | where CorrelationId == {b.add('message_id', 'string', f.message_id)}")
     if f.resource_id is not None:
@@ -245,6 +272,32 @@ def _final_status() -> list[str]:
     ]
 
 
+def sender_condition(b: _Bindings, f: Filters) -> str:
+    """The sender filters on a status event's SenderUsername / SenderDomain (any case)."""
+    conditions = []
+    if f.sender is not None:
+        username, at, domain = f.sender.rpartition("@")
+        conditions.append(f"SenderUsername =~ {b.once('sender_username', 'string', username if at else f.sender)}")
+        if at:
+            conditions.append(f"SenderDomain =~ {b.once('sender_domain', 'string', domain)}")
+    if f.sender_domain is not None:
+        conditions.append(f"SenderDomain =~ {b.once('sender_domain_filter', 'string', f.sender_domain)}")
+    return " and ".join(conditions)
+
+
+def sender_messages(b: _Bindings, f: Filters, name: str = "SenderMessages") -> str:
+    """Messages any of whose status events names the sender: SendMail has no sender column, so a send's
+    sender is known only from its events (a send without any event yet cannot be attributed)."""
+    return "\n".join(
+        [
+            f"let {name} = StatusUpdates",
+            "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+            f"    | where {sender_condition(b, f)}",
+            "    | distinct CorrelationId, _ResourceId;",
+        ]
+    )
+
+
 def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
     """Each recipient's latest final status, with the filters that need only status columns."""
     lines = [
@@ -253,20 +306,11 @@ def final_side(b: _Bindings, f: Filters, name: str = "Finals") -> str:
         *_event_filters(b, f),
         *_final_status(),
     ]
-    if f.status is not None:
-        lines.append(f"    | where FinalDeliveryStatus == {b.add('status', 'string', f.status)}")
     if f.statuses is not None:
         listed = ", ".join(f'"{status}"' for status in f.statuses)
         lines.append(f"    | where FinalDeliveryStatus in ({listed})")
-    if f.sender is not None:
-        username, at, domain = f.sender.rpartition("@")
-        if at:
-            lines.append(
-                f"    | where SenderUsername =~ {b.add('sender_username', 'string', username)}"
-                f" and SenderDomain =~ {b.add('sender_domain', 'string', domain)}"
-            )
-        else:
-            lines.append(f"    | where SenderUsername =~ {b.add('sender_username', 'string', f.sender)}")
+    if f.by_sender:
+        lines.append(f"    | where {sender_condition(b, f)}")
     if f.internet_message_id is not None:
         imid = b.add("internet_message_id", "string", f.internet_message_id)
         lines.append(f"    | where InternetMessageId == {imid}")
@@ -335,12 +379,20 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
             "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN)
 
 
+#: A hard bounce: a Bounced or Failed recipient whose bounce type (reported or inferred) is hard. The one
+#: definition for stats, bounces, search, daily summaries and alerts.
+HARD_BOUNCE = '(FinalDeliveryStatus in ("Bounced", "Failed") and BounceType == "Hard Bounce")'
+#: A soft bounce: a Bounced or Failed recipient whose bounce type is soft; nothing else (a Suppressed, Quarantined
+#: or FilteredSpam recipient with IsHardBounce "False" is not a bounce at all; an unknown type is neither).
+SOFT_BOUNCE = '(FinalDeliveryStatus in ("Bounced", "Failed") and BounceType == "Soft Bounce")'
+
+
 def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
     lines = []
     if f.bounce_type == "hard":
-        lines.append('    | where BounceType == "Hard Bounce"')
+        lines.append(f"    | where {HARD_BOUNCE}")
     elif f.bounce_type == "soft":
-        lines.append('    | where BounceType == "Soft Bounce"')
+        lines.append(f"    | where {SOFT_BOUNCE}")
     if f.min_duration_seconds is not None:
         limit = b.add("min_duration_seconds", "real", f.min_duration_seconds)
         lines.append(f"    | where not(ClockSkew) and DurationSeconds >= {limit}")
@@ -438,8 +490,8 @@ STATUS_COUNTS = ", ".join(
     [
         "Total = count()",
         *(f'{status} = countif(FinalDeliveryStatus == "{status}")' for status in FINAL_STATUSES),
-        'HardBounces = countif(BounceType == "Hard Bounce")',
-        'SoftBounces = countif(BounceType == "Soft Bounce")',
+        f"HardBounces = countif({HARD_BOUNCE})",
+        f"SoftBounces = countif({SOFT_BOUNCE})",
     ]
 )
 
@@ -456,7 +508,7 @@ _STATS_AGGREGATES: dict[str, list[str]] = {
     "senders": [
         "Correlated",
         '| summarize TotalSent = count(), Delivered = countif(FinalDeliveryStatus == "Delivered"),',
-        '    HardBounces = countif(BounceType == "Hard Bounce"), SoftBounces = countif(BounceType == "Soft Bounce")',
+        f"    HardBounces = countif({HARD_BOUNCE}), SoftBounces = countif({SOFT_BOUNCE})",
         "    by SenderUsername, SenderDomain",
         "| extend HardBounceRate = round(100.0 * HardBounces / TotalSent, 2),",
         "    SoftBounceRate = round(100.0 * SoftBounces / TotalSent, 2)",
@@ -481,14 +533,43 @@ _STATS_AGGREGATES: dict[str, list[str]] = {
 }
 
 
+def message_failures(name: str = "MessageFailures") -> str:
+    """Messages that failed as a whole: a message-level (empty RecipientId) Failed or Dropped event."""
+    return "\n".join(
+        [
+            f"let {name} = StatusUpdates",
+            "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+            f'    | where RecipientId == "" and DeliveryStatus in {_MESSAGE_TERMINALS}',
+            "    | distinct MessageId = CorrelationId, _ResourceId;",
+        ]
+    )
+
+
+#: Recipients expected to get a final status: those of sends that did not fail as a whole. The pending rule of
+#: both the daily summary and stats completeness: pending = EXPECTED_RECIPIENTS - (sends joined to final statuses).
+EXPECTED_RECIPIENTS = (
+    "toscalar(Sends | join kind=leftanti (MessageFailures) on MessageId, _ResourceId"
+    " | summarize tolong(sum(UniqueRecipientsCount)))"
+)
+#: Sends of the window that failed as a whole (``failedMessages``).
+FAILED_MESSAGES = "toscalar(Sends | join kind=leftsemi (MessageFailures) on MessageId, _ResourceId | count)"
+
+
+def _scoped_sends(b: _Bindings, f: Filters) -> list[str]:
+    """The Sends part for queries that read sends without their recipients' final statuses."""
+    if not f.by_sender:
+        return [send_side(b, f)]
+    return [sender_messages(b, f), send_side(b, f, senders="SenderMessages")]
+
+
 def build_stats_query(kind: str, params: StatsParams, window: Window) -> KqlQuery:
     b = _Bindings()
     _window_lets(b, window)
-    f = Filters()
+    f = Filters.from_scope(params)
     take = f"| take {params.top}"
     if kind == "sizes":
         body = [
-            send_side(b, f),
+            *_scoped_sends(b, f),
             "Sends",
             "| summarize Messages = count(), Recipients = sum(UniqueRecipientsCount),",
             "    AvgMessageSize = round(avg(MessageSize), 4) by MessageSizeCategory",
@@ -513,24 +594,23 @@ def build_stats_query(kind: str, params: StatsParams, window: Window) -> KqlQuer
     return _query(f"stats-{kind}", b, body, window)
 
 
-def build_completeness_query(window: Window) -> KqlQuery:
-    """How complete the window's data is: recipients still pending and the newest event seen."""
+def build_completeness_query(window: Window, f: Filters | None = None) -> KqlQuery:
+    """How complete the window's data is: expected recipients still without a final status (the daily
+    summary's pending rule), sends that failed as a whole, and the newest event seen."""
+    f = f or Filters()
     b = _Bindings()
     _window_lets(b, window)
     body = [
-        send_side(b, Filters()),
-        "let Window = StatusUpdates",
-        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to;",
-        "let Pending = Window",
-        '    | where RecipientId != ""',
-        f"    | summarize Finals = countif(DeliveryStatus in {_FINALS}) by MessageId = CorrelationId, RecipientId,"
-        " _ResourceId",
-        "    | where Finals == 0",
-        "    | join kind=inner (Sends | project MessageId, _ResourceId) on MessageId, _ResourceId",
-        "    | count;",
-        "Window",
+        *_scoped_sends(b, f),
+        final_side(b, f),
+        message_failures(),
+        f"let Expected = {EXPECTED_RECIPIENTS};",
+        "let Resolved = toscalar(Sends | join kind=inner (Finals) on MessageId, _ResourceId | count);",
+        "StatusUpdates",
+        "| where TimeGenerated >= p_from and TimeGenerated < p_status_to",
         "| summarize LatestEventTime = max(TimeGenerated)",
-        "| extend PendingRecipients = toscalar(Pending)",
+        "| extend PendingRecipients = max_of(coalesce(Expected, long(0)) - Resolved, long(0)),",
+        f"    FailedMessages = {FAILED_MESSAGES}",
     ]
     return _query("completeness", b, body, window)
 
@@ -542,6 +622,8 @@ def build_bounces_query(params: BouncesParams, window: Window) -> KqlQuery:
     f = Filters(
         recipient_domain=params.recipient_domain,
         sender=params.sender,
+        sender_domain=params.sender_domain,
+        resource_id=params.resource_id,
         statuses=("Bounced", "Failed"),
         bounce_type=None if params.type == "all" else params.type,
     )
@@ -580,14 +662,9 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
     counts = f"{STATUS_COUNTS}, {latency}"
     body = [
         correlated(b, f),
-        "let MessageFailures = StatusUpdates",
-        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
-        f'    | where RecipientId == "" and DeliveryStatus in {_MESSAGE_TERMINALS}',
-        "    | distinct MessageId = CorrelationId, _ResourceId;",
-        "// Recipients expected to get a final status: those of sends that did not fail as a whole.",
-        "let Expected = toscalar(Sends",
-        "    | join kind=leftanti (MessageFailures) on MessageId, _ResourceId",
-        "    | summarize sum(UniqueRecipientsCount));",
+        message_failures(),
+        f"let Expected = {EXPECTED_RECIPIENTS};",
+        f"let FailedSends = {FAILED_MESSAGES};",
         "let Dimensions = Correlated",
         '    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, "@", SenderDomain));',
         "union",
@@ -596,7 +673,8 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         f'    (Dimensions | summarize {counts} by Key = Sender | extend Dimension = "sender"),',
         f'    (Dimensions | summarize {counts} by Key = FinalDeliveryStatus | extend Dimension = "status"),',
         f'    (Dimensions | summarize {counts} by Key = RecipientMailServerHostName | extend Dimension = "mailServer")',
-        '| extend Pending = iff(Dimension == "total", max_of(tolong(Expected) - Total, 0), long(0))',
+        '| extend Pending = iff(Dimension == "total", max_of(coalesce(Expected, long(0)) - Total, long(0)), long(0)),',
+        '    FailedMessages = iff(Dimension == "total", FailedSends, long(0))',
         "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
         "    AvgDurationSeconds = round(AvgDurationSeconds, 3)",
         "| project Dimension, Key, " + ", ".join(SUMMARY_COUNT_COLUMNS + SUMMARY_RATE_COLUMNS),
@@ -612,7 +690,7 @@ def build_hard_bounce_rate_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuer
     body = [
         correlated(b, Filters()),
         "Correlated",
-        '| summarize Total = count(), HardBounces = countif(BounceType == "Hard Bounce")',
+        f"| summarize Total = count(), HardBounces = countif({HARD_BOUNCE})",
         "| extend HardBounceRate = iff(Total == 0, real(0), round(100.0 * HardBounces / Total, 2))",
         "| project HardBounceRate, HardBounces, Total",
     ]
@@ -635,3 +713,148 @@ def build_p95_latency_query(window: Window = PLACEHOLDER_WINDOW) -> KqlQuery:
         "| extend P95DurationSeconds = iff(Delivered == 0, real(0), P95DurationSeconds)",
     ]
     return _query("alert-p95-latency", b, body, window)
+
+
+# --------------------------------------------------------------------------- time series, engagement, recipients
+
+
+def build_timeseries_query(
+    params: TimeSeriesParams, start: datetime, end: datetime, status_grace: timedelta
+) -> KqlQuery:
+    """Final statuses per time bin by *event* time (the time of each recipient's final status), keyed by status
+    or recipient domain, with delivery rates and send-to-final latency.
+
+    Event-anchored: final statuses in [start, end), of sends up to ``status_grace`` before ``start`` (a send
+    found for latency; finals whose send is not logged are left out, as in every send-anchored aggregate).
+    """
+    window = Window(start - status_grace, end, status_grace)
+    b = _Bindings()
+    _window_lets(b, window)
+    series_from, series_to = b.add("series_from", "datetime", start), b.add("series_to", "datetime", end)
+    # The bin size is one of a fixed set (validated), written as a timespan literal.
+    bin_span = timespan_literal(BIN_SPANS[params.bin])
+    key = "FinalDeliveryStatus" if params.by == "status" else "RecipientDomain"
+    delivered = 'countif(FinalDeliveryStatus == "Delivered")'
+    body = [
+        correlated(b, Filters.from_scope(params)),
+        "let Binned = Correlated",
+        f"    | where FinalStatusTime >= {series_from} and FinalStatusTime < {series_to}",
+        f"    | extend Time = bin(FinalStatusTime, {bin_span});",
+        "Binned",
+        f"| summarize Count = count(), Delivered = {delivered},",
+        "    P50LatencySeconds = percentile(LatencySeconds, 50), P95LatencySeconds = percentile(LatencySeconds, 95)",
+        f"    by Time, Key = {key}",
+        f"| join kind=inner (Binned | summarize BinTotal = count(), BinDelivered = {delivered} by Time) on Time",
+        "| extend DeliveryRate = round(100.0 * Delivered / Count, 2),",
+        "    BinDeliveryRate = round(100.0 * BinDelivered / BinTotal, 2)",
+        "| project Time, Key, Count, Delivered, DeliveryRate, BinTotal, BinDeliveryRate, P50LatencySeconds,",
+        "    P95LatencySeconds",
+        "| order by Time asc, Key asc",
+    ]
+    return _query("stats-timeseries", b, body, window)
+
+
+def engagement_side(f: Filters, name: str = "Engagement", *, detail: bool = False) -> str:
+    """Views and clicks per (message, lowercased recipient, resource) from ACSEmailUserEngagementOperational.
+    Engagement exists only for custom sender domains with user engagement tracking enabled.
+
+    Reads [p_from, p_status_to); with ``f.message_id`` only that message (``p_message_id`` must be bound, e.g.
+    by send_side). ``detail`` adds the first and last time of each kind and up to 20 clicked URLs
+    (``ClickedUrls``, a dynamic array). The trace can join it on (MessageId, Recipient = tolower(RecipientId),
+    _ResourceId) with kind=leftouter: recipients without engagement get null counts.
+    """
+    head = [
+        "Engagements",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        *(["    | where CorrelationId == p_message_id"] if f.message_id is not None else []),
+    ]
+    keys = "by MessageId = CorrelationId, Recipient = tolower(RecipientId), _ResourceId"
+    lines = [
+        f"let {name} = " + head[0],
+        *head[1:],
+        '    | extend IsView = EngagementType =~ "View", IsClick = EngagementType =~ "Click"',
+    ]
+    aggregates = ["Views = countif(IsView)", "Clicks = countif(IsClick)"]
+    if detail:
+        # min/max of iff(..., null) rather than minif/maxif: both engines skip the nulls.
+        aggregates += [
+            f"{edge}{kind}Time = {fn}(iff(Is{kind}, TimeGenerated, datetime(null)))"
+            for kind in ("View", "Click")
+            for edge, fn in (("First", "min"), ("Last", "max"))
+        ]
+    lines.append("    | summarize " + ",\n        ".join(aggregates))
+    lines.append(f"        {keys}")
+    if detail:
+        lines += [
+            f"    | join kind=leftouter ({head[0]}",
+            *("    " + line for line in head[1:]),
+            '        | where EngagementType =~ "Click" and EngagementContext != ""',
+            f"        | summarize ClickedUrls = make_set(EngagementContext, 20) {keys})",
+            "        on MessageId, Recipient, _ResourceId",
+            "    | project-away MessageId1, Recipient1, _ResourceId1",
+        ]
+    lines[-1] += ";"
+    return "\n".join(lines)
+
+
+ENGAGEMENT_KEYS = {
+    "sender": 'strcat(SenderUsername, "@", SenderDomain)',
+    "senderDomain": "SenderDomain",
+    "recipientDomain": "RecipientDomain",
+}
+
+
+def build_engagement_query(params: EngagementParams, window: Window) -> KqlQuery:
+    """Open and click rates among delivered recipients of the window's sends, by sender, sender domain or
+    recipient domain. A click counts as an open too (images may be blocked while links are followed)."""
+    b = _Bindings()
+    _window_lets(b, window)
+    f = Filters.from_scope(params)
+    body = [
+        correlated(b, f),
+        engagement_side(f),
+        "Correlated",
+        '| where FinalDeliveryStatus == "Delivered"',
+        "| extend Recipient = tolower(RecipientId)",
+        "| join kind=leftouter (Engagement) on MessageId, Recipient, _ResourceId",
+        "| summarize Delivered = count(), Opened = countif(Views > 0 or Clicks > 0), Clicked = countif(Clicks > 0),",
+        f"    Views = sum(Views), Clicks = sum(Clicks) by Key = {ENGAGEMENT_KEYS[params.by]}",
+        "| extend OpenRate = round(100.0 * Opened / Delivered, 2), ClickRate = round(100.0 * Clicked / Delivered, 2),",
+        "    Views = coalesce(Views, long(0)), Clicks = coalesce(Clicks, long(0))",
+        "| project Key, Delivered, Opened, Clicked, OpenRate, ClickRate, Views, Clicks",
+        "| order by Delivered desc, Key asc",
+        f"| take {params.top}",
+    ]
+    return _query("stats-engagement", b, body, window)
+
+
+def build_recipient_history_query(params: RecipientParams, window: Window) -> KqlQuery:
+    """Every message with a status event for one address (any case), newest first: its final status (enriched)
+    or, while it has none, its latest event. The address is bound as an obfuscated parameter."""
+    b = _Bindings()
+    _window_lets(b, window)
+    recipient = b.add("recipient", "string", params.address, obfuscated=True)
+    body = [
+        send_side(b, Filters()),
+        "let Events = StatusUpdates",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        f"    | where RecipientId =~ {recipient};",
+        "let Finals = Events",
+        *_final_status(),
+        "    ;",
+        "Events",
+        "| summarize arg_max(TimeGenerated, DeliveryStatus) by MessageId = CorrelationId, _ResourceId",
+        "| project MessageId, _ResourceId, LastEventTime = TimeGenerated, LastEventStatus = DeliveryStatus",
+        "| join kind=leftouter (Finals) on MessageId, _ResourceId",
+        "| project-away MessageId1, _ResourceId1",
+        "| join kind=leftouter (Sends) on MessageId, _ResourceId",
+        "| project-away MessageId1, _ResourceId1",
+        ENRICHMENT,
+        f"| extend HardBounce = {HARD_BOUNCE}",
+        "| project MessageId, SendTime, LastEventTime, LastEventStatus, FinalDeliveryStatus, FinalStatusTime,",
+        "    BounceType, HardBounce, SmtpStatusCode, EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails,",
+        "    FailureCategory, FailureReason, SenderUsername, SenderDomain, InternetMessageId, _ResourceId",
+        "| order by LastEventTime desc, MessageId asc",
+        f"| take {params.top}",
+    ]
+    return _query("recipient-history", b, body, window)

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from shared import settings
 from shared.codes import kql_catalog_function_lets, kql_catalog_lets
 from shared.kql.literals import literal, parse_literal
-from shared.schemas import SEND_MAIL, STATUS_UPDATE, TableSchema
+from shared.schemas import ENGAGEMENT, SEND_MAIL, STATUS_UPDATE, TableSchema
 
 #: View name used in query bodies -> the table it reads.
-VIEWS: dict[str, TableSchema] = {"SendMail": SEND_MAIL, "StatusUpdates": STATUS_UPDATE}
+VIEWS: dict[str, TableSchema] = {"SendMail": SEND_MAIL, "StatusUpdates": STATUS_UPDATE, "Engagements": ENGAGEMENT}
 
 _DEFAULTS = {"string": '""', "int": "int(null)", "real": "real(null)", "datetime": "datetime(null)"}
 

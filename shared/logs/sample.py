@@ -73,6 +73,27 @@ SENDER_DOMAINS = (
     ("7f3a9c1e-2b4d-4e6f-8a0b-1c2d3e4f5a6b.azurecomm.net", 0.20),
 )
 SENDER_USERNAMES = (("DoNotReply", 0.6), ("notifications", 0.2), ("billing", 0.1), ("alerts", 0.07), ("support", 0.03))
+#: Sender domains with user engagement tracking on: verified custom domains only (an Azure managed domain such as
+#: *.azurecomm.net can never have it; mail.fabrikam.com is a custom domain that left it off).
+TRACKED_SENDER_DOMAINS = ("notify.contoso.com",)
+#: Paths of the links in tracked mail (under the sender's organisational domain).
+LINK_PATHS = ("/account", "/orders/status", "/offers/spring?utm_source=email", "/help", "/unsubscribe")
+USER_AGENTS = (
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        0.3,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+        0.3,
+    ),
+    ("Mozilla/5.0 (Windows NT 10.0; WOW64; Trident/7.0; Microsoft Outlook 16.0.17328; ms-office; MSOffice 16)", 0.15),
+    (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile",
+        0.15,
+    ),
+    ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)", 0.1),
+)
 TRAFFIC_SOURCES = (
     ("Email .NET SDK", 0.35),
     ("Email Python SDK", 0.2),
@@ -318,7 +339,7 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
     """Create temp tables _gen_send and _gen_status holding the sample rows (schema columns).
 
     Stages, each a temp table read by the next: lookups (domains, outcomes), messages, recipients with
-    their final status, status events, and the rows of the two tables.
+    their final status, status events, the rows of the two tables, and engagement (_gen_engage).
     """
     if messages < 0:
         raise ValueError("messages must be >= 0")
@@ -329,6 +350,7 @@ def _build(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, 
     _create_recipients(con, seed)
     _create_events(con, seed)
     _create_table_rows(con, stop)
+    _create_engagement(con, seed, stop)
     con.execute("DROP TABLE _gen_rcpt")
     con.execute("DROP TABLE _gen_events")
     con.execute("DROP TABLE _gen_msg")
@@ -512,13 +534,14 @@ def _create_events(con: duckdb.DuckDBPyConnection, seed: int) -> None:
             CASE WHEN message_failed THEN 'Message could not be delivered to any recipient mail provider.'
                  ELSE '' END AS msg,
             '' AS hard, sender_domain, sender_username, '' AS host,
-            CASE WHEN message_failed THEN '' ELSE internet_message_id END AS imid, resource_id
+            CASE WHEN message_failed THEN '' ELSE internet_message_id END AS imid, resource_id,
+            CAST(NULL AS BIGINT) AS rid
         FROM _gen_msg
         UNION ALL
         -- distribution group expanded, then its delivery a little later
         SELECT t - to_microseconds(CAST((0.2 + {_u(seed, 58, "rid")}) * 1000000 AS BIGINT)),
             correlation_id, recipient, 'Expanded',
-            '', '', '', '', '', sender_domain, sender_username, host, internet_message_id, resource_id
+            '', '', '', '', '', sender_domain, sender_username, host, internet_message_id, resource_id, rid
         FROM finals WHERE status = 'Expanded'
         UNION ALL
         SELECT e.t + to_microseconds(CAST(d.k * (0.2 + 19.8 * {_u(seed, 59, "e.rid")}) * 1000000 AS BIGINT)),
@@ -528,7 +551,7 @@ def _create_events(con: duckdb.DuckDBPyConnection, seed: int) -> None:
             CASE WHEN e.status = 'Expanded' THEN 'False' ELSE {hard_pick} END,
             e.sender_domain, e.sender_username,
             CASE WHEN e.status = 'Suppressed' OR {_u(seed, 60, "e.rid")} < 0.04 THEN '' ELSE e.host END,
-            e.internet_message_id, e.resource_id
+            e.internet_message_id, e.resource_id, e.rid
         FROM finals e JOIN _gen_outcomes o ON o.k = e.ok
         -- d.k = 0: the final event; d.k = 1: a rare duplicate, a few seconds later
         JOIN (VALUES (0), (1)) d(k) ON d.k = 0 OR {_u(seed, 61, "e.rid")} < 0.003
@@ -569,12 +592,78 @@ def _create_table_rows(con: duckdb.DuckDBPyConnection, stop: datetime) -> None:
     """)
 
 
+def _create_engagement(con: duckdb.DuckDBPyConnection, seed: int, stop: datetime) -> None:
+    """_gen_engage: views and clicks of delivered recipients of tracked sender domains (TRACKED_SENDER_DOMAINS).
+
+    About 38% of them open (1-3 views, minutes to a day after delivery, long-tailed) and 28% of those click
+    (1-2 clicks, on a link of the sender's site, after the first view). Rows after the window are not written.
+    """
+    tracked = ", ".join(_lit(domain) for domain in TRACKED_SENDER_DOMAINS)
+    pick = f"1 + CAST(floor({_u(seed, 75, 'rid * 8 + k')} * {len(LINK_PATHS)}) AS INTEGER)"
+    path = f"list_extract({list(LINK_PATHS)}, {pick})"
+    engagement = schemas.ENGAGEMENT
+    op, ver = _OPERATION[schemas.ENGAGEMENT_TABLE]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _gen_engage AS
+        WITH delivered AS (
+            SELECT rid, min(t) AS t, any_value(correlation_id) AS correlation_id, any_value(recipient) AS recipient,
+                any_value(imid) AS imid, any_value(resource_id) AS resource_id,
+                any_value(sender_domain) AS sender_domain
+            FROM _gen_events
+            WHERE status = 'Delivered' AND recipient <> '' AND sender_domain IN ({tracked})
+            GROUP BY rid
+        ), opened AS (
+            SELECT *,
+                CASE WHEN {_u(seed, 70, "rid")} < 0.38 THEN 1 + CAST(floor({_u(seed, 71, "rid")} * 3) AS INTEGER)
+                     ELSE 0 END AS views,
+                t + to_microseconds(CAST((30 + 86400 * pow({_u(seed, 72, "rid")}, 3)) * 1000000 AS BIGINT))
+                  AS first_view
+            FROM delivered
+        ), clicked AS (
+            SELECT *, CASE WHEN views > 0 AND {_u(seed, 73, "rid")} < 0.28
+                           THEN 1 + CAST(floor({_u(seed, 74, "rid")} * 2) AS INTEGER) ELSE 0 END AS clicks
+            FROM opened
+        ), e AS (
+            SELECT o.*, k, 'View' AS kind, '' AS context,
+                first_view + to_microseconds(CAST(k * 7200 * {_u(seed, 76, "rid * 8 + k")} * 1000000 AS BIGINT)) AS ts
+            FROM clicked o, LATERAL (SELECT unnest(range(o.views)) AS k) v
+            UNION ALL
+            SELECT o.*, k, 'Click',
+                'https://www.' || regexp_replace(sender_domain, '^[^.]+[.]', '') || {path},
+                first_view + to_microseconds(CAST((5 + 600 * {_u(seed, 77, "rid * 8 + k")}) * 1000000 AS BIGINT))
+            FROM clicked o, LATERAL (SELECT unnest(range(o.clicks)) AS k) c
+        )
+        SELECT ts AS "TimeGenerated", correlation_id AS "CorrelationId", recipient AS "RecipientId",
+            kind AS "EngagementType", context AS "EngagementContext",
+            {_pick(_u(seed, 78, "rid"), USER_AGENTS)} AS "UserAgent", imid AS "InternetMessageId",
+            '{op}' AS "OperationName", '{ver}' AS "OperationVersion", '{engagement.category}' AS "Category",
+            '{LOCATION}' AS "Location", resource_id AS "_ResourceId",
+            split_part(resource_id, '/', 3) AS "_SubscriptionId", '' AS "TenantId", '{SOURCE_SYSTEM}' AS "SourceSystem",
+            '{engagement.name}' AS "Type", '' AS "_IsBillable", CAST(NULL AS DOUBLE) AS "_BilledSize"
+        FROM e
+        WHERE ts < TIMESTAMP '{stop.isoformat(sep=" ")}'
+    """)
+
+
 def _drop(con: duckdb.DuckDBPyConnection) -> None:
-    for name in ("_gen_send", "_gen_status", "_gen_domains", "_gen_outcomes", "_gen_msg", "_gen_rcpt", "_gen_events"):
+    for name in (
+        "_gen_send",
+        "_gen_status",
+        "_gen_engage",
+        "_gen_domains",
+        "_gen_outcomes",
+        "_gen_msg",
+        "_gen_rcpt",
+        "_gen_events",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-_GENERATED = ((schemas.SEND_MAIL, "_gen_send"), (schemas.STATUS_UPDATE, "_gen_status"))
+_GENERATED = (
+    (schemas.SEND_MAIL, "_gen_send"),
+    (schemas.STATUS_UPDATE, "_gen_status"),
+    (schemas.ENGAGEMENT, "_gen_engage"),
+)
 
 
 def fill_store(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: int, end: date) -> dict[str, int]:
