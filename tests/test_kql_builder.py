@@ -150,9 +150,6 @@ def test_every_query_passes_the_kusto_language_service(insights: Insights) -> No
 
 #: Bound on what one Log Analytics request carries once the catalog is a set of workspace functions (issue 10).
 LOG_ANALYTICS_QUERY_BOUND = 8 * 1024
-#: Operations still above the bound with the functions, and their own bound until they shrink: the daily summary
-#: repeats its aggregate once per dimension (five times, ~2.8 KB); writing it once brings it under 8 KB.
-OVER_THE_BOUND = {"daily-summary": 11 * 1024}
 
 
 def test_every_query_is_small_when_the_workspace_functions_exist(insights: Insights) -> None:
@@ -161,13 +158,8 @@ def test_every_query_is_small_when_the_workspace_functions_exist(insights: Insig
     for query in queries:
         size = len(query.log_analytics_text(catalog_functions=True).encode())
         largest[query.operation] = max(size, largest.get(query.operation, 0))
-    too_large = {
-        operation: size
-        for operation, size in largest.items()
-        if size > OVER_THE_BOUND.get(operation, LOG_ANALYTICS_QUERY_BOUND)
-    }
+    too_large = {operation: size for operation, size in largest.items() if size > LOG_ANALYTICS_QUERY_BOUND}
     assert not too_large, too_large
-    assert all(largest[operation] > LOG_ANALYTICS_QUERY_BOUND for operation in OVER_THE_BOUND), largest
     inline = [len(query.log_analytics_text(catalog_functions=False).encode()) for query in queries]
     assert max(inline) > 40_000  # the fallback still carries the catalog
 

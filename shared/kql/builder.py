@@ -218,9 +218,13 @@ def _window_lets(b: _Bindings, window: Window) -> None:
     b.add("status_to", "datetime", window.status_end)
 
 
-def send_side(b: _Bindings, f: Filters, name: str = "Sends", *, senders: str | None = None) -> str:
+def send_side(
+    b: _Bindings, f: Filters, name: str = "Sends", *, senders: str | None = None, size_category: bool = True
+) -> str:
     """Sends in the window, filtered, one row per (message, resource): exact duplicates count once.
-    ``senders`` names a table of (CorrelationId, _ResourceId) the sends must be in (see sender_messages)."""
+    ``senders`` names a table of (CorrelationId, _ResourceId) the sends must be in (see sender_messages);
+    ``size_category`` False leaves out MessageSizeCategory where nothing reads it (the daily summary, to stay
+    under 8 KB per Log Analytics request)."""
     lines = [f"let {name} = SendMail", "    | where TimeGenerated >= p_from and TimeGenerated < p_to"]
     if senders is not None:
         lines.append(f"    | join kind=leftsemi ({senders}) on CorrelationId, _ResourceId")
@@ -236,7 +240,7 @@ def send_side(b: _Bindings, f: Filters, name: str = "Sends", *, senders: str | N
         "    | summarize arg_min(TimeGenerated, Size, AttachmentsCount, ToRecipientsCount, CcRecipientsCount,",
         "        BccRecipientsCount, UniqueRecipientsCount) by CorrelationId, _ResourceId",
         "    | project SendTime = TimeGenerated, MessageId = CorrelationId, MessageSize = Size,",
-        f"        MessageSizeCategory = {SIZE_CATEGORY},",
+        *([f"        MessageSizeCategory = {SIZE_CATEGORY},"] if size_category else []),
         "        AttachmentsCount, ToRecipientsCount, CcRecipientsCount, BccRecipientsCount, UniqueRecipientsCount,",
         "        _ResourceId;",
     ]
@@ -399,11 +403,11 @@ def _post_join_filters(b: _Bindings, f: Filters) -> list[str]:
     return lines
 
 
-def correlated(b: _Bindings, f: Filters, name: str = "Correlated") -> str:
+def correlated(b: _Bindings, f: Filters, name: str = "Correlated", *, size_category: bool = True) -> str:
     """Send-anchored correlation: the seed's join, enriched, filtered; one row per recipient."""
     return "\n".join(
         [
-            send_side(b, f),
+            send_side(b, f, size_category=size_category),
             final_side(b, f),
             f"let {name} = Sends",
             "    | join kind=inner (Finals) on MessageId, _ResourceId",
@@ -485,15 +489,19 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
     return _query("trace", b, body, window)
 
 
-#: Recipients per final status and bounce type: domain stats and daily summaries count the same way.
-STATUS_COUNTS = ", ".join(
-    [
-        "Total = count()",
-        *(f'{status} = countif(FinalDeliveryStatus == "{status}")' for status in FINAL_STATUSES),
-        f"HardBounces = countif({HARD_BOUNCE})",
-        f"SoftBounces = countif({SOFT_BOUNCE})",
-    ]
-)
+def status_counts(total: str = "count()") -> str:
+    """Recipients per final status and bounce type: domain stats and daily summaries count the same way."""
+    return ", ".join(
+        [
+            f"Total = {total}",
+            *(f'{status} = countif(FinalDeliveryStatus == "{status}")' for status in FINAL_STATUSES),
+            f"HardBounces = countif({HARD_BOUNCE})",
+            f"SoftBounces = countif({SOFT_BOUNCE})",
+        ]
+    )
+
+
+STATUS_COUNTS = status_counts()
 
 _STATS_AGGREGATES: dict[str, list[str]] = {
     "domains": [
@@ -659,20 +667,25 @@ def build_daily_summary_query(day_start: datetime, status_grace: timedelta) -> K
         "AvgDurationSeconds = avg(LatencySeconds), P50DurationSeconds = percentile(LatencySeconds, 50), "
         "P95DurationSeconds = percentile(LatencySeconds, 95)"
     )
-    counts = f"{STATUS_COUNTS}, {latency}"
+    # The datatable row makes sure a day without any final status still has its total row: it counts in no column
+    # (Total counts rows with a final status). Each recipient then comes once per dimension into one aggregate.
+    counts = f"{status_counts('countif(isnotempty(FinalDeliveryStatus))')}, {latency}"
     body = [
-        correlated(b, f),
+        correlated(b, f, size_category=False),
         message_failures(),
         f"let Expected = {EXPECTED_RECIPIENTS};",
         f"let FailedSends = {FAILED_MESSAGES};",
         "let Dimensions = Correlated",
         '    | extend Sender = iff(isempty(SenderDomain), SenderUsername, strcat(SenderUsername, "@", SenderDomain));',
         "union",
-        f'    (Dimensions | summarize {counts} | extend Dimension = "total", Key = "all"),',
-        f'    (Dimensions | summarize {counts} by Key = RecipientDomain | extend Dimension = "domain"),',
-        f'    (Dimensions | summarize {counts} by Key = Sender | extend Dimension = "sender"),',
-        f'    (Dimensions | summarize {counts} by Key = FinalDeliveryStatus | extend Dimension = "status"),',
-        f'    (Dimensions | summarize {counts} by Key = RecipientMailServerHostName | extend Dimension = "mailServer")',
+        '    (datatable(Dimension:string, Key:string)["total", "all"]),',
+        '    (Dimensions | extend Dimension = "total", Key = "all"),',
+        '    (Dimensions | extend Dimension = "domain", Key = RecipientDomain),',
+        '    (Dimensions | extend Dimension = "sender", Key = Sender),',
+        '    (Dimensions | extend Dimension = "status", Key = FinalDeliveryStatus),',
+        '    (Dimensions | extend Dimension = "mailServer", Key = RecipientMailServerHostName)',
+        f"| summarize {counts} by Dimension, Key",
+        '| order by Dimension == "total" desc, Dimension asc, Key asc',
         '| extend Pending = iff(Dimension == "total", max_of(coalesce(Expected, long(0)) - Total, long(0)), long(0)),',
         '    FailedMessages = iff(Dimension == "total", FailedSends, long(0))',
         "| extend SuccessRate = iff(Total == 0, real(0), round(100.0 * Delivered / Total, 2)),",
