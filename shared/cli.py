@@ -185,7 +185,9 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
 
     raw = _raw_params(args)
     if args.command == "trace":
-        print(to_json(insights.trace(parse_params(TraceParams, raw)), indent=2), file=out)
+        from shared.tracing import trace_message
+
+        print(to_json(trace_message(services, parse_params(TraceParams, raw)), indent=2), file=out)
     elif args.command == "search":
         print(to_json(insights.search(parse_params(SearchParams, raw)), indent=2), file=out)
     elif args.command == "stats":

@@ -195,8 +195,12 @@ class Insights:
     # -- use cases ----------------------------------------------------------------------------
 
     def trace(self, params: TraceParams) -> TraceResult:
+        return self.trace_with_rows(params)[0]
+
+    def trace_with_rows(self, params: TraceParams) -> tuple[TraceResult, QueryResult]:
+        """The trace from the logs, and the rows it was assembled from (written back into the state)."""
         result = self.source.run(self.trace_query(params))
-        return assemble_trace(params.message_id, result, now=self.clock(), status_grace=self.status_grace)
+        return assemble_trace(params.message_id, result, now=self.clock(), status_grace=self.status_grace), result
 
     def search(self, params: SearchParams) -> SearchPage:
         query, cursor, fingerprint = self._search_plan(params)
