@@ -10,7 +10,9 @@ The use case behind ``GET /api/messages/{id}`` (and its poll link); it sits betw
 3. Otherwise (unknown, pending, or expected recipients not known yet: events carry no recipient count) run
    the log trace (:meth:`shared.insights.Insights.trace`), write what it found back into the state as
    observations of source ``logs`` (so the next trace costs no query), and answer the logs merged with the
-   state (``source: "logs"`` when the state held nothing of the message, else ``"both"``).
+   state (``source: "logs"`` when the state held nothing of the message, ``"state"`` when the logs held
+   nothing of it, else ``"both"``). A message known only from events is final once every recipient
+   the events named is resolved and the logs, asked, know no more.
 4. Nothing anywhere: 404. ``Retry-After`` (:data:`NOT_FOUND_RETRY_AFTER` s) is sent only while the id could
    still be within ingestion delay of its send: for :data:`NOT_FOUND_RETRY_WINDOW` (30 minutes) from the
    first time anyone asked for it (recorded in the state, :meth:`StateStore.record_asked`); after that a
@@ -67,9 +69,14 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
     if store is None:
         return result
     merged = _write_back(store, params.message_id, rows)
-    if merged is None or not known:
+    if partition is None or not known:
         return result
-    return merge_traces(result, merged, now=now, status_grace=grace)
+    partition = merged or partition
+    if result.state == "notFound":
+        # The logs hold nothing (yet) of a message the events told of: the state is the whole answer, and
+        # the recipients it knows are all there is to wait for.
+        return trace_from_state(partition, now=now, status_grace=grace, need_expected=False)
+    return merge_traces(result, partition, now=now, status_grace=grace)
 
 
 def _store(services: Services) -> StateStore | None:
@@ -152,8 +159,14 @@ def _not_found(params: TraceParams, retry_after: int | None) -> NotFound:
 # --------------------------------------------------------------------------- state -> answer
 
 
-def trace_from_state(partition: Partition, *, now: datetime, status_grace: timedelta) -> TraceResult:
-    """The trace contract from the delivery state alone (``source: "state"``)."""
+def trace_from_state(
+    partition: Partition, *, now: datetime, status_grace: timedelta, need_expected: bool = True
+) -> TraceResult:
+    """The trace contract from the delivery state alone (``source: "state"``).
+
+    ``need_expected``: final only once the expected recipients are known (events carry no count), unless a
+    log query has just looked and found no more (then the recipients the state knows are all there are).
+    """
     message = partition.message
     send = None
     if message.send is not None:
@@ -184,7 +197,7 @@ def trace_from_state(partition: Partition, *, now: datetime, status_grace: timed
         message_events=message_events,
         recipients=recipients,
     )
-    return conclude_trace(trace, now=now, status_grace=status_grace, need_expected=True)
+    return conclude_trace(trace, now=now, status_grace=status_grace, need_expected=need_expected)
 
 
 def _recipient(recipient: RecipientState, send_time: datetime | None) -> TraceRecipient:
