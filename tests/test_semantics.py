@@ -143,7 +143,9 @@ def test_latest_final_event_wins_whatever_the_arrival_order(insights: Insights) 
 
 
 def test_bounce_types_reported_inferred_unknown(insights: Insights) -> None:
-    recipients = by_recipient(trace(insights, "msg-07-bounces")["recipients"])
+    body = trace(insights, "msg-07-bounces")
+    assert body["outcome"] == "notDelivered" and body["counts"]["failed"] == 2 and body["counts"]["bounced"] == 2
+    recipients = by_recipient(body["recipients"])
     assert (recipients["ivan@fabrikam.com"]["bounceType"], recipients["ivan@fabrikam.com"]["bounceTypeSource"]) == (
         "soft",
         "inferred",
