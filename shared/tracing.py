@@ -19,12 +19,14 @@ The use case behind ``GET /api/messages/{id}`` (and its poll link); it sits betw
    plain 404. Without a reachable state store the first-asked time cannot be kept, so every 404 carries it.
 
 The state store down (unreachable, misconfigured) never fails a trace: it falls back to the log query, as
-before the state existed. ``asOf`` is when the answer was read.
+before the state existed, and after a failed read the store is skipped for :data:`STATE_BACKOFF` seconds.
+``asOf`` is when the answer was read.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -56,8 +58,9 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
     """The trace of one message (see the module docstring); raises NotFound for an id never seen."""
     now = services.clock()
     grace = services.status_grace
-    store = _store(services)
-    partition = _read(store, params.message_id) if store is not None else None
+    store, partition = _store(services), None
+    if store is not None:
+        store, partition = _read(store, params.message_id)
     known = partition is not None and _known(partition)
     if partition is not None and known:
         answer = trace_from_state(partition, now=now, status_grace=grace)
@@ -79,20 +82,36 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
     return merge_traces(result, partition, now=now, status_grace=grace)
 
 
+#: Reasons already logged: a state store that is not configured would otherwise log on every trace.
+_LOGGED: set[str] = set()
+
+
 def _store(services: Services) -> StateStore | None:
     try:
         return services.state
     except ServiceError as exc:
-        logger.warning("trace: delivery state unavailable, using the log query: %s", exc.detail)
+        if exc.detail not in _LOGGED:
+            _LOGGED.add(exc.detail)
+            logger.warning("trace: delivery state unavailable, using the log query: %s", exc.detail)
         return None
 
 
-def _read(store: StateStore, message_id: str) -> Partition | None:
+#: After a failed read, traces skip the state store this long: an unreachable endpoint costs the SDK's
+#: retries (seconds) once, not on every trace, and the request budget goes to the log query.
+STATE_BACKOFF: Final = 30.0
+_SKIP_UNTIL: dict[int, float] = {}
+
+
+def _read(store: StateStore, message_id: str) -> tuple[StateStore | None, Partition | None]:
+    """The partition (None if nothing stored); the store None when it failed or recently failed."""
+    if _SKIP_UNTIL.get(id(store), 0.0) > time.monotonic():
+        return None, None
     try:
-        return store.read(message_id)
+        return store, store.read(message_id)
     except ServiceError as exc:
+        _SKIP_UNTIL[id(store)] = time.monotonic() + STATE_BACKOFF
         logger.warning("trace: delivery state unreadable, using the log query: %s", exc.detail)
-        return None
+        return None, None
 
 
 def _known(partition: Partition) -> bool:
