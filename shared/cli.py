@@ -77,6 +77,20 @@ def _store_commands(commands: Any) -> None:
     sample.add_argument("--seed", type=int, default=1)
     sample.add_argument("--end", metavar="YYYY-MM-DD", help="last day of sample data (default yesterday, UTC)")
 
+    sample.add_argument("--no-events", action="store_true", help="do not write <store>.events.json beside it")
+
+    events = commands.add_parser("events", help="Event Grid events files (written by `sample`)")
+    events_commands = events.add_subparsers(dest="events_command", required=True, parser_class=_Parser)
+    send = events_commands.add_parser("send", help="replay an events file to a running host's webhook URL")
+    send.add_argument("file", metavar="FILE")
+    send.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="e.g. http://localhost:7071/runtime/webhooks/eventgrid?functionName=ingest_email_events",
+    )
+    send.add_argument("--batch", type=int, default=500, help="events per POST (1-5000, default 500)")
+
 
 def _query_commands(commands: Any) -> None:
     """The use cases the HTTP API serves, with the same parameters."""
@@ -233,6 +247,8 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
         return _import(settings, args, out)
     if args.command == "sample":
         return _sample(settings, args, out)
+    if args.command == "events":
+        return _events(args, out)
     services = services or Services(settings)
     if args.command == "summarize":
         return _summarize(services, args, out)
@@ -244,7 +260,9 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
 
     raw = _raw_params(args)
     if args.command == "trace":
-        print(to_json(insights.trace(parse_params(TraceParams, raw)), indent=2), file=out)
+        from shared.tracing import trace_message
+
+        print(to_json(trace_message(services, parse_params(TraceParams, raw)), indent=2), file=out)
     elif args.command == "search":
         print(to_json(insights.search(parse_params(SearchParams, raw)), indent=2), file=out)
     elif args.command == "stats":
@@ -336,7 +354,24 @@ def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
     # Whole days up to yesterday by default: no sample send lies in the future, and every day is complete.
     end = _parse_day(args.end, "--end") or datetime.now(UTC).date() - timedelta(days=1)
     counts = fill_store_file(_local_store(settings), args.messages, args.days, args.seed, end)
-    print(json.dumps({"store": settings.local_store, "end": end.isoformat(), **counts}, indent=2), file=out)
+    summary: dict[str, Any] = {"store": settings.local_store, "end": end.isoformat(), **counts}
+    if not args.no_events:
+        from shared.state.sample_events import events_path, write_sample_events
+
+        summary["events"] = {
+            "file": str(events_path(_local_store(settings))),
+            **write_sample_events(_local_store(settings)),
+        }
+    print(json.dumps(summary, indent=2), file=out)
+    return 0
+
+
+def _events(args: argparse.Namespace, out: Any) -> int:
+    """``events send FILE --to URL``: exit 0 when every batch was accepted, 2 for bad input, 1 otherwise."""
+    from shared.state.sample_events import read_events_file, replay_events
+
+    result = replay_events(read_events_file(args.file), args.to, batch=args.batch)
+    print(json.dumps(result), file=out)
     return 0
 
 

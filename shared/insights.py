@@ -43,9 +43,9 @@ from shared.models import (
     SearchPage,
     SearchParams,
     SearchRow,
-    SendInfo,
     StatsParams,
     StatsResult,
+    StatusCounts,
     StatusEvent,
     Suppression,
     TimeSeriesParams,
@@ -55,7 +55,7 @@ from shared.models import (
     TraceParams,
     TraceRecipient,
     TraceResult,
-    TraceState,
+    TraceSendInfo,
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 from shared.signing import Signer
@@ -219,8 +219,12 @@ class Insights:
     # -- use cases ----------------------------------------------------------------------------
 
     def trace(self, params: TraceParams) -> TraceResult:
+        return self.trace_with_rows(params)[0]
+
+    def trace_with_rows(self, params: TraceParams) -> tuple[TraceResult, QueryResult]:
+        """The trace from the logs, and the rows it was assembled from (written back into the state)."""
         result = self.source.run(self.trace_query(params))
-        return assemble_trace(params.message_id, result)
+        return assemble_trace(params.message_id, result, now=self.clock(), status_grace=self.status_grace), result
 
     def search(self, params: SearchParams) -> SearchPage:
         query, cursor, fingerprint = self._search_plan(params)
@@ -361,31 +365,15 @@ def _partial(result: QueryResult) -> dict[str, Any]:
     return {}
 
 
-# long: one pass over the three kinds of row, then the state rule; split, the rule would lose its context.
-def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
-    """Rows of the trace query (send / event / final) -> the trace contract."""
-    send: SendInfo | None = None
-    message_events: list[StatusEvent] = []
-    events_by_recipient: dict[tuple[str, str | None], list[StatusEvent]] = {}
-    domains: dict[tuple[str, str | None], str | None] = {}
-    finals: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for record in result.records():
-        kind = record.get("RowKind")
-        fields = _fields(record)
-        if kind == "send":
-            send = SendInfo.model_validate(fields)
-        elif kind == "event":
-            event = StatusEvent.model_validate({**fields, "time": record["TimeGenerated"]})
-            recipient = record.get("RecipientId")
-            if not recipient:
-                message_events.append(event)
-                continue
-            key = (recipient, record.get("_ResourceId"))
-            events_by_recipient.setdefault(key, []).append(event)
-            domains[key] = record.get("RecipientDomain")
-        elif kind == "final":
-            finals[(record["RecipientId"], record.get("_ResourceId"))] = fields
+RecipientKey = tuple[str, str | None]
 
+
+def _trace_recipients(
+    events_by_recipient: dict[RecipientKey, list[StatusEvent]],
+    finals: dict[RecipientKey, dict[str, Any]],
+    domains: dict[RecipientKey, str | None],
+) -> list[TraceRecipient]:
+    """One entry per (recipient, resource), by address: its final status and its newest events, oldest first."""
     recipients: list[TraceRecipient] = []
     for key, events in sorted(events_by_recipient.items(), key=lambda item: (item[0][0].lower(), item[0][1] or "")):
         events.sort(key=lambda event: (event.time, event.delivery_status))
@@ -399,29 +387,127 @@ def assemble_trace(message_id: str, result: QueryResult) -> TraceResult:
                 recipient_id=key[0], recipient_domain=domains.get(key), events=events, events_omitted=omitted
             )
         recipients.append(recipient)
-    message_events.sort(key=lambda event: (event.time, event.delivery_status))
+    return recipients
 
-    state: TraceState
-    if send is None and not message_events and not recipients:
-        state = "notFound"
-    elif any(event.delivery_status in MESSAGE_TERMINAL_STATUSES for event in message_events):
-        state = "final"
-    else:
-        resolved = sum(
-            1
-            for r in recipients
-            if r.final_delivery_status is not None or (r.events and r.events[-1].delivery_status in RESOLVING_STATUSES)
-        )
-        expected = send.unique_recipients_count if send is not None else None
-        if expected:
-            state = "final" if resolved >= expected else "pending"
-        else:
-            state = "final" if recipients and resolved == len(recipients) else "pending"
-    return TraceResult(
+
+def assemble_trace(
+    message_id: str,
+    result: QueryResult,
+    *,
+    now: datetime | None = None,
+    status_grace: timedelta = builder.DEFAULT_STATUS_GRACE,
+) -> TraceResult:
+    """Rows of the trace query (send / event / final) -> the trace contract (``now``: when it is read)."""
+    send: TraceSendInfo | None = None
+    senders: set[str] = set()
+    message_events: list[StatusEvent] = []
+    events_by_recipient: dict[RecipientKey, list[StatusEvent]] = {}
+    domains: dict[RecipientKey, str | None] = {}
+    finals: dict[RecipientKey, dict[str, Any]] = {}
+    for record in result.records():
+        kind = record.get("RowKind")
+        fields = _fields(record)
+        if kind == "send":
+            send = TraceSendInfo.model_validate(fields)
+        elif kind == "event":
+            event = StatusEvent.model_validate({**fields, "time": record["TimeGenerated"]})
+            username, domain = record.get("SenderUsername"), record.get("SenderDomain")
+            if username and domain:
+                senders.add(f"{username}@{domain}")
+            recipient = record.get("RecipientId")
+            if not recipient:
+                message_events.append(event)
+                continue
+            key = (recipient, record.get("_ResourceId"))
+            events_by_recipient.setdefault(key, []).append(event)
+            domains[key] = record.get("RecipientDomain")
+        elif kind == "final":
+            finals[(record["RecipientId"], record.get("_ResourceId"))] = fields
+
+    recipients = _trace_recipients(events_by_recipient, finals, domains)
+    message_events.sort(key=lambda event: (event.time, event.delivery_status))
+    if send is not None and senders:
+        send.sender = min(senders)
+    trace = TraceResult(
         message_id=message_id,
-        state=state,
+        state="notFound",
+        source="logs",
+        as_of=now,
         send=send,
         message_events=message_events,
         recipients=recipients,
         **_partial(result),
     )
+    if send is None and not message_events and not recipients:
+        return trace
+    return conclude_trace(trace, now=now, status_grace=status_grace, need_expected=False)
+
+
+def _resolved(recipient: TraceRecipient) -> bool:
+    if recipient.final_delivery_status is not None:
+        return True
+    return bool(recipient.events) and recipient.events[-1].delivery_status in RESOLVING_STATUSES
+
+
+_COUNT_FIELDS = {status: snake(status) for status in FINAL_STATUSES}
+
+
+def conclude_trace(
+    trace: TraceResult, *, now: datetime | None, status_grace: timedelta, need_expected: bool
+) -> TraceResult:
+    """Fill in state, outcome, counts and the recipients still without a final status: the one rule.
+
+    * failed: a message-level terminal status (the message failed as a whole);
+    * final when as many recipients are resolved (a final status, or ``Expanded``) as the send expected;
+      without a send row, ``need_expected`` decides: the delivery state (events carry no recipient count)
+      waits for it, a log trace (which sees every row there is) takes the recipients it found;
+    * final: delivered (every final status Delivered), notDelivered (none), partiallyDelivered (some);
+    * not final: pending, or expired once the send (or, unknown, its earliest event) is older than the status
+      grace: a definite end, the unresolved recipients listed by address and counted against the expected.
+    """
+    counts: dict[str, int] = {}
+    for recipient in trace.recipients:
+        status = recipient.final_delivery_status
+        if status in _COUNT_FIELDS:
+            counts[_COUNT_FIELDS[status]] = counts.get(_COUNT_FIELDS[status], 0) + 1
+    trace.counts = StatusCounts(**counts)
+    expected = trace.send.unique_recipients_count if trace.send is not None else None
+    trace.expected_recipients = expected
+    resolved = sum(1 for recipient in trace.recipients if _resolved(recipient))
+    unresolved = [r.recipient_id for r in trace.recipients if not _resolved(r)]
+    terminal = any(event.delivery_status in MESSAGE_TERMINAL_STATUSES for event in trace.message_events)
+    if terminal:
+        final = True
+    elif expected:
+        final = resolved >= expected
+    else:
+        final = not need_expected and bool(trace.recipients) and not unresolved
+    trace.pending_recipients = [] if final else unresolved
+    trace.unresolved_count = None if final or not expected else max(0, expected - resolved)
+    if final:
+        trace.state = "final"
+        delivered = counts.get("delivered", 0)
+        others = sum(counts.values()) - delivered
+        if terminal:
+            trace.outcome = "failed"
+        else:
+            trace.outcome = (
+                "delivered" if delivered and not others else "partiallyDelivered" if delivered else ("notDelivered")
+            )
+        return trace
+    started = _send_time_bound(trace)
+    if now is not None and started is not None and now - started > status_grace:
+        trace.state = trace.outcome = "expired"
+    else:
+        trace.state = trace.outcome = "pending"
+    return trace
+
+
+def _send_time_bound(trace: TraceResult) -> datetime | None:
+    """The send time, or when there is no send row the earliest event (the send came before it)."""
+    if trace.send is not None:
+        return trace.send.send_time
+    times = [event.time for event in trace.message_events]
+    times += [event.time for recipient in trace.recipients for event in recipient.events]
+    times += [r.final_status_time for r in trace.recipients if r.final_status_time is not None]
+    return min(times) if times else None

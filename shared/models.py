@@ -33,7 +33,33 @@ MAX_WINDOW_DAYS = 90
 FinalStatus = Literal["Delivered", "Failed", "Bounced", "Suppressed", "Quarantined", "FilteredSpam"]
 BounceTypeName = Literal["Hard Bounce", "Soft Bounce", "Not Applicable", "Unknown"]
 BounceTypeSource = Literal["reported", "inferred", "notApplicable", "unknown"]
-TraceState = Literal["final", "pending", "notFound"]
+#: Machine bounce types; the KQL (and the alerts and workbook that share it) speaks the display labels.
+BounceType = Literal["hard", "soft", "none", "unknown"]
+#: Display label -> machine value: the one mapping (the KQL enrichment and the state store emit labels).
+BOUNCE_TYPE_OF_LABEL: dict[str, BounceType] = {
+    "Hard Bounce": "hard",
+    "Soft Bounce": "soft",
+    "Not Applicable": "none",
+    "Unknown": "unknown",
+}
+TraceState = Literal["final", "pending", "expired", "notFound"]
+#: The message's outcome, first thing an app reads (rules in docs/semantics.md and shared/tracing.py).
+TraceOutcome = Literal["delivered", "partiallyDelivered", "notDelivered", "failed", "pending", "expired"]
+#: Where a trace answer came from: the delivery state alone, the log query alone, or both merged.
+TraceSource = Literal["state", "logs", "both"]
+#: Delivery statuses ACS documents today; ``status`` is an open set (REFERENCE-next §1), so fields typed
+#: :data:`DeliveryStatusText` accept any string and the schema says so (an open enum, see there).
+KNOWN_DELIVERY_STATUSES = (
+    "Delivered",
+    "Failed",
+    "Bounced",
+    "Suppressed",
+    "Quarantined",
+    "FilteredSpam",
+    "Expanded",
+    "OutForDelivery",
+    "Dropped",
+)
 StatsKind = Literal["domains", "senders", "mail-servers", "latency", "failures", "sizes"]
 STATS_KINDS: tuple[str, ...] = get_args(StatsKind)
 SummaryDimension = Literal["total", "domain", "sender", "status", "mailServer"]
@@ -69,6 +95,28 @@ def bound_text(value: str | None) -> str | None:
 
 
 BoundedText = Annotated[str | None, AfterValidator(bound_text)]
+
+#: An open enum: the documented values are listed (``anyOf [enum, string]`` in OpenAPI 3.1; ``enum`` with
+#: ``x-ms-enum.modelAsString`` in the connector, which AutoRest and Power Automate treat as extensible), and
+#: any other string passes through unchanged: a status ACS adds later is shown, never rejected.
+DeliveryStatusText = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "enum": list(KNOWN_DELIVERY_STATUSES)}, {"type": "string"}],
+            "x-ms-enum": {"name": "DeliveryStatus", "modelAsString": True},
+            "description": "Delivery status as ACS reports it: one of the listed values, or a newer one.",
+        }
+    ),
+]
+
+
+def parse_flag(value: Any) -> bool | None:
+    """ACS's ``IsHardBounce`` ("True"/"False", any case, or a boolean) -> a boolean; anything else None."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    return True if text == "true" else False if text == "false" else None
 
 
 # --------------------------------------------------------------------------- validation
@@ -399,7 +447,7 @@ class _Out(BaseModel):
 
 class SendInfo(_Out):
     send_time: UtcDateTime
-    message_size: float | None = Field(None, description="Message size in MB.")
+    message_size_mb: float | None = Field(None, description="Message size in MB.")
     message_size_category: str | None = None
     attachments_count: int | None = None
     to_recipients_count: int | None = None
@@ -408,16 +456,34 @@ class SendInfo(_Out):
     unique_recipients_count: int | None = None
     resource_id: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _size_in_mb(cls, data: Any) -> Any:
+        """The KQL column ``MessageSize`` (MB) -> ``messageSizeMb`` (units in the field name)."""
+        if isinstance(data, dict) and "message_size" in data:
+            data = {**data}
+            data.setdefault("message_size_mb", data.pop("message_size"))
+        return data
+
+
+class TraceSendInfo(SendInfo):
+    sender: str | None = Field(None, description="Sender address (username@domain) as the status reports name it.")
+
 
 class StatusEvent(_Out):
     time: UtcDateTime
-    delivery_status: str
+    delivery_status: DeliveryStatusText
     smtp_status_code: str | None = None
     enhanced_smtp_status_code: str | None = None
     failure_reason: BoundedText = None
     failure_message: BoundedText = None
-    is_hard_bounce: str | None = None
+    is_hard_bounce: bool | None = Field(None, description="ACS's own hard-bounce flag; null when not reported.")
     recipient_mail_server_host_name: str | None = None
+
+    @field_validator("is_hard_bounce", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool | None:
+        return parse_flag(value)
 
 
 class CorrelatedFields(_Out):
@@ -425,12 +491,16 @@ class CorrelatedFields(_Out):
 
     recipient_id: str
     recipient_domain: str | None = None
-    final_delivery_status: str | None = None
-    bounce_type: str | None = None
-    bounce_type_source: str | None = None
+    final_delivery_status: DeliveryStatusText | None = None
+    bounce_type: BounceType | None = Field(
+        None, description="hard, soft, none (delivered) or unknown; null while there is no final status."
+    )
+    bounce_type_label: BounceTypeName | None = Field(None, description="The bounce type as display text.")
+    bounce_type_source: BounceTypeSource | None = None
     final_status_time: UtcDateTime | None = None
-    duration_seconds: float | None = None
-    duration_milliseconds: int | None = None
+    duration_milliseconds: int | None = Field(
+        None, description="From the send to the final status, in milliseconds (negative under clock skew)."
+    )
     smtp_status_code: str | None = None
     smtp_status_code_details: str | None = None
     enhanced_smtp_status_code: str | None = None
@@ -444,6 +514,18 @@ class CorrelatedFields(_Out):
     sender_domain: str | None = None
     clock_skew: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _machine_values(cls, data: Any) -> Any:
+        """KQL rows carry the display label (``BounceType``) and seconds: map them once, here."""
+        if isinstance(data, dict):
+            data = {key: value for key, value in data.items() if key != "duration_seconds"}
+            label = data.get("bounce_type")
+            if label in BOUNCE_TYPE_OF_LABEL:
+                data["bounce_type"] = BOUNCE_TYPE_OF_LABEL[label]
+                data.setdefault("bounce_type_label", label)
+        return data
+
 
 class TraceRecipient(CorrelatedFields):
     events: list[StatusEvent] = Field(default_factory=list)
@@ -452,10 +534,38 @@ class TraceRecipient(CorrelatedFields):
     )
 
 
+class StatusCounts(_Out):
+    """Recipients per final status."""
+
+    delivered: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    quarantined: int = 0
+    filtered_spam: int = 0
+
+
 class TraceResult(_Out):
     message_id: str
-    state: TraceState
-    send: SendInfo | None = None
+    outcome: TraceOutcome | None = Field(
+        None,
+        description="delivered (every recipient), partiallyDelivered, notDelivered, failed (the message as a "
+        "whole), pending (recipients still without a final status) or expired (the status grace passed).",
+    )
+    state: TraceState = Field(description="final, pending or expired (notFound only in a 404's body).")
+    source: TraceSource | None = Field(None, description="state, logs or both: where this answer came from.")
+    as_of: UtcDateTime | None = Field(None, description="The time the answer describes.")
+    counts: StatusCounts = Field(default_factory=StatusCounts)
+    expected_recipients: int | None = Field(None, description="Recipients the send named; null when not known.")
+    pending_recipients: list[str] = Field(
+        default_factory=list, description="Recipients known by address that have no final status yet."
+    )
+    unresolved_count: int | None = Field(
+        None,
+        description="Recipients without a final status, counted against the expected recipients (includes "
+        "those not known by address); null when the expected recipients are not known.",
+    )
+    send: TraceSendInfo | None = None
     message_events: list[StatusEvent] = Field(default_factory=list)
     recipients: list[TraceRecipient] = Field(default_factory=list)
     partial: bool | None = Field(None, description="True when Log Analytics returned a partial result.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
@@ -63,6 +63,18 @@ def public_endpoint(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
 
 
+#: Table requests fail fast: an unreachable store is known within ~4 s (2 retries, short back-off, 3 s to connect),
+#: so a trace falls back to the log query, and ingestion answers 5xx for Event Grid to retry, well within the
+#: request's budget (REQUEST_BUDGET_SECONDS); the SDK's defaults spent ~5-6 s of retries per call.
+CLIENT_OPTIONS: Final[dict[str, Any]] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "retry_backoff_max": 1.0,
+    "connection_timeout": 3,
+    "read_timeout": 20,
+}
+
+
 def _development_client(value: str, table: str) -> tuple[TableClient, str]:
     """``UseDevelopmentStorage=true[;DevelopmentStorageProxyUri=URI]`` -> Azurite's well-known account.
 
@@ -85,7 +97,7 @@ def _development_client(value: str, table: str) -> tuple[TableClient, str]:
         host = f"[{host}]"
     endpoint = f"{scheme}://{host}:{port}/{DEV_ACCOUNT}"
     credential = AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
-    return TableClient(endpoint, table, credential=credential), endpoint
+    return TableClient(endpoint, table, credential=credential, **CLIENT_OPTIONS), endpoint
 
 
 def _identity_credential(kind: str | None, client_id: str | None) -> TokenCredential:
@@ -105,7 +117,7 @@ def connect_with_string(connection_string: str, table: str) -> TableConnection:
         client, endpoint = _development_client(value, table)
         return TableConnection(client, f"table {table} on the development storage at {endpoint}")
     try:
-        client = TableClient.from_connection_string(value, table)
+        client = TableClient.from_connection_string(value, table, **CLIENT_OPTIONS)
     except (ValueError, TypeError, AzureError):
         # The SDK's message could quote the string; ours never does.
         raise StorageUnavailable(
@@ -146,7 +158,7 @@ def connect_table(
                 raise StorageUnavailable(f"setting {prefix}__accountName is not a storage account name")
             endpoint = f"https://{account}.table.core.windows.net"
         credential = _identity_credential(setting(f"{prefix}__credential"), setting(f"{prefix}__clientId") or client_id)
-        client = TableClient(endpoint, table, credential=credential)
+        client = TableClient(endpoint, table, credential=credential, **CLIENT_OPTIONS)
         return TableConnection(client, f"table {table} at {endpoint} (managed identity)")
     raise StorageUnavailable(
         f"no Table Storage connection is configured: set {prefix} to a connection string "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 from shared import schemas
 from shared.logs.importers import ImportFailure, import_paths, parse_time
-from shared.logs.store import RECORD_KEY, open_store, store_counts
+from shared.logs.store import INGESTED_AT, RECORD_KEY, open_store, store_counts
 
 SEND = schemas.SEND_MAIL_TABLE
 STATUS = schemas.STATUS_UPDATE_TABLE
@@ -95,7 +95,7 @@ def test_store_has_exactly_the_schema_columns(con: duckdb.DuckDBPyConnection) ->
                 "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [table.name]
             ).fetchall()
         ]
-        assert names == list(table.column_names)
+        assert names == [*table.column_names, INGESTED_AT]  # the schema's, then the store-side arrival time
     assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
 
 
@@ -115,6 +115,26 @@ def test_store_of_an_earlier_version_with_record_keys_still_imports(tmp_path: Pa
         ("m1", None),
         ("m2", None),
     ]
+    # The arrival column was added on open and stamped on the rows imported since.
+    stamps = con.execute(f'SELECT DISTINCT "{INGESTED_AT}" IS NOT NULL FROM "{SEND}"').fetchall()
+    assert stamps == [(True,)]
+    con.close()
+
+
+def test_a_store_without_the_arrival_column_gets_it_filled_with_each_rows_time(tmp_path: Path) -> None:
+    path = tmp_path / "older.duckdb"
+    old = duckdb.connect(str(path))
+    for statement in schemas.duckdb_create_statements():
+        old.execute(statement)
+    old.execute(f'INSERT INTO "{SEND}" ("TimeGenerated", "CorrelationId") VALUES (\'2026-03-10 10:00:00\', \'m0\')')
+    old.close()
+    open_store(path, read_only=True).close()  # a read-only open accepts it as it is
+    con = open_store(path)
+    assert rows(con, SEND, f'"CorrelationId", "TimeGenerated" = "{INGESTED_AT}"') == [("m0", True)]
+    blob = write_lines(tmp_path / "a" / "PT1H.json", [send_record("m1")])
+    assert import_paths(con, [blob]).inserted == 1
+    (stamp,) = con.execute(f'SELECT "{INGESTED_AT}" FROM "{SEND}" WHERE "CorrelationId" = \'m1\'').fetchall()[0]
+    assert abs(stamp - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=10)
     con.close()
 
 
@@ -147,7 +167,7 @@ def test_archive_json_lines_mapping(con: duckdb.DuckDBPyConnection, tmp_path: Pa
     assert report.files == 2
     assert report.tables[SEND].inserted == 1 and report.tables[STATUS].inserted == 2
 
-    got = con.execute(f'SELECT * FROM "{SEND}"').fetchall()
+    got = con.execute(f'SELECT * EXCLUDE ("{INGESTED_AT}") FROM "{SEND}"').fetchall()
     assert got == [
         (
             datetime(2026, 1, 2, 3, 4, 5, 123456),

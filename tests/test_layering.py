@@ -25,8 +25,8 @@ LONG_REASON = "# long:"
 #: Layers, top first. A module imports only modules of its own layer or lower ones (and never in a circle).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
-    ("shared.services",),
-    ("shared.tracing", "shared.report", "shared.summaries.job"),
+    ("shared.services", "shared.tracing"),
+    ("shared.report", "shared.summaries.job"),
     ("shared.insights",),
     ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
     ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),

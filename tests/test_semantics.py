@@ -42,7 +42,20 @@ def by_recipient(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_final_when_every_expected_recipient_has_a_final_status(insights: Insights) -> None:
     body = trace(insights, "msg-01-final")
-    assert body["state"] == "final"
+    assert body["state"] == "final" and body["source"] == "logs"
+    # alice delivered, bob hard-bounced: the outcome says so first, with counts per final status
+    assert body["outcome"] == "partiallyDelivered"
+    assert body["counts"] == {
+        "delivered": 1,
+        "failed": 0,
+        "bounced": 1,
+        "suppressed": 0,
+        "quarantined": 0,
+        "filteredSpam": 0,
+    }
+    assert body["pendingRecipients"] == [] and body["unresolvedCount"] is None and body["expectedRecipients"] == 2
+    assert body["send"]["sender"] == "DoNotReply@contoso.com"
+    assert body["send"]["messageSizeMb"] == 0.05 and "messageSize" not in body["send"]
     assert body["send"]["uniqueRecipientsCount"] == 2
     assert body["send"]["messageSizeCategory"] == "Tiny (<100KB)"
     assert [event["deliveryStatus"] for event in body["messageEvents"]] == ["OutForDelivery"]
@@ -50,9 +63,12 @@ def test_final_when_every_expected_recipient_has_a_final_status(insights: Insigh
     assert set(recipients) == {"alice@Contoso.com", "bob@fabrikam.com"}
     alice, bob = recipients["alice@Contoso.com"], recipients["bob@fabrikam.com"]
     assert alice["recipientDomain"] == "contoso.com"
-    assert alice["finalDeliveryStatus"] == "Delivered" and alice["bounceType"] == "Not Applicable"
-    assert alice["durationSeconds"] == 3.0 and alice["durationMilliseconds"] == 3000
-    assert bob["bounceType"] == "Hard Bounce" and bob["bounceTypeSource"] == "reported"
+    assert alice["finalDeliveryStatus"] == "Delivered" and alice["bounceType"] == "none"
+    assert alice["bounceTypeLabel"] == "Not Applicable"
+    assert alice["durationMilliseconds"] == 3000 and "durationSeconds" not in alice
+    assert bob["bounceType"] == "hard" and bob["bounceTypeLabel"] == "Hard Bounce"
+    assert bob["bounceTypeSource"] == "reported"
+    assert bob["events"][0]["isHardBounce"] is True  # "TRUE" in the logs, a boolean here
     assert bob["failureCategory"] == "invalid recipient"
     # the duplicated event counts once
     assert len(bob["events"]) == 1
@@ -60,7 +76,10 @@ def test_final_when_every_expected_recipient_has_a_final_status(insights: Insigh
 
 def test_pending_while_a_recipient_has_no_final_status(insights: Insights) -> None:
     body = trace(insights, "msg-02-pending")
-    assert body["state"] == "pending"
+    assert body["state"] == "pending" and body["outcome"] == "pending"
+    # 3 expected: carol final, dave known by address, the third (the Cc) never reported
+    assert body["pendingRecipients"] == ["dave@contoso.com"] and body["unresolvedCount"] == 2
+    assert body["counts"]["delivered"] == 1
     recipients = by_recipient(body["recipients"])
     assert recipients["carol@contoso.com"]["finalDeliveryStatus"] == "Delivered"
     dave = recipients["dave@contoso.com"]
@@ -70,7 +89,7 @@ def test_pending_while_a_recipient_has_no_final_status(insights: Insights) -> No
 
 def test_message_level_failure_is_terminal(insights: Insights) -> None:
     body = trace(insights, "msg-03-msgfail")
-    assert body["state"] == "final"
+    assert body["state"] == "final" and body["outcome"] == "failed"
     assert body["recipients"] == []
     assert body["messageEvents"][0]["deliveryStatus"] == "Failed"
     assert body["messageEvents"][0]["failureReason"] == "NoValidRecipients"
@@ -79,17 +98,31 @@ def test_message_level_failure_is_terminal(insights: Insights) -> None:
 def test_trace_is_message_anchored(insights: Insights) -> None:
     body = trace(insights, "msg-04-nosend")
     assert body["send"] is None
-    assert body["state"] == "final"
+    assert body["state"] == "final" and body["outcome"] == "delivered"
     frank = body["recipients"][0]
     assert frank["recipientId"] == "frank@gmail.com" and frank["finalDeliveryStatus"] == "Delivered"
-    assert frank["durationSeconds"] is None
+    assert frank["durationMilliseconds"] is None
 
 
 def test_not_found(insights: Insights) -> None:
     body = trace(insights, "msg-99-unknown")
     assert body == {
         "messageId": "msg-99-unknown",
+        "outcome": None,
         "state": "notFound",
+        "source": "logs",
+        "asOf": "2026-03-12T12:00:00.000000Z",
+        "counts": {
+            "delivered": 0,
+            "failed": 0,
+            "bounced": 0,
+            "suppressed": 0,
+            "quarantined": 0,
+            "filteredSpam": 0,
+        },
+        "expectedRecipients": None,
+        "pendingRecipients": [],
+        "unresolvedCount": None,
         "send": None,
         "messageEvents": [],
         "recipients": [],
@@ -99,32 +132,34 @@ def test_not_found(insights: Insights) -> None:
 def test_clock_skew_is_kept_and_flagged(insights: Insights) -> None:
     grace = trace(insights, "msg-05-skew")["recipients"][0]
     assert grace["clockSkew"] is True
-    assert grace["durationSeconds"] == -2.0
+    assert grace["durationMilliseconds"] == -2000
 
 
 def test_latest_final_event_wins_whatever_the_arrival_order(insights: Insights) -> None:
     henry = trace(insights, "msg-06-order")["recipients"][0]
     assert henry["finalDeliveryStatus"] == "Delivered"
-    assert henry["durationSeconds"] == 30.0
+    assert henry["durationMilliseconds"] == 30_000
     assert [event["deliveryStatus"] for event in henry["events"]] == ["Failed", "Delivered"]
 
 
 def test_bounce_types_reported_inferred_unknown(insights: Insights) -> None:
-    recipients = by_recipient(trace(insights, "msg-07-bounces")["recipients"])
+    body = trace(insights, "msg-07-bounces")
+    assert body["outcome"] == "notDelivered" and body["counts"]["failed"] == 2 and body["counts"]["bounced"] == 2
+    recipients = by_recipient(body["recipients"])
     assert (recipients["ivan@fabrikam.com"]["bounceType"], recipients["ivan@fabrikam.com"]["bounceTypeSource"]) == (
-        "Soft Bounce",
+        "soft",
         "inferred",
     )
     assert (recipients["judy@fabrikam.com"]["bounceType"], recipients["judy@fabrikam.com"]["bounceTypeSource"]) == (
-        "Hard Bounce",
+        "hard",
         "inferred",
     )
     assert (recipients["kim@fabrikam.com"]["bounceType"], recipients["kim@fabrikam.com"]["bounceTypeSource"]) == (
-        "Unknown",
+        "unknown",
         "unknown",
     )
     assert (recipients["leo@contoso.com"]["bounceType"], recipients["leo@contoso.com"]["bounceTypeSource"]) == (
-        "Soft Bounce",
+        "soft",
         "reported",
     )
     kim = recipients["kim@fabrikam.com"]
@@ -137,7 +172,7 @@ def test_late_event_and_last_at_domain(insights: Insights) -> None:
     weird = trace(insights, "msg-08-late")["recipients"][0]
     assert weird["recipientId"] == '"weird@local"@Example.ORG'
     assert weird["recipientDomain"] == "example.org"
-    assert weird["durationSeconds"] == 120.0
+    assert weird["durationMilliseconds"] == 120_000
     assert weird["finalStatusTime"].startswith("2026-03-11T00:01:00.123456")
 
 
@@ -318,7 +353,7 @@ def test_unmapped_codes_are_named(tmp_path: Path) -> None:
     source.close()
     assert row["smtpStatusCodeDetails"] == "Unmapped SMTP code: 599"
     assert row["enhancedSmtpStatusCodeDetails"] == "Unmapped enhanced code: 5.99.1"
-    assert (row["bounceType"], row["failureCategory"]) == ("Hard Bounce", "other")  # 5xx class: hard
+    assert (row["bounceType"], row["failureCategory"]) == ("hard", "other")  # 5xx class: hard
 
 
 def test_a_trace_answer_stays_bounded_whatever_the_logs_hold() -> None:

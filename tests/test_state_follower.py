@@ -117,3 +117,34 @@ def test_rows_imported_later_reach_the_state_on_the_next_run(tmp_path: Path, sta
     result = Follower(source, state, clock=lambda: now + timedelta(minutes=5)).run()
     assert result.complete and all(state.read(mid) is not None for mid in late)
     source.close()
+
+
+def test_an_import_after_a_run_reaches_the_state_whatever_the_rows_time(tmp_path: Path, state: StateStore) -> None:
+    """The store stamps ``_IngestedAt`` on every row an import inserts: rows whose TimeGenerated is months older
+    than the status grace (the semantics fixture, sent 2026-03-10) still reach the state on the next run."""
+    from shared.logs.importers import import_paths
+    from shared.logs.store import INGESTED_AT
+
+    from conftest import SEMANTICS
+
+    path = tmp_path / "logs.duckdb"
+    open_store(path).close()
+    source = DuckDbSource(path)
+    clock = lambda: datetime.now(UTC)  # noqa: E731  # the import's stamp is the real time too
+    assert Follower(source, state, clock=clock).run().rows == 0
+    assert source.has_column("ACSEmailStatusUpdateOperational", INGESTED_AT)
+    source.close()  # the import (another process, in real use) needs the file
+    con = open_store(path)
+    import_paths(con, [SEMANTICS])
+    oldest = con.execute('SELECT min("TimeGenerated"), min("_IngestedAt") FROM "ACSEmailStatusUpdateOperational"')
+    (time_generated, ingested_at) = oldest.fetchall()[0]
+    con.close()
+    assert ingested_at - time_generated > timedelta(hours=72)
+    source = DuckDbSource(path)
+    follower = Follower(source, state, clock=clock)
+    assert follower.arrival == INGESTED_AT
+    result = follower.run()
+    assert result.complete and result.rows > 0
+    partition = state.read("msg-01-final")
+    assert partition is not None and partition.final and partition.message.expected_recipients == 2
+    source.close()

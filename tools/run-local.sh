@@ -39,6 +39,43 @@ row = con.execute('SELECT CorrelationId FROM ACSEmailSendMailOperational WHERE T
 print(row[0] if row else "unknown")
 PY
 )
+EVENTS="$STORE.events.json"
+if [ ! -f "$EVENTS" ]; then
+  echo "Writing the sample's Event Grid events to $EVENTS..."
+  "$PY" - "$STORE" <<'PY'
+import sys
+from shared.state.sample_events import write_sample_events
+write_sample_events(sys.argv[1])
+PY
+fi
+
+# Trace after send from events alone: a second host on an EMPTY log store and its own state table gets the
+# sample's Event Grid events on its webhook URL, then answers a trace from the delivery state ("source": "state").
+DEMO_PORT=$((PORT + 1)); EMPTY_STORE=.data/empty-logs.duckdb; DEMO_TABLE=EventsDemo$(date +%s)
+rm -f "$EMPTY_STORE"
+"$PY" -c "from shared.logs.store import open_store; open_store('$EMPTY_STORE').close()"
+ACS_LOCAL_STORE="$EMPTY_STORE" STATE_TABLE="$DEMO_TABLE" "$PY" -m tools.devhost --port "$DEMO_PORT" >/dev/null &
+demo_pid=$!
+for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$DEMO_PORT) 2>/dev/null && break; sleep 0.2; done
+EVENTS_MESSAGE_ID=$("$PY" - "$EVENTS" <<'PY'
+import json, sys
+finals = {"Delivered", "Failed", "Bounced", "Suppressed", "Quarantined", "FilteredSpam"}
+statuses = {}
+for event in json.load(open(sys.argv[1])):
+    data = event["data"]
+    if "status" in data:
+        statuses.setdefault(data["messageId"], set()).add(data["status"])
+print(next((m for m, s in sorted(statuses.items()) if s <= finals), "unknown"))
+PY
+)
+echo "Replaying $EVENTS to the webhook of a host with an empty log store (port $DEMO_PORT)..."
+"$PY" -m shared events send "$EVENTS" --batch 500 \
+  --to "http://127.0.0.1:$DEMO_PORT/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+echo "curl -s http://localhost:$DEMO_PORT/api/messages/$EVENTS_MESSAGE_ID  (no logs at all, only events):"
+curl -s "http://127.0.0.1:$DEMO_PORT/api/messages/$EVENTS_MESSAGE_ID" | "$PY" -c \
+  'import json,sys; b=json.load(sys.stdin); print(json.dumps({k: b.get(k) for k in ("messageId","outcome","state","source","asOf","counts")}, indent=2))'
+kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true
+
 TODAY=$(date -u +%F); WEEK_AGO=$(date -u -d "-7 days" +%F); YESTERDAY=$(date -u -d "-1 day" +%F)
 cat <<MSG
 

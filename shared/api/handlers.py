@@ -12,14 +12,13 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic import BaseModel
 
+from shared import tracing
 from shared.api.http import Call, json_response, retry_after_header, text_response, wants
 from shared.api.render import bounces_csv, summaries_csv
-from shared.errors import NotFound
 from shared.models import ComponentHealth, DailySummaryList, Health, TraceResult
 from shared.services import Services
 
 TRACE_PENDING_RETRY_AFTER = 30
-TRACE_NOT_FOUND_RETRY_AFTER = 60
 #: How long a poll link stays valid; each 202 answer hands out a fresh one, so a client that keeps polling
 #: keeps a valid link, and a leaked link is good for at most this long, for one message only.
 POLL_LINK_LIFE = timedelta(hours=1)
@@ -29,14 +28,7 @@ POLL_LINK_LIFE = timedelta(hours=1)
 
 
 def _trace_answer(call: Call, result: TraceResult) -> func.HttpResponse:
-    if result.state == "notFound":
-        raise NotFound(
-            f"No logs for message {result.message_id} in the last {call.params.lookback_days} days. Logs reach Log "
-            "Analytics minutes after a send; retry later.",
-            title="Message not found",
-            retry_after=TRACE_NOT_FOUND_RETRY_AFTER,
-            fields={"messageId": result.message_id, "state": "notFound"},
-        )
+    """200 final or expired (a definite end), 202 pending with a poll link; 404 is raised by the use case."""
     if result.state == "pending":
         services = call.services
         token = services.insights.signer.poll_token(result.message_id, services.clock(), POLL_LINK_LIFE)
@@ -48,14 +40,14 @@ def _trace_answer(call: Call, result: TraceResult) -> func.HttpResponse:
 
 
 def trace_message(call: Call) -> func.HttpResponse:
-    return _trace_answer(call, call.services.insights.trace(call.params))
+    return _trace_answer(call, tracing.trace_message(call.services, call.params))
 
 
 def poll_message_trace(call: Call) -> func.HttpResponse:
     """The 202's Location: no function key, but a token signed for this one message that expires."""
     services = call.services
     services.insights.signer.check_poll_token(call.params.token, call.params.message_id, services.clock())
-    return _trace_answer(call, services.insights.trace(call.params.trace()))
+    return _trace_answer(call, tracing.trace_message(services, call.params.trace()))
 
 
 def search_messages(call: Call) -> BaseModel:

@@ -4,6 +4,13 @@ The tables are exactly the documented columns of :mod:`shared.schemas`. Exact du
 skipped on insert by comparing every column (so re-importing the same files changes nothing). Stores
 written by earlier versions carry a trailing ``_RecordKey`` column (an md5 of the row, no longer used);
 they are read and written as they are, the column left empty for new rows.
+
+Every table also has a store-side column ``_IngestedAt`` (:data:`INGESTED_AT`, TIMESTAMP, UTC): when the
+row was stored, the time of the transaction that inserted it (its default, so importers, the sample and
+any other writer set it without naming it). It is the embedded equivalent of Log Analytics'
+``ingestion_time()`` and what the delivery-state follower reads by (:mod:`shared.state.follower`). A
+writable open adds it to a store written before it existed, filled there with each row's
+``TimeGenerated`` (what the follower read such stores by); a read-only open accepts a store without it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from shared.errors import Conflict, ServiceError, UpstreamFailure
 
 #: Trailing column of stores written by earlier versions (an md5 duplicate key), tolerated and left empty.
 RECORD_KEY = "_RecordKey"
+#: Store-side arrival time of each row (see the module docstring); the follower's name for it is the same.
+INGESTED_AT = "_IngestedAt"
+#: The insert transaction's start time, in UTC, as the TIMESTAMP the schema's times are.
+_INGESTED_AT_DEFAULT = "(get_current_timestamp() AT TIME ZONE 'UTC')"
 
 
 #: Columns that tell most records of a table apart: exact duplicates agree on them (and on every other).
@@ -66,6 +77,23 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for statement in schemas.duckdb_create_statements():
         con.execute(statement)
     check_tables(con)
+    for table in schemas.TABLES:
+        _ensure_ingested_at(con, table.name)
+
+
+def _ensure_ingested_at(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Add ``_IngestedAt`` to *table* if missing: existing rows get their TimeGenerated, new ones the default."""
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ? AND schema_name = 'main' "
+        "AND database_name = current_database()",
+        [table, INGESTED_AT],
+    ).fetchall()[0][0]
+    if present:
+        return
+    name, column = quote(table), quote(INGESTED_AT)
+    con.execute(f"ALTER TABLE {name} ADD COLUMN {column} TIMESTAMP")
+    con.execute(f'UPDATE {name} SET {column} = "TimeGenerated"')
+    con.execute(f"ALTER TABLE {name} ALTER COLUMN {column} SET DEFAULT {_INGESTED_AT_DEFAULT}")
 
 
 def ensure_indexes(con: duckdb.DuckDBPyConnection) -> None:
@@ -89,12 +117,12 @@ def check_tables(con: duckdb.DuckDBPyConnection) -> None:
         ).fetchall()
         if not rows:
             continue
-        present = tuple(str(row[0]) for row in rows)
+        present = tuple(str(row[0]) for row in rows if str(row[0]) != INGESTED_AT)
         expected = table.column_names
         if present not in (expected, (*expected, RECORD_KEY)):
             raise StoreSchemaError(
                 f"table {table.name} has columns {list(present)}; expected {list(expected)} "
-                f"optionally followed by {RECORD_KEY}"
+                f"optionally followed by {RECORD_KEY} and {INGESTED_AT}"
             )
 
 
