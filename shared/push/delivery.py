@@ -70,6 +70,8 @@ MESSAGE_EXTRA_LIFETIME: Final = timedelta(days=1)
 #: How long a claimed entry is held for its attempt (far more than the callback timeout).
 LEASE: Final = timedelta(seconds=90)
 WORKERS: Final = 8
+#: Entries held in memory behind a busy subscription; more wait for the timer in the outbox alone.
+MAX_WAITING: Final = 100
 #: Entries one timer run looks at, and how long it waits for their attempts before returning.
 DUE_PER_RUN: Final = 200
 RUN_WAIT_SECONDS: Final = 45.0
@@ -145,6 +147,8 @@ class Push:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
+        #: Entries that found their subscription busy, attempted in turn when it is free.
+        self._waiting: dict[str, list[str]] = {}
         self._closed = False
 
     # -- subscriptions ---------------------------------------------------------------------------
@@ -311,7 +315,12 @@ class Push:
             return False
         with self._lock:
             if subscription.id in self._in_flight:
-                return False  # one attempt per subscription at a time: the entry stays due
+                # One attempt per subscription at a time: this one follows when the current one ends (and it
+                # stays due in the outbox, for the timer, should this process end first).
+                waiting = self._waiting.setdefault(subscription.id, [])
+                if entry.id not in waiting and len(waiting) < MAX_WAITING:
+                    waiting.append(entry.id)
+                return False
             self._in_flight.add(subscription.id)
         try:
             claimed = self.store.claim(entry, now + LEASE)
@@ -333,6 +342,12 @@ class Push:
         finally:
             with self._lock:
                 self._in_flight.discard(subscription.id)
+                queue = self._waiting.get(subscription.id)
+                following = queue.pop(0) if queue else None
+                if queue is not None and not queue:
+                    del self._waiting[subscription.id]
+            if following is not None:
+                self.submit(following)
 
     def _build(self, entry: OutboxEntry) -> bytes:
         """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""
