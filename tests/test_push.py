@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from shared.errors import InvalidInput
 from shared.insights import Insights
+from shared.push.callbacks import check_callback_url
 from shared.push.subscriptions import SubscriptionStore
 from shared.services import Services
 from shared.state.store import StateStore
@@ -337,8 +339,6 @@ def test_a_500_is_retried_on_the_schedule_then_delivered(
         sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": {"sender": SENDER}})
         assert send_events(host.base_url, [event(mid, "a@contoso.com", "Failed", "2026-03-10T10:05:00Z")]) == 202
         receiver.wait_for(1, arrived=True)
-        with receiver.changed:  # the 500's attempt is recorded as a failure before the receiver's next request
-            pass
         entry = _wait_until(lambda: next((e for e in services.subscriptions.outbox() if e.attempts == 1), None))
         assert entry.due_at == clock.now + timedelta(seconds=10)  # Event Grid's first retry delay
         run_timer(host.base_url)
@@ -434,3 +434,69 @@ def _wait_until(probe: Any) -> Any:
             return value
         deadline.wait(0.05)
     raise AssertionError("timed out waiting")
+
+
+def test_a_message_that_never_ends_is_pushed_as_it_stands_after_the_status_grace(
+    semantic_insights: Insights, tables: dict[str, str], receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    clock = Clock(FIXTURE_NOW)
+    services = build(semantic_insights, tables, clock)
+    with serve(services) as host:
+        sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "messageId": "msg-02-pending"})
+        run_timer(host.base_url)  # dave never gets a final status: nothing to push yet
+        assert receiver.arrived == 0 and services.subscriptions.outbox() == []
+        clock.advance(services.status_grace.total_seconds())  # the grace since the send (11:00 on the 10th)
+        run_timer(host.base_url)
+        receiver.wait_for(1)
+        run_timer(host.base_url)
+    [(headers, body)] = receiver.received
+    verify(sub["secret"], headers, body)
+    assert json.loads(body)["messageId"] == "msg-02-pending"
+    services.close()
+
+
+def test_ingestion_answers_5xx_while_subscriptions_cannot_be_read(
+    semantic_insights: Insights, tables: dict[str, str]
+) -> None:
+    """Event Grid then delivers the event again: no outcome is missed for a subscriber."""
+    down = SubscriptionStore.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1",
+        "Subscriptions",
+    )
+    services = Services(settings(**tables), insights=semantic_insights, subscriptions=down)
+    mid = str(uuid.uuid4())
+    with serve(services) as host:
+        assert send_events(host.base_url, [event(mid, "a@contoso.com", "Delivered", "2026-03-10T10:05:00Z")]) >= 500
+    assert services.state.read(mid) is None  # not written: the retry will find the change and push it
+    services.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "local", "accepted"),
+    [
+        ("https://hooks.example.com/x?sig=1", False, True),
+        ("https://20.42.0.1/x", False, True),
+        ("http://127.0.0.1:8080/x", True, True),
+        ("http://[::1]:8080/x", True, True),
+        ("http://localhost/x", True, True),
+        ("http://localhost/x", False, False),
+        ("https://127.0.0.1/x", False, False),
+        ("https://[fe80::1]/x", False, False),
+        ("http://192.168.1.2/x", True, False),
+        ("https://example.com:0/x", False, False),
+        ("https://example.com:99999/x", False, False),
+        ("https://example.com/x#frag", False, False),
+        ("mailto:a@b.com", True, False),
+    ],
+)
+def test_the_callback_url_rule(url: str, local: bool, accepted: bool) -> None:
+    try:
+        check_callback_url(url, allow_loopback_http=local)
+    except InvalidInput as exc:
+        assert not accepted, exc.detail
+        assert exc.errors[0].parameter == "callbackUrl" and url not in exc.detail
+    else:
+        assert accepted

@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from shared.api.spec import HEADERS, OPERATIONS, Operation, Response
+from shared.api.spec import HEADERS, OPERATIONS, Operation, Response, Webhook
+from shared.push.callbacks import PUSH_HEADERS
 
 API_TITLE = "ACS Email Insights"
 API_VERSION = "1.0.0"
@@ -110,7 +111,7 @@ def _response_models() -> list[type[BaseModel]]:
     for operation in OPERATIONS:
         refs = [operation.response, *(response.model for response in (operation.ok, *operation.responses))]
         if operation.webhook is not None:
-            refs.append(operation.webhook.payload)
+            refs += [operation.webhook.payload, *operation.webhook.also]
         for ref in refs:
             if ref is not None:
                 model = ref()
@@ -316,12 +317,46 @@ def _oas_operation(operation: Operation) -> dict[str, Any]:
             "content": problem,
         }
     op["responses"] = dict(sorted(responses.items()))
+    if operation.webhook is not None:
+        op["callbacks"] = {"push": _oas_push(operation.webhook)}
     if operation.auth == "anonymous":
         op["security"] = []
     elif operation.auth == "admin":
         op["security"] = [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
         op["description"] += " Requires the host's admin (master) key, not a function key."
     return op
+
+
+def _oas_push(webhook: Webhook) -> dict[str, Any]:
+    """The POST a subscription receives at its callback URL (OpenAPI callbacks)."""
+    payloads = [{"$ref": OAS_REF.format(model=model.__name__)} for model in webhook.payloads()]
+    headers = {
+        name: {"required": True, "schema": {"type": "string"}, "description": text}
+        for name, text in PUSH_HEADERS.items()
+    }
+    properties = _model_schema(webhook.body(), OAS_REF, "validation").get("properties", {})
+    url_field = next(name for name, prop in properties.items() if prop.get("x-ms-notification-url"))
+    return {
+        f"{{$request.body#/{url_field}}}": {
+            "post": {
+                "summary": "Push to the Callback URL",
+                "description": "What a subscription is sent: a message subscription gets the message's trace once, a "
+                "filter subscription one recipient outcome per push. Retried until a 2XX answer, as the operation "
+                "says.",
+                "parameters": [{"name": name, "in": "header", **spec} for name, spec in headers.items()],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": payloads[0] if len(payloads) == 1 else {"oneOf": payloads}}
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Received; any other answer (or none within 10 s) is retried."},
+                    "410": {"description": "Unsubscribe: the subscription is deleted and nothing more is pushed."},
+                },
+            }
+        }
+    }
 
 
 def openapi_document(server_url: str = "http://localhost:7071/api") -> dict[str, Any]:

@@ -84,6 +84,11 @@ class Webhook:
     payload: ModelRef
     #: "single": one run per push; "batch": one run per array item.
     kind: Literal["single", "batch"] = "single"
+    #: Other bodies the same subscriptions may push (through the API only, not the connector's trigger).
+    also: tuple[ModelRef, ...] = ()
+
+    def payloads(self) -> tuple[type[BaseModel], ...]:
+        return (self.payload(), *(ref() for ref in self.also))
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "the message's trace.",
             body=lambda: models.MessageSubscriptionBody,
             payload=lambda: models.TraceResult,
+            also=(lambda: models.RecipientOutcome,),
         ),
     ),
     Operation(

@@ -28,6 +28,13 @@ DELIVERY_ID_HEADER: Final = "X-Delivery-Id"
 SUBSCRIPTION_ID_HEADER: Final = "X-Subscription-Id"
 ATTEMPT_HEADER: Final = "X-Delivery-Attempt"
 USER_AGENT: Final = "acs-email-insights-push/1"
+#: What each push's headers mean (the OpenAPI document's callbacks say it to receivers).
+PUSH_HEADERS: Final = {
+    SIGNATURE_HEADER: "sha256= and the hex HMAC-SHA256 of the exact body bytes, keyed with the subscription's secret.",
+    DELIVERY_ID_HEADER: "The same for every attempt of one outcome: drop a delivery whose id you have seen.",
+    SUBSCRIPTION_ID_HEADER: "The subscription this push is for.",
+    ATTEMPT_HEADER: "1 for the first attempt, then 2, 3 and so on.",
+}
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 

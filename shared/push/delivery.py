@@ -22,9 +22,12 @@ delivery ids only). The 10 s and 30 s retries run in this process when it is sti
 timer run, so the first retry comes within a minute either way. A 410 answer ends the subscription; a 400
 or 413 drops that one outcome; a redirect counts as a failure.
 
-Expiry: a filter subscription lasts 7 days; a message subscription lasts the status grace
-(``STATUS_GRACE_HOURS``, after which a message no longer changes) plus a day. Expired subscriptions stop
-matching at once, and are deleted with their outbox entries once nothing can be retried any more.
+A message that never becomes final still ends: once the status grace (``STATUS_GRACE_HOURS``) has passed
+since its send (or since the subscription, for a message never seen), the timer pushes its trace as it stands.
+
+Expiry: a filter subscription lasts 7 days; a message subscription lasts the status grace plus a day.
+Expired subscriptions stop matching at once, and are deleted with their outbox entries once nothing can be
+retried any more.
 """
 
 from __future__ import annotations
@@ -241,16 +244,24 @@ class Push:
         return [delivery_id(subscription.id, outcome)] if added else []
 
     def _catch_up(self, subscription: SubscriptionRecord) -> list[str]:
-        """A message subscription whose message is final already (or became final unseen): queue it now."""
+        """A message subscription whose message is over with and was not seen to change: queue it now.
+
+        Over with: final already (before the subscription, or made final by a trace's write-back, which no hook
+        sees), or past the status grace since its send (or, never seen, since the subscription) without ever
+        being final: the message will not change any more, so the flow waiting on it gets the trace as it
+        stands (a definite end) rather than nothing.
+        """
         assert subscription.message_id is not None
         try:
             partition = self._state().read(subscription.message_id)
         except ServiceError as exc:  # the state store down: the next timer run tries again
             logger.warning("push: cannot read the state for subscription %s: %s", subscription.id, exc.title)
             return []
-        if partition is None or not partition.final:
+        now = self.clock()
+        started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
+        if not (partition is not None and partition.final) and now < started + self.status_grace:
             return []
-        queued = self._enqueue_message(subscription, self.clock())
+        queued = self._enqueue_message(subscription, now)
         for entry_id in queued:
             self.submit(entry_id)
         return queued
