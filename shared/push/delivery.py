@@ -337,7 +337,10 @@ class Push:
             claimed = self.store.claim(entry, now + LEASE)
             if claimed is None:
                 return False  # another worker has it
-            body = claimed.body if claimed.body is not None else self._build(claimed)
+            try:
+                body = claimed.body if claimed.body is not None else self._build(claimed)
+            except ServiceError as exc:  # the trace's log source is down: retried on the schedule
+                return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
             attempt = post(
                 subscription.callback_url,
                 body,
@@ -364,7 +367,9 @@ class Push:
         """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""
         return model_bytes(self._trace(entry.message_id))
 
-    def _record(self, subscription: SubscriptionRecord, entry: OutboxEntry, body: bytes, attempt: Attempt) -> bool:
+    def _record(
+        self, subscription: SubscriptionRecord, entry: OutboxEntry, body: bytes | None, attempt: Attempt
+    ) -> bool:
         now = self.clock()
         if attempt.delivered:
             self.store.delivered(entry, now)
