@@ -118,14 +118,13 @@ class Services:
         Plain http callbacks to a loopback host are accepted only when no workspace is configured (the service
         runs locally on the embedded store); see ``shared.push.callbacks``.
         """
-        store = self.subscriptions
         with self._lock:
             if self._push is None:
                 from shared.models import TraceParams
                 from shared.push.delivery import Push
 
                 self._push = Push(
-                    store,
+                    lambda: self.subscriptions,
                     state=lambda: self.state,
                     trace=lambda message_id: self.insights.trace(TraceParams(message_id=message_id)),
                     clock=self.clock,

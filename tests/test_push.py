@@ -288,6 +288,9 @@ def test_table_storage_down_answers_503(semantic_insights: Insights) -> None:
         assert status == 503 and headers["Content-Type"].startswith("application/problem+json")
         assert int(headers["Retry-After"]) > 0 and "AccountKey" not in problem["detail"]
         assert call("DELETE", f"{host.base_url}/api/subscriptions/{'0' * 32}")[0] == 503
+        # Bad input is still answered 400: the store is not needed to refuse it.
+        bad = {"callbackUrl": "http://example.com/x", "messageId": "m-1"}
+        assert call("POST", f"{host.base_url}/api/subscriptions", bad)[0] == 400
     services.close()
 
 

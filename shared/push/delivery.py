@@ -130,7 +130,7 @@ def filter_matches(subscription: SubscriptionRecord, partition: Partition, recip
 class Push:
     def __init__(
         self,
-        store: SubscriptionStore,
+        store: Callable[[], SubscriptionStore],
         *,
         state: Callable[[], StateStore],
         trace: Callable[[str], BaseModel],
@@ -140,7 +140,7 @@ class Push:
         timeout: float = CALLBACK_TIMEOUT_SECONDS,
         workers: int = WORKERS,
     ) -> None:
-        self.store = store
+        self._store = store
         self._state = state
         self._trace = trace
         self.clock = clock
@@ -153,6 +153,11 @@ class Push:
         #: Entries that found their subscription busy, attempted in turn when it is free.
         self._waiting: dict[str, list[str]] = {}
         self._closed = False
+
+    @property
+    def store(self) -> SubscriptionStore:
+        """The subscriptions table, built on first use (so bad input is answered 400 before it is needed)."""
+        return self._store()
 
     # -- subscriptions ---------------------------------------------------------------------------
 
