@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from shared.errors import ServiceError
+from shared.errors import InvalidInput, ServiceError
 from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription
 from shared.push.callbacks import (
     ATTEMPT_HEADER,
@@ -56,8 +56,8 @@ from shared.push.callbacks import (
     post,
     signature,
 )
-from shared.push.subscriptions import OutboxEntry, SubscriptionRecord, SubscriptionStore
-from shared.state.partition import Partition, RecipientState, bounce_of
+from shared.push.subscriptions import OutboxEntry, SubscriptionRecord, SubscriptionStore, delivery_id
+from shared.state.partition import Partition, RecipientState, bounce_of, recipient_row_key
 from shared.state.store import PartitionChange, StateStore
 
 logger = logging.getLogger(__name__)
@@ -163,8 +163,6 @@ class Push:
 
     def subscribe(self, body: CreateSubscriptionBody) -> Subscription:
         """Create a subscription (InvalidInput naming the field at fault); the answer carries its secret."""
-        from shared.errors import InvalidInput
-
         url = check_callback_url(body.callback_url, allow_loopback_http=self.allow_loopback_http)
         if (body.message_id is None) == (body.filter is None):
             raise InvalidInput.parameter("messageId", "give either messageId or filter (exactly one)")
@@ -224,8 +222,6 @@ class Push:
             self.submit(entry_id)
 
     def _enqueue_message(self, subscription: SubscriptionRecord, now: datetime) -> list[str]:
-        from shared.push.subscriptions import delivery_id
-
         assert subscription.message_id is not None
         added = self.store.enqueue(subscription.id, subscription.message_id, "final", None, now)
         self.store.mark_queued(subscription.id)
@@ -239,9 +235,6 @@ class Push:
         body: bytes,
         now: datetime,
     ) -> list[str]:
-        from shared.push.subscriptions import delivery_id
-        from shared.state.partition import recipient_row_key
-
         final = recipient.final
         assert final is not None
         outcome = f"{partition.message_id}\n{recipient_row_key(recipient.address)}\n{final.status}"
