@@ -26,6 +26,7 @@ from shared.models import (
     BIN_SPANS,
     EARLIEST,
     LATEST,
+    MAX_CLICKED_URLS,
     MAX_SERIES_BINS,
     MAX_TRACE_EVENTS,
     MAX_WINDOW_DAYS,
@@ -37,6 +38,7 @@ from shared.models import (
     EngagementParams,
     EngagementResult,
     EngagementRow,
+    RecipientEngagement,
     RecipientHistory,
     RecipientMessage,
     RecipientParams,
@@ -368,12 +370,36 @@ def _partial(result: QueryResult) -> dict[str, Any]:
 RecipientKey = tuple[str, str | None]
 
 
+def engagement_of(rows: list[dict[str, Any]]) -> RecipientEngagement | None:
+    """Distinct view/click rows of one recipient -> counts, first and last time, clicked URLs (bounded)."""
+    if not rows:
+        return None
+    kinds = [str(row.get("EngagementType") or "").lower() for row in rows]
+    times = [row["TimeGenerated"] for row in rows if row.get("TimeGenerated") is not None]
+    urls = sorted(
+        {
+            str(row["EngagementContext"])
+            for row, kind in zip(rows, kinds, strict=True)
+            if kind == "click" and row.get("EngagementContext")
+        }
+    )
+    return RecipientEngagement(
+        views=kinds.count("view"),
+        clicks=kinds.count("click"),
+        first_time=min(times, default=None),
+        last_time=max(times, default=None),
+        clicked_urls=urls[:MAX_CLICKED_URLS],
+    )
+
+
 def _trace_recipients(
     events_by_recipient: dict[RecipientKey, list[StatusEvent]],
     finals: dict[RecipientKey, dict[str, Any]],
     domains: dict[RecipientKey, str | None],
+    engaged: dict[RecipientKey, list[dict[str, Any]]],
 ) -> list[TraceRecipient]:
-    """One entry per (recipient, resource), by address: its final status and its newest events, oldest first."""
+    """One entry per (recipient, resource), by address: its final status, its newest events (oldest first) and
+    its views and clicks (matched in any case of the address)."""
     recipients: list[TraceRecipient] = []
     for key, events in sorted(events_by_recipient.items(), key=lambda item: (item[0][0].lower(), item[0][1] or "")):
         events.sort(key=lambda event: (event.time, event.delivery_status))
@@ -386,6 +412,7 @@ def _trace_recipients(
             recipient = TraceRecipient(
                 recipient_id=key[0], recipient_domain=domains.get(key), events=events, events_omitted=omitted
             )
+        recipient.engagement = engagement_of(engaged.get((key[0].lower(), key[1]), []))
         recipients.append(recipient)
     return recipients
 
@@ -404,6 +431,7 @@ def assemble_trace(
     events_by_recipient: dict[RecipientKey, list[StatusEvent]] = {}
     domains: dict[RecipientKey, str | None] = {}
     finals: dict[RecipientKey, dict[str, Any]] = {}
+    engaged: dict[RecipientKey, list[dict[str, Any]]] = {}
     for record in result.records():
         kind = record.get("RowKind")
         fields = _fields(record)
@@ -423,8 +451,11 @@ def assemble_trace(
             domains[key] = record.get("RecipientDomain")
         elif kind == "final":
             finals[(record["RecipientId"], record.get("_ResourceId"))] = fields
+        elif kind == "engagement" and record.get("RecipientId"):
+            key = (str(record["RecipientId"]).lower(), record.get("_ResourceId"))
+            engaged.setdefault(key, []).append(record)
 
-    recipients = _trace_recipients(events_by_recipient, finals, domains)
+    recipients = _trace_recipients(events_by_recipient, finals, domains, engaged)
     message_events.sort(key=lambda event: (event.time, event.delivery_status))
     if send is not None and senders:
         send.sender = min(senders)

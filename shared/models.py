@@ -86,6 +86,8 @@ MAX_TEXT_CHARS = 8192
 TRUNCATED_MARK = "…[truncated]"
 #: Events listed per recipient in a trace (the newest); more are counted in ``eventsOmitted``.
 MAX_TRACE_EVENTS = 50
+#: Distinct clicked URLs listed per recipient.
+MAX_CLICKED_URLS = 20
 
 
 def bound_text(value: str | None) -> str | None:
@@ -527,10 +529,25 @@ class CorrelatedFields(_Out):
         return data
 
 
+class RecipientEngagement(_Out):
+    """Views and clicks of one recipient (only custom sender domains with engagement tracking on have them)."""
+
+    views: int = Field(description="Times the message was opened (tracking pixel loaded).")
+    clicks: int = Field(description="Tracked links clicked.")
+    first_time: UtcDateTime | None = Field(None, description="First view or click.")
+    last_time: UtcDateTime | None = Field(None, description="Latest view or click.")
+    clicked_urls: list[str] = Field(
+        default_factory=list, description=f"Distinct clicked URLs, at most {MAX_CLICKED_URLS}."
+    )
+
+
 class TraceRecipient(CorrelatedFields):
     events: list[StatusEvent] = Field(default_factory=list)
     events_omitted: int | None = Field(
         None, description=f"Older events left out: a trace lists each recipient's newest {MAX_TRACE_EVENTS}."
+    )
+    engagement: RecipientEngagement | None = Field(
+        None, description="Views and clicks, when the sender domain tracks engagement; null when none were seen."
     )
 
 
@@ -958,3 +975,83 @@ class DailyReport(_Out):
     hard_bounces: ReportHardBounces
     pending: ReportPending
     completeness: ReportCompleteness
+
+
+# --------------------------------------------------------------------------- push subscriptions (issue 9)
+
+#: Longest callback URL accepted (Power Automate's callback URLs, signature included, are about 400 characters).
+MAX_CALLBACK_URL_CHARS = 2048
+SUBSCRIPTION_ID_PATTERN = r"^[0-9a-f]{32}$"
+CALLBACK_URL_DESCRIPTION = (
+    "Where outcomes are POSTed: an https URL (http only to a loopback host when the service runs locally)."
+)
+
+
+class SubscriptionFilter(_Params):
+    """Which recipients' outcomes to push: by sender and final status (both optional)."""
+
+    sender: Sender | None = Field(None, description=SENDER_DESCRIPTION)
+    statuses: list[FinalStatus] | None = Field(
+        None, min_length=1, max_length=6, description="Final statuses to push; all of them when left out."
+    )
+
+
+class CreateSubscriptionBody(_Params):
+    """A push subscription: one message (messageId) or every recipient outcome matching a filter."""
+
+    callback_url: str = Field(min_length=1, max_length=MAX_CALLBACK_URL_CHARS, description=CALLBACK_URL_DESCRIPTION)
+    message_id: MessageId | None = Field(
+        None, description="Push this message's trace once it is final. Give messageId or filter, not both."
+    )
+    filter: SubscriptionFilter | None = Field(
+        None, description="Push each recipient outcome that matches. Give messageId or filter, not both."
+    )
+
+
+class MessageSubscriptionBody(_Params):
+    """The Power Automate trigger's subscription: the flow's callback URL and the message to wait for."""
+
+    callback_url: str = Field(
+        max_length=MAX_CALLBACK_URL_CHARS,
+        description="The flow's callback URL (set by Power Automate).",
+        json_schema_extra={"x-ms-notification-url": True, "x-ms-visibility": "internal"},
+    )
+    message_id: MessageId = Field(description=MESSAGE_ID_DESCRIPTION)
+
+
+class SubscriptionParams(_Params):
+    id: str = Field(pattern=SUBSCRIPTION_ID_PATTERN, description="The subscription id the create answer gave.")
+
+
+class Subscription(_Out):
+    id: str
+    kind: Literal["message", "filter"]
+    message_id: str | None = None
+    sender: str | None = Field(None, description="The filter's sender, when it has one.")
+    statuses: list[str] | None = Field(None, description="The filter's final statuses, when it has them.")
+    secret: str | None = Field(
+        None,
+        description="HMAC-SHA256 key of each push's X-Signature header (sha256=hex of the body); shown only when the "
+        "subscription is created.",
+    )
+    created_at: UtcDateTime
+    expires_at: UtcDateTime
+
+
+class RecipientOutcome(_Out):
+    """What a filter subscription is sent: one recipient's final status."""
+
+    message_id: str
+    recipient_id: str
+    final_delivery_status: str
+    final_status_time: UtcDateTime
+    bounce_type: str | None = None
+    bounce_type_source: str | None = None
+    smtp_status_code: str | None = None
+    enhanced_smtp_status_code: str | None = None
+    failure_reason: BoundedText = None
+    failure_message: BoundedText = None
+    recipient_mail_server_host_name: str | None = None
+    internet_message_id: str | None = None
+    sender: str | None = None
+    source: str | None = Field(None, description="Where the status came from: events, logs or both.")

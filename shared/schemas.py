@@ -46,6 +46,9 @@ class TableSchema:
     columns: tuple[tuple[str, str], ...]
     #: Columns that older workspaces may lack; queries must not fail without them.
     optional: frozenset[str] = frozenset()
+    #: The whole table may be missing from a workspace (Log Analytics creates a table with its first row, and
+    #: engagement rows exist only for custom domains with tracking on): queries read it through a fuzzy union.
+    may_be_absent: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -112,6 +115,7 @@ ENGAGEMENT = TableSchema(
         *_COMMON,
     ),
     optional=frozenset({"InternetMessageId", "UserAgent", "EngagementContext"}),
+    may_be_absent=True,
 )
 
 TABLES: tuple[TableSchema, ...] = (SEND_MAIL, STATUS_UPDATE, ENGAGEMENT)

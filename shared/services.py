@@ -19,6 +19,8 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shared.push.delivery import Push
+    from shared.push.subscriptions import SubscriptionStore
     from shared.state.store import StateStore
     from shared.summaries.table import SummaryStore
 
@@ -51,6 +53,7 @@ class Services:
         insights: Insights | None = None,
         summaries: SummaryStore | None = None,
         state: StateStore | None = None,
+        subscriptions: SubscriptionStore | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
@@ -58,6 +61,8 @@ class Services:
         self._insights = insights
         self._summaries = summaries
         self._state = state
+        self._subscriptions = subscriptions
+        self._push: Push | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -96,16 +101,51 @@ class Services:
                 self._state = StateStore.from_settings(self.settings)
             return self._state
 
+    @property
+    def subscriptions(self) -> SubscriptionStore:
+        """The push subscriptions table and its outbox; raises (Unavailable) while it cannot be built."""
+        with self._lock:
+            if self._subscriptions is None:
+                from shared.push.subscriptions import SubscriptionStore
+
+                self._subscriptions = SubscriptionStore.from_settings(self.settings)
+            return self._subscriptions
+
+    @property
+    def push(self) -> Push:
+        """Subscriptions matched to state changes and delivered (one delivery pool per Services).
+
+        Plain http callbacks to a loopback host are accepted only when no workspace is configured (the service
+        runs locally on the embedded store); see ``shared.push.callbacks``.
+        """
+        with self._lock:
+            if self._push is None:
+                from shared.models import TraceParams
+                from shared.push.delivery import Push
+
+                self._push = Push(
+                    lambda: self.subscriptions,
+                    state=lambda: self.state,
+                    trace=lambda message_id: self.insights.trace(TraceParams(message_id=message_id)),
+                    clock=self.clock,
+                    status_grace=self.status_grace,
+                    allow_loopback_http=not self.settings.workspace_id,
+                )
+            return self._push
+
     def close(self) -> None:
         with self._lock:
+            if self._push is not None:
+                self._push.close()
             if self._insights is not None:
                 closer = getattr(self._insights.source, "close", None)
                 if callable(closer):
                     closer()
-            for store in (self._summaries, self._state):
+            for store in (self._summaries, self._state, self._subscriptions):
                 if store is not None:
                     store.close()
             self._insights, self._summaries, self._state = None, None, None
+            self._subscriptions, self._push = None, None
 
 
 _process_services: Services | None = None

@@ -36,6 +36,7 @@ from shared.insights import RESOLVING_STATUSES, conclude_trace
 from shared.logs.source import QueryResult
 from shared.models import (
     BOUNCE_TYPE_OF_LABEL,
+    RecipientEngagement,
     StatusEvent,
     TraceParams,
     TraceRecipient,
@@ -227,9 +228,10 @@ def _recipient(recipient: RecipientState, send_time: datetime | None) -> TraceRe
         events.append(StatusEvent(time=recipient.latest[0], delivery_status=recipient.latest[1]))
     unique = {(e.time, e.delivery_status): e for e in events}
     events = [unique[key] for key in sorted(unique)]
+    engagement = _engagement(recipient)
     final = recipient.final
     if final is None:
-        return TraceRecipient(recipient_id=address, recipient_domain=domain, events=events)
+        return TraceRecipient(recipient_id=address, recipient_domain=domain, events=events, engagement=engagement)
     label, label_source = bounce_of(final)
     duration = None if send_time is None else int((final.time - send_time).total_seconds() * 1000)
     username, _, sender_domain = (final.sender or recipient.sender or "").partition("@")
@@ -252,6 +254,21 @@ def _recipient(recipient: RecipientState, send_time: datetime | None) -> TraceRe
         sender_domain=sender_domain or None,
         clock_skew=duration is not None and duration < 0,
         events=events,
+        engagement=engagement,
+    )
+
+
+def _engagement(recipient: RecipientState) -> RecipientEngagement | None:
+    """What the engagement events said of one recipient (the state keeps counts, times and clicked URLs)."""
+    views, clicks = recipient.views(), recipient.clicks()
+    if not (views or clicks):
+        return None
+    return RecipientEngagement(
+        views=views,
+        clicks=clicks,
+        first_time=recipient.first_engagement,
+        last_time=recipient.last_engagement,
+        clicked_urls=list(recipient.clicked_urls),
     )
 
 

@@ -20,8 +20,8 @@ SCHEMAS = ROOT.parent / "shared" / "reference-data" / "schemas"
 CONNECTOR = json.loads(CONNECTOR_FILE.read_text(encoding="utf-8"))
 PROPERTIES = json.loads((ROOT / "connector" / "apiProperties.json").read_text(encoding="utf-8"))
 
-#: A Title Case word: a capital, a number, or an acronym we spell in capitals (ID, SMTP, MB, URL, P95).
-_TITLE_WORD = re.compile(r"^(?:[A-Z][a-z0-9]*|[A-Z0-9]+|[0-9]+)$")
+#: A Title Case word: a capital (possessive 's allowed), a number, or an acronym in capitals (ID, SMTP, URL, P95).
+_TITLE_WORD = re.compile(r"^(?:[A-Z][a-z0-9]*(?:'s)?|[A-Z0-9]+|[0-9]+)$")
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -61,7 +61,10 @@ def _strip_comments(text: str) -> str:
 
 def _operations() -> list[tuple[str, dict[str, Any]]]:
     return [
-        (f"{method.upper()} {path}", op) for path, item in CONNECTOR["paths"].items() for method, op in item.items()
+        (f"{method.upper()} {path}", op)
+        for path, item in CONNECTOR["paths"].items()
+        for method, op in item.items()
+        if not method.startswith("x-")  # path-level extensions (x-ms-notification-content)
     ]
 
 

@@ -111,3 +111,46 @@ def test_the_follower_timer_runs_through_the_admin_endpoint(services: Services) 
     partition = services.state.read("msg-01-final")
     assert partition is not None and partition.recipients
     assert {r.source for r in partition.recipients.values()} == {"logs"}
+
+
+def test_engagement_events_show_in_the_trace_from_the_state(services: Services) -> None:
+    mid = str(uuid.uuid4())
+    delivered = delivery(mid, "nina@contoso.com", "Delivered", "2026-03-12T10:00:00Z", "d1")
+
+    def engagement(event_id: str, kind: str, at: str, url: str = "") -> dict[str, Any]:
+        return {
+            "id": event_id,
+            "topic": "/subscriptions/x",
+            "subject": f"sender/news@notify.contoso.com/message/{mid}",
+            "eventType": "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+            "eventTime": at,
+            "dataVersion": "1.0",
+            "data": {
+                "sender": "news@notify.contoso.com",
+                "recipient": "Nina@Contoso.com",
+                "messageId": mid,
+                "userActionTimeStamp": at,
+                "engagementContext": url,
+                "userAgent": "Mozilla/5.0",
+                "engagementType": kind,
+            },
+        }
+
+    events = [
+        delivered,
+        engagement("v1", "View", "2026-03-12T10:05:00Z"),
+        engagement("c1", "click", "2026-03-12T10:06:00Z", "https://www.contoso.com/a"),
+        engagement("c1", "click", "2026-03-12T10:06:00Z", "https://www.contoso.com/a"),  # a duplicate delivery
+    ]
+    with serve(services) as host:
+        url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+        assert post(url, events)[0] == 202
+        request = urllib.request.Request(f"{host.base_url}/api/messages/{mid}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:  # 202 pending also carries the body
+            body = json.loads(error.read())
+    [recipient] = body["recipients"]
+    assert recipient["engagement"]["views"] == 1 and recipient["engagement"]["clicks"] == 1
+    assert recipient["engagement"]["clickedUrls"] == ["https://www.contoso.com/a"]

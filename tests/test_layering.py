@@ -26,7 +26,7 @@ LONG_REASON = "# long:"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
     ("shared.services", "shared.tracing"),
-    ("shared.report", "shared.summaries.job"),
+    ("shared.report", "shared.summaries.job", "shared.push"),
     ("shared.insights",),
     ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
     ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),

@@ -376,3 +376,17 @@ def test_a_trace_answer_stays_bounded_whatever_the_logs_hold() -> None:
     message = recipient.events[0].failure_message or ""
     assert len(message) == MAX_TEXT_CHARS and message.endswith(TRUNCATED_MARK)
     assert len(to_body(trace).__repr__()) < 1_000_000
+
+
+def test_trace_shows_each_recipients_views_and_clicks(insights: Insights) -> None:
+    """msg-11-engaged (2026-03-09): nina viewed twice and clicked once; oscar, delivered too, never engaged."""
+    trace = to_body(insights.trace(TraceParams(message_id="msg-11-engaged")))
+    by_address = {r["recipientId"]: r for r in trace["recipients"]}
+    assert by_address["nina@contoso.com"]["engagement"] == {
+        "views": 2,
+        "clicks": 1,
+        "firstTime": "2026-03-09T10:05:00.000000Z",
+        "lastTime": "2026-03-09T12:00:30.000000Z",
+        "clickedUrls": ["https://www.contoso.com/offers?id=1"],
+    }
+    assert by_address["oscar@gmail.com"]["engagement"] is None

@@ -57,6 +57,21 @@ def search_messages(call: Call) -> BaseModel:
     return page
 
 
+# --------------------------------------------------------------------------- push subscriptions
+
+
+def create_subscription(call: Call) -> func.HttpResponse:
+    """201 with the subscription (its secret shown this once) and a Location that deletes it."""
+    subscription = call.services.push.subscribe(call.body)
+    location = call.link(urlsplit(call.url).path.rstrip("/") + "/" + subscription.id)
+    return json_response(subscription, 201, {"Location": location})
+
+
+def delete_subscription(call: Call) -> func.HttpResponse:
+    call.services.push.unsubscribe(call.params.id)
+    return func.HttpResponse(status_code=204)
+
+
 # --------------------------------------------------------------------------- aggregates
 
 

@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from shared.api.spec import HEADERS, OPERATIONS, Operation, Response
+from shared.api.spec import HEADERS, OPERATIONS, Operation, Response, Webhook
+from shared.push.callbacks import PUSH_HEADERS
 
 API_TITLE = "ACS Email Insights"
 API_VERSION = "1.0.0"
@@ -109,7 +110,20 @@ def _response_models() -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {}
     for operation in OPERATIONS:
         refs = [operation.response, *(response.model for response in (operation.ok, *operation.responses))]
+        if operation.webhook is not None:
+            refs += [operation.webhook.payload, *operation.webhook.also]
         for ref in refs:
+            if ref is not None:
+                model = ref()
+                seen.setdefault(model.__name__, model)
+    return list(seen.values())
+
+
+def _body_models() -> list[type[BaseModel]]:
+    """Request body models (validation schemas), the connector's webhook forms included."""
+    seen: dict[str, type[BaseModel]] = {}
+    for operation in OPERATIONS:
+        for ref in (operation.body, operation.webhook.body if operation.webhook else None):
             if ref is not None:
                 model = ref()
                 seen.setdefault(model.__name__, model)
@@ -128,6 +142,11 @@ def component_schemas(ref_template: str = OAS_REF) -> dict[str, Any]:
     models = _response_models() + list(_stats_row_models().values())
     for model in models:
         schema = _model_schema(model, ref_template, "serialization")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+        schemas[model.__name__] = schema
+    for model in _body_models():
+        schema = _model_schema(model, ref_template, "validation")
         for name, sub in schema.pop("$defs", {}).items():
             schemas.setdefault(name, sub)
         schemas[model.__name__] = schema
@@ -298,12 +317,46 @@ def _oas_operation(operation: Operation) -> dict[str, Any]:
             "content": problem,
         }
     op["responses"] = dict(sorted(responses.items()))
+    if operation.webhook is not None:
+        op["callbacks"] = {"push": _oas_push(operation.webhook)}
     if operation.auth == "anonymous":
         op["security"] = []
     elif operation.auth == "admin":
         op["security"] = [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
         op["description"] += " Requires the host's admin (master) key, not a function key."
     return op
+
+
+def _oas_push(webhook: Webhook) -> dict[str, Any]:
+    """The POST a subscription receives at its callback URL (OpenAPI callbacks)."""
+    payloads = [{"$ref": OAS_REF.format(model=model.__name__)} for model in webhook.payloads()]
+    headers = {
+        name: {"required": True, "schema": {"type": "string"}, "description": text}
+        for name, text in PUSH_HEADERS.items()
+    }
+    properties = _model_schema(webhook.body(), OAS_REF, "validation").get("properties", {})
+    url_field = next(name for name, prop in properties.items() if prop.get("x-ms-notification-url"))
+    return {
+        f"{{$request.body#/{url_field}}}": {
+            "post": {
+                "summary": "Push to the Callback URL",
+                "description": "What a subscription is sent: a message subscription gets the message's trace once, a "
+                "filter subscription one recipient outcome per push. Retried until a 2XX answer, as the operation "
+                "says.",
+                "parameters": [{"name": name, "in": "header", **spec} for name, spec in headers.items()],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": payloads[0] if len(payloads) == 1 else {"oneOf": payloads}}
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Received; any other answer (or none within 10 s) is retried."},
+                    "410": {"description": "Unsubscribe: the subscription is deleted and nothing more is pushed."},
+                },
+            }
+        }
+    }
 
 
 def openapi_document(server_url: str = "http://localhost:7071/api") -> dict[str, Any]:
@@ -522,28 +575,36 @@ def _swagger_response(operation: Operation, response: Response) -> dict[str, Any
 
 
 def _swagger_operation(operation: Operation) -> dict[str, Any]:
+    webhook = operation.webhook
     op: dict[str, Any] = {
         "operationId": operation.operation_id,
-        "summary": operation.summary,
-        "description": operation.description,
+        "summary": webhook.summary if webhook else operation.summary,
+        "description": webhook.description if webhook else operation.description,
         "tags": [operation.tag],
         "produces": ["application/json", PROBLEM_JSON, *operation.alternates],
         "parameters": [_swagger_parameter(p) for p in _parameters(operation)],
     }
-    if operation.body is not None:
+    body = webhook.body if webhook else operation.body
+    if body is not None:
         op["consumes"] = ["application/json"]
         op["parameters"].append(
             {
                 "name": "body",
                 "in": "body",
                 "required": True,
-                "description": sentence(operation.body().__doc__ or "The request body"),
+                "description": sentence(body().__doc__ or "The request body"),
                 "x-ms-summary": "Body",
-                "schema": {"$ref": SWAGGER_REF.format(model=operation.body().__name__)},
+                "x-ms-visibility": "important",
+                "schema": {"$ref": SWAGGER_REF.format(model=body().__name__)},
             }
         )
     problem = {"$ref": SWAGGER_REF.format(model="Problem")}
     responses = {str(r.status): _swagger_response(operation, r) for r in (operation.ok, *operation.responses)}
+    if webhook is not None:
+        # The trigger's outputs are what each push carries: the designer reads them from the created response.
+        created = responses[str(operation.ok.status)]
+        created["schema"] = {"$ref": SWAGGER_REF.format(model=webhook.payload().__name__)}
+        op["x-ms-trigger"] = webhook.kind
     if op["parameters"]:
         responses["400"] = {"description": "Invalid request: errors names each parameter at fault.", "schema": problem}
     if not _declares_5xx(operation):
@@ -556,6 +617,8 @@ def _swagger_operation(operation: Operation) -> dict[str, Any]:
     op["responses"] = dict(sorted(responses.items()))
     if operation.pageable:
         op["x-ms-pageable"] = {"nextLinkName": "nextLink"}
+    if operation.visibility is not None:
+        op["x-ms-visibility"] = operation.visibility
     if operation.auth == "anonymous":
         op["security"] = []
     return op
@@ -572,7 +635,11 @@ def swagger2_document(host: str = "localhost:7071", base_path: str = "/api", sch
     paths: dict[str, Any] = {}
     for operation in OPERATIONS:
         if operation.connector:
-            paths.setdefault("/" + operation.route, {})[operation.method.lower()] = _swagger_operation(operation)
+            item = paths.setdefault("/" + operation.route, {})
+            item[operation.method.lower()] = _swagger_operation(operation)
+            if operation.webhook is not None:
+                payload = {"$ref": SWAGGER_REF.format(model=operation.webhook.payload().__name__)}
+                item["x-ms-notification-content"] = {"description": "The body of each push.", "schema": payload}
     document: dict[str, Any] = {
         "swagger": "2.0",
         "info": {"title": API_TITLE, "version": API_VERSION, "description": API_DESCRIPTION},

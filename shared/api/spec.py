@@ -50,7 +50,8 @@ ModelRef = Callable[[], "type[BaseModel]"]
 
 #: Response headers an operation may declare, with their description (one place for OpenAPI and Swagger).
 HEADERS: dict[str, str] = {
-    "Location": "Absolute URL to poll (it carries its own short-lived credential).",
+    "Location": "Absolute URL: where to poll a pending answer (it carries its own short-lived credential), or the "
+    "created subscription (DELETE it to unsubscribe).",
     "Retry-After": "Seconds to wait before retrying.",
 }
 
@@ -65,6 +66,29 @@ class Response:
     #: The body's model when ``body == "model"``; default: the operation's ``response`` model.
     model: ModelRef | None = None
     headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """The operation subscribes a webhook: the connector shows it as a Power Automate trigger.
+
+    The connector's form of the operation takes ``body`` (whose callback URL field is marked
+    ``x-ms-notification-url`` in the model) and documents ``payload``, the body each push carries, as its
+    created response: the flow's trigger outputs. Unsubscribing goes through the created response's
+    ``Location``, an operation of its own (hidden from flow makers with ``visibility="internal"``).
+    """
+
+    summary: str  # the trigger's name in the designer, Title Case
+    description: str
+    body: ModelRef
+    payload: ModelRef
+    #: "single": one run per push; "batch": one run per array item.
+    kind: Literal["single", "batch"] = "single"
+    #: Other bodies the same subscriptions may push (through the API only, not the connector's trigger).
+    also: tuple[ModelRef, ...] = ()
+
+    def payloads(self) -> tuple[type[BaseModel], ...]:
+        return (self.payload(), *(ref() for ref in self.also))
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,10 @@ class Operation:
     pageable: bool = False
     #: Part of the Power Automate connector.
     connector: bool = True
+    #: The connector shows it as a webhook trigger (see ``Webhook``).
+    webhook: Webhook | None = None
+    #: The connector's x-ms-visibility of the operation ("internal": used by the platform, not offered to makers).
+    visibility: Literal["important", "advanced", "internal"] | None = None
 
     @property
     def operation_id(self) -> str:
@@ -118,11 +146,12 @@ class EventGridTrigger:
     description: str
 
 
-MESSAGES, STATISTICS, BOUNCES, SUMMARIES, OPERATIONS_TAG, RECIPIENTS = (
+MESSAGES, STATISTICS, BOUNCES, SUMMARIES, SUBSCRIPTIONS, OPERATIONS_TAG, RECIPIENTS = (
     "Messages",
     "Statistics",
     "Bounces",
     "Summaries",
+    "Subscriptions",
     "Operations",
     "Recipients",
 )
@@ -299,6 +328,49 @@ OPERATIONS: tuple[Operation, ...] = (
         ok=Response(200, "The report: HTML by default, JSON with format=json."),
         alternates=("text/html",),
         connector=False,
+    ),
+    Operation(
+        "create_subscription",
+        "POST",
+        "subscriptions",
+        "function",
+        SUBSCRIPTIONS,
+        "Subscribe to Delivery Outcomes",
+        "Subscribes a webhook: with messageId, the message's trace is POSTed once the message is final; with a "
+        "filter, each matching recipient's outcome is POSTed when it becomes final. Each push is signed "
+        "(X-Signature: sha256=HMAC-SHA256 of the body with the secret) and carries X-Delivery-Id for dedup; failed "
+        "pushes are retried after 10 s, 30 s, 1 min, 5 min and on to a day. A message subscription lasts the "
+        "status grace plus a day, a filter subscription 7 days.",
+        handler=lambda: handlers.create_subscription,
+        body=lambda: models.CreateSubscriptionBody,
+        response=lambda: models.Subscription,
+        ok=Response(
+            201,
+            "Subscribed: the body shows the signing secret this once; DELETE the Location to unsubscribe.",
+            headers=("Location",),
+        ),
+        webhook=Webhook(
+            "When a Message's Delivery Is Final",
+            "Runs once the message's every recipient has a final status (or the message failed as a whole), with "
+            "the message's trace.",
+            body=lambda: models.MessageSubscriptionBody,
+            payload=lambda: models.TraceResult,
+            also=(lambda: models.RecipientOutcome,),
+        ),
+    ),
+    Operation(
+        "delete_subscription",
+        "DELETE",
+        "subscriptions/{id}",
+        "function",
+        SUBSCRIPTIONS,
+        "Delete a Subscription",
+        "Deletes a push subscription; pushes still pending for it are dropped.",
+        handler=lambda: handlers.delete_subscription,
+        params=lambda: models.SubscriptionParams,
+        ok=Response(204, "Deleted.", body="empty"),
+        responses=(Response(404, "No such subscription (deleted or expired).", body="problem"),),
+        visibility="internal",
     ),
     Operation(
         "health",

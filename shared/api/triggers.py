@@ -29,11 +29,18 @@ def ingest_email_events(event: func.EventGridEvent, services: Services) -> None:
     from shared.state.events import event_from_function
     from shared.state.ingest import ingest_events
 
-    ingest_events(services.state, [event_from_function(event)])
+    # Subscriptions are read before the state is written: if they cannot be, the event is retried whole.
+    on_change = services.push.hook()
+    ingest_events(services.state, [event_from_function(event)], on_change=on_change)
 
 
 def follow_status_updates(timer: func.TimerRequest, services: Services) -> None:
-    """What reached the logs since the last run, into the delivery state: one log query per run."""
+    """What reached the logs since the last run, into the delivery state: one log query per run; then the
+    push outbox: what became final is queued for its subscribers, and what is due is delivered."""
     from shared.state.follower import Follower
 
-    Follower(services.insights.source, services.state, clock=services.clock).run()
+    push = services.push
+    # The follower's positions are arrival times (ingestion_time() / _IngestedAt), which only the wall clock
+    # gives: not the services' clock, which tests (and replays) may set to the logs' own days.
+    Follower(services.insights.source, services.state, on_change=push.hook()).run()
+    push.run_due()

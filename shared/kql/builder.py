@@ -460,8 +460,9 @@ def build_search_query(
 def build_trace_query(message_id: str, window: Window) -> KqlQuery:
     """Message-anchored: every event of the message, each recipient's final status, the send row if any.
 
-    Rows carry ``RowKind``: "send" (the send row), "event" (one distinct status event) and
-    "final" (a recipient's final status, joined to the send row when there is one, enriched).
+    Rows carry ``RowKind``: "send" (the send row), "event" (one distinct status event), "final" (a recipient's
+    final status, joined to the send row when there is one, enriched) and "engagement" (one distinct view or
+    click; none unless the sender domain tracks engagement).
     """
     b = _Bindings()
     _window_lets(b, window)
@@ -477,6 +478,10 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         "let Finals = Events",
         *_final_status(),
         "    ;",
+        "let Engaged = Engagements",
+        "    | where TimeGenerated >= p_from and TimeGenerated < p_status_to",
+        "    | where CorrelationId == p_message_id",
+        "    | distinct TimeGenerated, RecipientId, EngagementType, EngagementContext, _ResourceId;",
         "Finals",
         "| join kind=leftouter (Send) on MessageId, _ResourceId",
         # Dropped here, not only by the projection below: fewer columns through every enrichment stage.
@@ -484,7 +489,8 @@ def build_trace_query(message_id: str, window: Window) -> KqlQuery:
         ENRICHMENT,
         "| project " + ", ".join(CORRELATED_COLUMNS) + ', RowKind = "final"',
         '| union (Send | extend RowKind = "send"),',
-        '    (Events | extend RowKind = "event")',
+        '    (Events | extend RowKind = "event"),',
+        '    (Engaged | extend RowKind = "engagement")',
     ]
     return _query("trace", b, body, window)
 

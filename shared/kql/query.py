@@ -96,6 +96,11 @@ def workspace_functions_deployed() -> bool:
 
 def log_analytics_view(view: str) -> str:
     table = VIEWS[view]
+    if table.may_be_absent:
+        # A table a workspace may not have at all: the empty datatable gives the union its columns when it is
+        # missing (isfuzzy ignores the missing table), so every column the queries read exists either way.
+        columns = ", ".join(f"{name}:{kusto_type}" for name, kusto_type in table.columns)
+        return f"let {view} = union isfuzzy=true {table.name}, (datatable({columns})[]);"
     if not table.optional:
         return f"let {view} = {table.name};"
     extends = ", ".join(

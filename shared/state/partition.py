@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from shared.codes import infer_bounce
+from shared.models import MAX_CLICKED_URLS
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 
 MESSAGE_ROW_KEY: Final = "message"
 RECIPIENT_PREFIX: Final = "r:"
 MAX_ENGAGEMENT_KEYS: Final = 1_000
-MAX_CLICKED_URLS: Final = 20
 #: A recipient whose final status is one of these, or whose latest status is ``Expanded`` (its members are
 #: recipients of their own), is resolved for the message: the log trace's rule (shared.insights).
 RESOLVING_STATUSES: Final = frozenset(FINAL_STATUSES) | {"Expanded"}

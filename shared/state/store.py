@@ -33,7 +33,6 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared import settings as app_settings
 from shared.errors import Unavailable, UpstreamFailure
 from shared.settings import Settings
 from shared.state.partition import (
@@ -128,7 +127,7 @@ class StateStore:
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> StateStore:
         """The table ``STATE_TABLE`` on the storage named by ``SUMMARY_STORAGE``."""
-        table = app_settings.get("STATE_TABLE") or "DeliveryState"
+        table = settings.state_table
         try:
             connection = connect_table(
                 settings.summary_storage,

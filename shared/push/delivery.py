@@ -1,0 +1,416 @@
+"""Push: subscriptions matched against delivery-state changes, and outcomes delivered from the outbox.
+
+Who is told what:
+
+* a message subscription gets the message's trace (the ``TraceResult`` body ``GET /api/messages/{id}``
+  answers) once, when the message becomes final;
+* a filter subscription gets a :class:`~shared.models.RecipientOutcome` for each recipient that becomes final
+  and matches its sender and statuses (a later, different final status is a new outcome).
+
+How: ingestion and the follower hand their :class:`~shared.state.store.PartitionChange` objects to
+:meth:`Push.on_change`, which writes one outbox entity per outcome (a duplicate event changes nothing, and
+an outcome already in the outbox is not added twice) and submits an immediate attempt to a small thread
+pool, without waiting for it. An attempt POSTs with a short timeout; at most one attempt per subscription is
+in flight here, so a callback that hangs holds one worker for at most the timeout and never delays ingestion
+or another subscription. What fails stays in the outbox: the follower's timer (every minute) calls
+:meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at least once; receivers
+dedup by ``X-Delivery-Id``).
+
+Retries follow Event Grid's schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then 3 h, 6 h, 12 h
+and 24 h; 12 attempts over about two days, then the outcome is dropped with a warning (subscription and
+delivery ids only). The 10 s and 30 s retries run in this process when it is still up, else at the next
+timer run, so the first retry comes within a minute either way. A 410 answer ends the subscription; a 400
+or 413 drops that one outcome; a redirect counts as a failure.
+
+A message that never becomes final still ends: once the status grace (``STATUS_GRACE_HOURS``) has passed
+since its send (or since the subscription, for a message never seen), the timer pushes its trace as it stands.
+
+Expiry: a filter subscription lasts 7 days; a message subscription lasts the status grace plus a day.
+Expired subscriptions stop matching at once, and are deleted with their outbox entries once nothing can be
+retried any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from shared.errors import InvalidInput, ServiceError
+from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription
+from shared.push.callbacks import (
+    ATTEMPT_HEADER,
+    CALLBACK_TIMEOUT_SECONDS,
+    DELIVERY_ID_HEADER,
+    SIGNATURE_HEADER,
+    SUBSCRIPTION_ID_HEADER,
+    Attempt,
+    check_callback_url,
+    post,
+    signature,
+)
+from shared.push.subscriptions import OutboxEntry, SubscriptionRecord, SubscriptionStore, delivery_id
+from shared.state.partition import Partition, RecipientState, bounce_of, recipient_row_key
+from shared.state.store import PartitionChange, StateStore
+
+logger = logging.getLogger(__name__)
+
+#: Delay before each retry (Event Grid's schedule, cut at a day); one more attempt than delays.
+RETRY_DELAYS: Final = tuple(
+    timedelta(seconds=s) for s in (10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
+)
+#: Retries this short wait in this process (a timer thread) rather than for the next timer run.
+IN_PROCESS_RETRY: Final = timedelta(seconds=60)
+FILTER_LIFETIME: Final = timedelta(days=7)
+MESSAGE_EXTRA_LIFETIME: Final = timedelta(days=1)
+#: How long a claimed entry is held for its attempt (far more than the callback timeout).
+LEASE: Final = timedelta(seconds=90)
+WORKERS: Final = 8
+#: Entries held in memory behind a busy subscription; more wait for the timer in the outbox alone.
+MAX_WAITING: Final = 100
+#: Entries one timer run looks at, and how long it waits for their attempts before returning.
+DUE_PER_RUN: Final = 200
+RUN_WAIT_SECONDS: Final = 45.0
+#: Tombstones and dead subscriptions are kept until no retry of theirs can be due.
+RETRY_HORIZON: Final = sum(RETRY_DELAYS, timedelta()) + LEASE
+
+
+def outcome_body(partition: Partition, recipient: RecipientState) -> bytes:
+    final = recipient.final
+    assert final is not None
+    bounce_type, bounce_source = bounce_of(final)
+    outcome = RecipientOutcome(
+        message_id=partition.message_id,
+        recipient_id=recipient.address,
+        final_delivery_status=final.status,
+        final_status_time=final.time,
+        bounce_type=bounce_type,
+        bounce_type_source=bounce_source,
+        smtp_status_code=final.smtp_status_code,
+        enhanced_smtp_status_code=final.enhanced_smtp_status_code,
+        failure_reason=final.failure_reason,
+        failure_message=final.failure_message,
+        recipient_mail_server_host_name=final.mail_server,
+        internet_message_id=final.internet_message_id,
+        sender=final.sender or recipient.sender or partition.sender,
+        source=recipient.final_source,
+    )
+    return model_bytes(outcome)
+
+
+def model_bytes(model: BaseModel) -> bytes:
+    return json.dumps(model.model_dump(mode="json", by_alias=True), ensure_ascii=False).encode("utf-8")
+
+
+def _sender_matches(wanted: str, sender: str | None) -> bool:
+    """A filter's sender is a username (DoNotReply) or a whole address; either matches case-insensitively."""
+    if not sender:
+        return False
+    wanted, sender = wanted.lower(), sender.lower()
+    return sender == wanted if "@" in wanted else sender.partition("@")[0] == wanted
+
+
+def filter_matches(subscription: SubscriptionRecord, partition: Partition, recipient: RecipientState) -> bool:
+    final = recipient.final
+    if final is None:
+        return False
+    if subscription.statuses and final.status not in subscription.statuses:
+        return False
+    sender = final.sender or recipient.sender or partition.sender
+    return subscription.sender is None or _sender_matches(subscription.sender, sender)
+
+
+class Push:
+    def __init__(
+        self,
+        store: Callable[[], SubscriptionStore],
+        *,
+        state: Callable[[], StateStore],
+        trace: Callable[[str], BaseModel],
+        clock: Callable[[], datetime],
+        status_grace: timedelta,
+        allow_loopback_http: bool,
+        timeout: float = CALLBACK_TIMEOUT_SECONDS,
+        workers: int = WORKERS,
+    ) -> None:
+        self._store = store
+        self._state = state
+        self._trace = trace
+        self.clock = clock
+        self.status_grace = status_grace
+        self.allow_loopback_http = allow_loopback_http
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        #: Entries that found their subscription busy, attempted in turn when it is free.
+        self._waiting: dict[str, list[str]] = {}
+        self._closed = False
+
+    @property
+    def store(self) -> SubscriptionStore:
+        """The subscriptions table, built on first use (so bad input is answered 400 before it is needed)."""
+        return self._store()
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def subscribe(self, body: CreateSubscriptionBody) -> Subscription:
+        """Create a subscription (InvalidInput naming the field at fault); the answer carries its secret."""
+        url = check_callback_url(body.callback_url, allow_loopback_http=self.allow_loopback_http)
+        if (body.message_id is None) == (body.filter is None):
+            raise InvalidInput.parameter("messageId", "give either messageId or filter (exactly one)")
+        now = self.clock()
+        if body.message_id is not None:
+            record = self.store.create(
+                "message",
+                url,
+                now=now,
+                expires_at=now + self.status_grace + MESSAGE_EXTRA_LIFETIME,
+                message_id=body.message_id,
+            )
+            self._catch_up(record)
+        else:
+            assert body.filter is not None
+            statuses = sorted(set(body.filter.statuses)) if body.filter.statuses else None
+            record = self.store.create(
+                "filter", url, now=now, expires_at=now + FILTER_LIFETIME, sender=body.filter.sender, statuses=statuses
+            )
+        return describe(record, with_secret=True)
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        self.store.delete(subscription_id)
+
+    # -- the ingestion and follower hook -----------------------------------------------------------
+
+    def hook(self) -> Callable[[Sequence[PartitionChange]], None] | None:
+        """``on_change`` for ingestion and the follower, or None while nobody subscribed (their writes are then
+        cheaper: see ``shared.state.store.StateStore.apply``). Raises while the table cannot be read, so the
+        batch is retried rather than an outcome missed."""
+        return self.on_change if self.store.active(self.clock()) else None
+
+    def on_change(self, changes: Sequence[PartitionChange]) -> None:
+        """Outbox entries for what *changes* made final, then immediate attempts (not waited for)."""
+        now = self.clock()
+        subscriptions = self.store.active(now)
+        if not subscriptions or not changes:
+            return
+        by_message: dict[str, list[SubscriptionRecord]] = {}
+        filters = [s for s in subscriptions if s.kind == "filter"]
+        for subscription in subscriptions:
+            if subscription.kind == "message" and subscription.message_id:
+                by_message.setdefault(subscription.message_id, []).append(subscription)
+        queued: list[str] = []
+        for change in changes:
+            if change.became_final:
+                for subscription in by_message.get(change.message_id, ()):
+                    queued += self._enqueue_message(subscription, now)
+            if filters:
+                for recipient in change.recipients_became_final():
+                    body: bytes | None = None
+                    for subscription in filters:
+                        if filter_matches(subscription, change.after, recipient):
+                            body = body or outcome_body(change.after, recipient)
+                            queued += self._enqueue_outcome(subscription, change.after, recipient, body, now)
+        for entry_id in queued:
+            self.submit(entry_id)
+
+    def _enqueue_message(self, subscription: SubscriptionRecord, now: datetime) -> list[str]:
+        assert subscription.message_id is not None
+        added = self.store.enqueue(subscription.id, subscription.message_id, "final", None, now)
+        self.store.mark_queued(subscription.id)
+        return [delivery_id(subscription.id, "final")] if added else []
+
+    def _enqueue_outcome(
+        self,
+        subscription: SubscriptionRecord,
+        partition: Partition,
+        recipient: RecipientState,
+        body: bytes,
+        now: datetime,
+    ) -> list[str]:
+        final = recipient.final
+        assert final is not None
+        outcome = f"{partition.message_id}\n{recipient_row_key(recipient.address)}\n{final.status}"
+        added = self.store.enqueue(subscription.id, partition.message_id, outcome, body, now)
+        return [delivery_id(subscription.id, outcome)] if added else []
+
+    def _catch_up(self, subscription: SubscriptionRecord) -> list[str]:
+        """A message subscription whose message is over with and was not seen to change: queue it now.
+
+        Over with: final already (before the subscription, or made final by a trace's write-back, which no hook
+        sees), or past the status grace since its send (or, never seen, since the subscription) without ever
+        being final: the message will not change any more, so the flow waiting on it gets the trace as it
+        stands (a definite end) rather than nothing.
+        """
+        assert subscription.message_id is not None
+        try:
+            partition = self._state().read(subscription.message_id)
+        except ServiceError as exc:  # the state store down: the next timer run tries again
+            logger.warning("push: cannot read the state for subscription %s: %s", subscription.id, exc.title)
+            return []
+        now = self.clock()
+        started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
+        if not (partition is not None and partition.final) and now < started + self.status_grace:
+            return []
+        queued = self._enqueue_message(subscription, now)
+        for entry_id in queued:
+            self.submit(entry_id)
+        return queued
+
+    # -- the timer ---------------------------------------------------------------------------------
+
+    def run_due(self) -> dict[str, Any]:
+        """The timer's part: queue final messages nobody saw change, clean up, deliver what is due (bounded)."""
+        now = self.clock()
+        subscriptions = self.store.all()
+        caught_up = 0
+        for subscription in subscriptions:
+            if subscription.kind == "message" and not subscription.queued and subscription.active(now):
+                caught_up += len(self._catch_up(subscription))
+        removed = self._clean_up(subscriptions, now)
+        futures = [f for entry in self.store.due(now, DUE_PER_RUN) if (f := self.submit(entry.id)) is not None]
+        done, _ = wait(futures, timeout=RUN_WAIT_SECONDS)
+        delivered = sum(1 for future in done if future.exception() is None and future.result())
+        return {"caughtUp": caught_up, "removed": removed, "attempted": len(futures), "delivered": delivered}
+
+    def _clean_up(self, subscriptions: Sequence[SubscriptionRecord], now: datetime) -> int:
+        """Subscriptions past expiry + retry horizon, and tombstones past the horizon, are deleted (bounded)."""
+        dead = [s.id for s in subscriptions if s.expires_at + RETRY_HORIZON < now]
+        for subscription_id in dead:
+            with contextlib.suppress(ServiceError):
+                self.store.delete(subscription_id)
+        stale = self.store.delivered_before(now - RETRY_HORIZON, DUE_PER_RUN)
+        for entry in stale:
+            self.store.drop(entry)
+        return len(dead) + len(stale)
+
+    # -- attempts ----------------------------------------------------------------------------------
+
+    def submit(self, entry_id: str, subscription_id: str | None = None) -> Future[bool] | None:
+        """Attempt *entry_id* on the pool, unless closed; never blocks the caller."""
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                return self._pool.submit(self.attempt, entry_id)
+            except RuntimeError:  # shut down meanwhile
+                return None
+
+    def attempt(self, entry_id: str) -> bool:
+        """One delivery attempt of one outbox entry; True when delivered. Errors are logged, never raised."""
+        try:
+            return self._attempt(entry_id)
+        except ServiceError as exc:
+            logger.warning("push: delivery %s not attempted: %s", entry_id, exc.title)
+        except Exception as exc:  # a bug must not kill the pool's thread; no message text (it may hold data)
+            logger.error("push: delivery %s failed unexpectedly: %s", entry_id, type(exc).__name__)
+        return False
+
+    def _attempt(self, entry_id: str) -> bool:
+        now = self.clock()
+        entry = self.store.entry(entry_id)
+        if entry is None or entry.due_at is None or entry.due_at > now:
+            return False
+        subscription = self.store.get(entry.subscription_id)
+        if subscription is None:
+            self.store.drop(entry)  # unsubscribed: its pending outcomes go with it
+            return False
+        with self._lock:
+            if subscription.id in self._in_flight:
+                # One attempt per subscription at a time: this one follows when the current one ends (and it
+                # stays due in the outbox, for the timer, should this process end first).
+                waiting = self._waiting.setdefault(subscription.id, [])
+                if entry.id not in waiting and len(waiting) < MAX_WAITING:
+                    waiting.append(entry.id)
+                return False
+            self._in_flight.add(subscription.id)
+        try:
+            claimed = self.store.claim(entry, now + LEASE)
+            if claimed is None:
+                return False  # another worker has it
+            try:
+                body = claimed.body if claimed.body is not None else self._build(claimed)
+            except ServiceError as exc:  # the trace's log source is down: retried on the schedule
+                return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
+            attempt = post(
+                subscription.callback_url,
+                body,
+                {
+                    SIGNATURE_HEADER: signature(subscription.secret, body),
+                    DELIVERY_ID_HEADER: claimed.id,
+                    SUBSCRIPTION_ID_HEADER: subscription.id,
+                    ATTEMPT_HEADER: str(claimed.attempts + 1),
+                },
+                timeout=self.timeout,
+            )
+            return self._record(subscription, claimed, body, attempt)
+        finally:
+            with self._lock:
+                self._in_flight.discard(subscription.id)
+                queue = self._waiting.get(subscription.id)
+                following = queue.pop(0) if queue else None
+                if queue is not None and not queue:
+                    del self._waiting[subscription.id]
+            if following is not None:
+                self.submit(following)
+
+    def _build(self, entry: OutboxEntry) -> bytes:
+        """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""
+        return model_bytes(self._trace(entry.message_id))
+
+    def _record(
+        self, subscription: SubscriptionRecord, entry: OutboxEntry, body: bytes | None, attempt: Attempt
+    ) -> bool:
+        now = self.clock()
+        if attempt.delivered:
+            self.store.delivered(entry, now)
+            return True
+        if attempt.gone:
+            logger.warning("push: subscription %s answered 410; it is deleted", subscription.id)
+            self.store.drop(entry)
+            with contextlib.suppress(ServiceError):
+                self.store.delete(subscription.id)
+            return False
+        if attempt.refused or entry.attempts >= len(RETRY_DELAYS):
+            logger.warning(
+                "push: delivery %s to subscription %s dropped after %d attempt(s): %s",
+                entry.id,
+                subscription.id,
+                entry.attempts + 1,
+                attempt.reason,
+            )
+            self.store.drop(entry)
+            return False
+        delay = RETRY_DELAYS[entry.attempts]
+        logger.info("push: delivery %s %s; retry in %s", entry.id, attempt.reason, delay)
+        self.store.reschedule(entry, now + delay, body)
+        if delay <= IN_PROCESS_RETRY:
+            timer = threading.Timer(delay.total_seconds(), self.submit, args=(entry.id,))
+            timer.daemon = True
+            timer.start()
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def describe(record: SubscriptionRecord, *, with_secret: bool = False) -> Subscription:
+    return Subscription(
+        id=record.id,
+        kind=record.kind,
+        message_id=record.message_id,
+        sender=record.sender,
+        statuses=list(record.statuses) if record.statuses else None,
+        secret=record.secret if with_secret else None,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+    )
