@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from shared.errors import InvalidInput, ParameterError
 from shared.kql.literals import is_control_char
 
 MAX_TOP = 1000
@@ -255,13 +256,11 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-class WindowError(ValueError):
+class WindowError(InvalidInput):
     """A send window that cannot be used; ``parameter`` names the input at fault."""
 
     def __init__(self, parameter: str, reason: str) -> None:
-        super().__init__(f"{parameter}: {reason}")
-        self.parameter = parameter
-        self.reason = reason
+        super().__init__(f"{parameter}: {reason}", [ParameterError(parameter, reason)])
 
 
 class TimeWindowParams(_Params):

@@ -50,8 +50,8 @@ def test_index_rewrite_targets_message_lookups_only(semantic_insights: Insights)
     assert isinstance(source, DuckDbSource)
     trace = source.translate(semantic_insights.trace_query(TraceParams(message_id="m")).embedded_text())
     rewritten = index_equalities(str(trace))
-    # the send row and the events: each looked up by message first, in a stage of its own
-    assert rewritten.count('AS MATERIALIZED (SELECT * FROM _s0 WHERE ("CorrelationId" = CAST($kqlp') == 2
+    # the send row, the events and the engagement rows: each looked up by message first, in a stage of its own
+    assert rewritten.count('AS MATERIALIZED (SELECT * FROM _s0 WHERE ("CorrelationId" = CAST($kqlp') == 3
     assert len(rewritten) < len(str(trace))
     stats = str(source.translate(semantic_insights.stats_query("domains", StatsParams()).embedded_text()))
     assert index_equalities(stats) == stats

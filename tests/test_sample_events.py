@@ -16,6 +16,7 @@ import pytest
 
 from shared import cli
 from shared.logs.store import open_store
+from shared.push.subscriptions import SubscriptionStore
 from shared.schemas import FINAL_STATUSES
 from shared.services import Services
 from shared.state.events import parse_events
@@ -71,7 +72,8 @@ def empty_log_host(tmp_path: Path, azurite_connection_string: str) -> Iterator[t
     logs = tmp_path / "empty.duckdb"
     open_store(logs).close()
     state = StateStore.from_connection_string(azurite_connection_string, "Replay" + uuid.uuid4().hex[:10])
-    services = Services(settings(local_store=str(logs)), state=state)
+    subscriptions = SubscriptionStore.from_connection_string(azurite_connection_string, "Subs" + uuid.uuid4().hex[:10])
+    services = Services(settings(local_store=str(logs)), state=state, subscriptions=subscriptions)
     with serve(services) as host:
         yield host.base_url, services
     state.client.delete_table()
