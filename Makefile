@@ -51,11 +51,12 @@ chromium:
 unit: setup chromium
 	$(VENV)/bin/pytest -q
 
-# The day-to-day loop: everything but the slow Kusto-parser and fuzzing tests (marked `slow`), no checkov.
+# The day-to-day loop: everything but the slow Kusto-parser and fuzzing tests (marked `slow`), no checkov,
+# on both cores (pytest-xdist; each worker starts its own Azurite).
 test-fast: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" -n 2
 
 checkov: .venv-checkov/.installed
 	.venv-checkov/bin/checkov --config-file .checkov.yaml --quiet --compact
