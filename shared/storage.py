@@ -9,17 +9,27 @@ subscriptions) connects through :func:`connect_table`; each store maps :class:`S
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+)
 from azure.data.tables import TableClient
 
-from shared.errors import Unavailable
+from shared.errors import ServiceError, Unavailable
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 #: Azurite's well-known development account (public, documented).
 DEV_ACCOUNT: Final = "devstoreaccount1"
@@ -186,3 +196,68 @@ def describe_error(action: str, exc: Exception, description: str, secrets: Seque
             detail += f": {message[0]}"
         return status in (401, 403, 429, 503), redact(detail, secrets)
     return False, redact(f"{action}: {type(exc).__name__}: {exc}", secrets)
+
+
+class TableStore:
+    """What every table-backed store of ours does the same way: built from a connection string or the app's
+    settings, the table created once, SDK failures mapped to the store's own errors (5xx and unreachable:
+    ``unavailable``, so callers answer 503 and event deliveries are retried; anything else: ``failed``).
+
+    Subclasses are dataclasses with the fields ``client``, ``description``, ``secrets`` and ``_table_ready`` and
+    name their ``what`` (for messages), their two error classes and which setting names their table.
+    """
+
+    what: ClassVar[str]
+    failed: ClassVar[type[ServiceError]]
+    unavailable: ClassVar[type[ServiceError]]
+    client: TableClient
+    description: str
+    secrets: Sequence[str]
+    _table_ready: bool
+
+    @classmethod
+    def table_name(cls, settings: Settings) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, table: str) -> Self:
+        try:
+            connection = connect_with_string(connection_string, table)
+        except StorageUnavailable as exc:
+            raise cls.unavailable(exc.detail) from None
+        return cls(connection.client, connection.description, connection.secrets)  # type: ignore[call-arg]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Self:
+        """The store's table on the storage named by ``SUMMARY_STORAGE`` (one storage account for all tables)."""
+        try:
+            connection = connect_table(
+                settings.summary_storage,
+                cls.table_name(settings),
+                client_id=settings.client_id,
+                environ=os.environ if environ is None else environ,
+            )
+        except StorageUnavailable as exc:
+            raise cls.unavailable(exc.detail) from None
+        return cls(connection.client, connection.description, connection.secrets)  # type: ignore[call-arg]
+
+    def close(self) -> None:
+        self.client.close()
+
+    def error(self, action: str, exc: Exception) -> ServiceError:
+        transient, detail = describe_error(action, exc, self.description, self.secrets)
+        if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
+            transient = True
+        return (self.unavailable if transient else self.failed)(detail)
+
+    def ensure_table(self) -> None:
+        """Create the table unless it exists (once per store object)."""
+        if self._table_ready:
+            return
+        try:
+            self.client.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise self.error(f"creating the {self.what} table", exc) from exc
+        self._table_ready = True

@@ -16,14 +16,13 @@ The storage connection is the summaries' (``SUMMARY_STORAGE``, resolved by :mod:
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -35,9 +34,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import NotFound, Unavailable, UpstreamFailure
+from shared.errors import NotFound, ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
-from shared.storage import StorageUnavailable, connect_table, connect_with_string, describe_error, public_endpoint
+from shared.storage import TableStore, public_endpoint
 
 SUBSCRIPTION_PARTITION: Final = "subscription"
 OUTBOX_PARTITION: Final = "outbox"
@@ -117,7 +116,7 @@ def _body_of(entity: Mapping[str, Any]) -> bytes | None:
 
 
 @dataclass
-class SubscriptionStore:
+class SubscriptionStore(TableStore):
     client: TableClient
     description: str
     secrets: Sequence[str] = ()
@@ -125,49 +124,17 @@ class SubscriptionStore:
     _cache: tuple[float, list[SubscriptionRecord]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    # -- construction --------------------------------------------------------------------------
+    what: ClassVar[str] = "subscriptions"
+    failed: ClassVar[type[ServiceError]] = SubscriptionStoreError
+    unavailable: ClassVar[type[ServiceError]] = SubscriptionStoreUnavailable
+
+    @classmethod
+    def table_name(cls, settings: Settings) -> str:
+        return settings.subscriptions_table
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str = "Subscriptions") -> SubscriptionStore:
-        try:
-            connection = connect_with_string(connection_string, table)
-        except StorageUnavailable as exc:
-            raise SubscriptionStoreUnavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> SubscriptionStore:
-        """The table ``SUBSCRIPTIONS_TABLE`` on the storage named by ``SUMMARY_STORAGE``."""
-        try:
-            connection = connect_table(
-                settings.summary_storage,
-                settings.subscriptions_table,
-                client_id=settings.client_id,
-                environ=os.environ if environ is None else environ,
-            )
-        except StorageUnavailable as exc:
-            raise SubscriptionStoreUnavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def error(self, action: str, exc: Exception) -> SubscriptionStoreError:
-        transient, detail = describe_error(action, exc, self.description, self.secrets)
-        if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
-            transient = True
-        return (SubscriptionStoreUnavailable if transient else SubscriptionStoreError)(detail)
-
-    def ensure_table(self) -> None:
-        if self._table_ready:
-            return
-        try:
-            self.client.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise self.error("creating the subscriptions table", exc) from exc
-        self._table_ready = True
+        return super().from_connection_string(connection_string, table)
 
     def _query(self, action: str, query: str, parameters: dict[str, Any]) -> list[Any]:
         try:

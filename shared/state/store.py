@@ -17,11 +17,10 @@ ingestion answers 5xx so Event Grid retries, and the trace falls back to the log
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -33,7 +32,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import Unavailable, UpstreamFailure
+from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
 from shared.state.partition import (
     MESSAGE_ROW_KEY,
@@ -45,7 +44,7 @@ from shared.state.partition import (
     partition_entities,
     partition_from_entities,
 )
-from shared.storage import StorageUnavailable, connect_table, connect_with_string, describe_error, public_endpoint
+from shared.storage import TableStore, public_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -107,59 +106,24 @@ def _without_metadata(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class StateStore:
+class StateStore(TableStore):
     client: TableClient
     description: str
     secrets: Sequence[str] = ()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _table_ready: bool = False
 
-    # -- construction --------------------------------------------------------------------------
+    what: ClassVar[str] = "delivery state"
+    failed: ClassVar[type[ServiceError]] = StateStoreError
+    unavailable: ClassVar[type[ServiceError]] = StateStoreUnavailable
+
+    @classmethod
+    def table_name(cls, settings: Settings) -> str:
+        return settings.state_table
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str = "DeliveryState") -> StateStore:
-        try:
-            connection = connect_with_string(connection_string, table)
-        except StorageUnavailable as exc:
-            raise StateStoreUnavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> StateStore:
-        """The table ``STATE_TABLE`` on the storage named by ``SUMMARY_STORAGE``."""
-        table = settings.state_table
-        try:
-            connection = connect_table(
-                settings.summary_storage,
-                table,
-                client_id=settings.client_id,
-                environ=os.environ if environ is None else environ,
-            )
-        except StorageUnavailable as exc:
-            raise StateStoreUnavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)
-
-    def close(self) -> None:
-        self.client.close()
-
-    # -- errors --------------------------------------------------------------------------------
-
-    def error(self, action: str, exc: Exception) -> StateStoreError:
-        transient, detail = describe_error(action, exc, self.description, self.secrets)
-        if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
-            transient = True
-        return (StateStoreUnavailable if transient else StateStoreError)(detail)
-
-    def ensure_table(self) -> None:
-        if self._table_ready:
-            return
-        try:
-            self.client.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise self.error("creating the delivery state table", exc) from exc
-        self._table_ready = True
+        return super().from_connection_string(connection_string, table)
 
     # -- reads ---------------------------------------------------------------------------------
 
