@@ -39,6 +39,8 @@ class ServiceError(Exception):
     status = 500
     title = "Internal Server Error"
     exit_code = EXIT_FAILURE
+    #: ``retry_after`` when the raiser gives none (None: the answer carries no Retry-After).
+    DEFAULT_RETRY_AFTER: float | None = None
 
     def __init__(
         self,
@@ -50,7 +52,7 @@ class ServiceError(Exception):
     ) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.retry_after = retry_after
+        self.retry_after = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
         if title is not None:
             self.title = title
         #: Extra members of the problem document (e.g. the message id a 404 is about).
@@ -96,14 +98,3 @@ class Unavailable(ServiceError):
     status = 503
     title = "Service unavailable"
     DEFAULT_RETRY_AFTER = 30.0
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        retry_after: float | None = None,
-        title: str | None = None,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
-        retry = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
-        super().__init__(detail, retry_after=retry, title=title, fields=fields)

@@ -26,11 +26,6 @@ class LogSourceUnavailable(LogQueryError, Unavailable):
     status = 503
     title = "Log source unavailable"
 
-    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(
-            detail, code=code, retry_after=Unavailable.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
-        )
-
 
 class LogQueryThrottled(LogSourceUnavailable):
     """Log Analytics answered 429 and retries did not help (or would not fit the request's budget)."""
