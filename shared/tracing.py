@@ -3,7 +3,8 @@
 The use case behind ``GET /api/messages/{id}`` (and its poll link); it sits between the HTTP layer and
 :mod:`shared.insights` / :mod:`shared.state`:
 
-1. Read the message's partition of the delivery state (:class:`shared.state.store.StateStore`).
+1. Read the message's partition of the delivery state (:class:`shared.state.store.StateStore`), with its
+   observations still in the journal (events and log rows not folded into the partition yet).
 2. **Final** there (failed as a whole, or as many recipients resolved as the send expected), or **expired**
    there (the send row is stored and older than ``STATUS_GRACE_HOURS``): answer from the state, with no
    log query (``source: "state"``).
@@ -127,7 +128,7 @@ def _write_back(store: StateStore, message_id: str, rows: QueryResult) -> Partit
     if not observations:
         return None
     try:
-        return store.apply(message_id, observations).after
+        return store.overlay(store.apply(message_id, observations).after, message_id)
     except ServiceError as exc:
         logger.warning("trace: could not write the log trace into the delivery state: %s", exc.detail)
         return None

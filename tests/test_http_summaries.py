@@ -92,6 +92,7 @@ def test_local_settings_sample_lists_every_setting() -> None:
     assert {spec.name for spec in APP_SETTINGS} <= set(values)
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert values["PYTHON_THREADPOOL_THREAD_COUNT"] == "32"  # as deployed (infra/app/api.bicep)
     for spec in APP_SETTINGS:
         assert values[spec.name] == (spec.default or ""), spec.name
     assert Settings.from_env().summary_table

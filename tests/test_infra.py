@@ -114,8 +114,8 @@ ACS_EMAIL_LOG_CATEGORIES = {
     "EmailUserEngagementOperational",
 }
 
-#: Host-level app settings: Functions host storage (identity-based) and Application Insights.
-HOST_SETTING = re.compile(r"^(AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_[A-Z_]+)$")
+#: Host-level app settings: Functions host storage (identity-based), Application Insights, the worker's threads.
+HOST_SETTING = re.compile(r"^(AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_[A-Z_]+|PYTHON_THREADPOOL_THREAD_COUNT)$")
 
 #: Words that must not appear in an output's name or value, nor in any app setting's value.
 SECRET_LIKE = re.compile(
@@ -327,6 +327,7 @@ def test_host_settings_are_host_level_and_identity_based() -> None:
     host = app_settings(API, "hostSettings")
     assert all(HOST_SETTING.match(name) for name in host), sorted(host)
     assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert host["PYTHON_THREADPOOL_THREAD_COUNT"] == "32"  # the journal's group commit; the sample says the same
     assert host["AzureWebJobsStorage__clientId"] == Expr("identityClientId")
     assert {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__tableServiceUri"} <= set(host)
     auth = host["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]

@@ -314,6 +314,7 @@ def test_a_filter_subscription_gets_each_outcome_once_signed(
         assert send_events(
             host.base_url, [delivered, event(mid, "bob@contoso.com", "OutForDelivery", "2026-03-10T10:02:00Z")]
         )
+        run_timer(host.base_url)  # folds the journaled events: what became final is pushed
         receiver.wait_for(1)
         run_timer(host.base_url)  # anything due would be attempted (and waited for) here
     # The timer's follower also brings the fixture's logged outcomes (its rows arrived "now"); only this message
@@ -345,6 +346,7 @@ def test_a_500_is_retried_on_the_schedule_then_delivered(
     with serve(services) as host:
         sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": {"sender": SENDER}})
         assert send_events(host.base_url, [event(mid, "a@contoso.com", "Failed", "2026-03-10T10:05:00Z")]) == 202
+        run_timer(host.base_url)  # the fold: the outcome is queued and attempted at once
         receiver.wait_for(1, arrived=True)
         entry = _wait_until(lambda: next((e for e in services.subscriptions.outbox() if e.attempts == 1), None))
         assert entry.due_at == clock.now + timedelta(seconds=10)  # Event Grid's first retry delay
@@ -372,6 +374,7 @@ def test_a_hanging_callback_blocks_neither_ingestion_nor_other_callbacks(
         subscribe(host.base_url, {"callbackUrl": healthy.url, "filter": {"sender": SENDER}})
         for mid in messages:  # more outcomes than the delivery pool has workers
             assert send_events(host.base_url, [event(mid, "a@contoso.com", "Delivered", "2026-03-10T10:05:00Z")]) == 202
+        run_timer(host.base_url)  # the fold queues every outcome; the timer is not held by the hanging callback
         healthy.wait_for(len(messages))
         # All of it happened while the hanging callback still held its first request, and only that one.
         assert not release.is_set() and hanging.arrived == 1 and hanging.received == []
@@ -393,6 +396,7 @@ def test_the_outbox_survives_a_restart(
         only_mine = {"sender": "pushtest", "statuses": ["Bounced"]}
         sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": only_mine})
         assert send_events(host.base_url, [event(mid, "a@contoso.com", "Bounced", "2026-03-10T10:05:00Z")]) == 202
+        run_timer(host.base_url)
         receiver.wait_for(1, arrived=True)
         _wait_until(lambda: next((e for e in first.subscriptions.outbox() if e.attempts == 1), None))
     first.close()  # the process goes away with a push still owed
@@ -465,10 +469,11 @@ def test_a_message_that_never_ends_is_pushed_as_it_stands_after_the_status_grace
     services.close()
 
 
-def test_ingestion_answers_5xx_while_subscriptions_cannot_be_read(
+def test_nothing_is_folded_while_subscriptions_cannot_be_read(
     semantic_insights: Insights, tables: dict[str, str]
 ) -> None:
-    """Event Grid then delivers the event again: no outcome is missed for a subscriber."""
+    """Ingestion journals the event (202); the timer, unable to read subscriptions, fails before folding, so the
+    next run still finds the change and pushes it: no outcome is missed for a subscriber."""
     down = SubscriptionStore.from_connection_string(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
         "TableEndpoint=http://127.0.0.1:9/devstoreaccount1",
@@ -477,8 +482,17 @@ def test_ingestion_answers_5xx_while_subscriptions_cannot_be_read(
     services = Services(settings(**tables), insights=semantic_insights, subscriptions=down)
     mid = str(uuid.uuid4())
     with serve(services) as host:
-        assert send_events(host.base_url, [event(mid, "a@contoso.com", "Delivered", "2026-03-10T10:05:00Z")]) >= 500
-    assert services.state.read(mid) is None  # not written: the retry will find the change and push it
+        assert send_events(host.base_url, [event(mid, "a@contoso.com", "Delivered", "2026-03-10T10:05:00Z")]) == 202
+        request = urllib.request.Request(f"{host.base_url}/admin/functions/follow_status_updates", b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=120)
+        assert failed.value.code == 500
+    journal = services.state.journal
+    assert journal is not None
+    assert [o.message_id for e in journal.entries() for o in e.observations if o.message_id == mid] == [mid]
+    assert services.state._entities(mid) == []  # no partition written: the fold waits for the subscriptions
+    partition = services.state.read(mid)  # a trace still sees the event, from the journal
+    assert partition is not None and partition.recipients
     services.close()
 
 

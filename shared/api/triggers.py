@@ -24,19 +24,20 @@ def daily_summary(timer: func.TimerRequest, services: Services) -> None:
 
 
 def ingest_email_events(event: func.EventGridEvent, services: Services) -> None:
-    """One Event Grid event into the delivery state. A malformed event is logged (no address) and skipped; the
-    state store being down raises, so the host answers 5xx and Event Grid delivers the event again."""
+    """One Event Grid event into the delivery state's journal (shared with the concurrent invocations of the
+    same delivery). A malformed event is logged (no address) and skipped; the store being down raises, so
+    the host answers 5xx and Event Grid delivers the event again. Push follows when the timer folds it."""
     from shared.state.events import event_from_function
     from shared.state.ingest import ingest_events
 
-    # Subscriptions are read before the state is written: if they cannot be, the event is retried whole.
-    on_change = services.push.hook()
-    ingest_events(services.state, [event_from_function(event)], on_change=on_change)
+    ingest_events(services.state, [event_from_function(event)])
 
 
 def follow_status_updates(timer: func.TimerRequest, services: Services) -> None:
     """What reached the logs since the last run, into the delivery state: one log query per run; then the
-    push outbox: what became final is queued for its subscribers, and what is due is delivered."""
+    journal (those rows and Event Grid's events) folded into message partitions, what became final queued
+    for its subscribers, and what is due delivered. Subscriptions are read first: if they cannot be, nothing
+    is folded (the journal waits for the next run), so no outcome is missed."""
     from shared.state.follower import Follower
 
     push = services.push

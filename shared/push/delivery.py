@@ -317,6 +317,10 @@ class Push:
         now = self.clock()
         entry = self.store.entry(entry_id)
         if entry is None or entry.due_at is None or entry.due_at > now:
+            # Delivered or claimed meanwhile (the timer and the chain below may both hold it): pass the turn on,
+            # or the outcomes queued behind it would wait for the next timer run.
+            if entry is not None:
+                self._pass_turn(entry.subscription_id)
             return False
         subscription = self.store.get(entry.subscription_id)
         if subscription is None:
@@ -354,12 +358,19 @@ class Push:
         finally:
             with self._lock:
                 self._in_flight.discard(subscription.id)
-                queue = self._waiting.get(subscription.id)
-                following = queue.pop(0) if queue else None
-                if queue is not None and not queue:
-                    del self._waiting[subscription.id]
-            if following is not None:
-                self.submit(following)
+            self._pass_turn(subscription.id)
+
+    def _pass_turn(self, subscription_id: str) -> None:
+        """Attempt the next outcome waiting for *subscription_id*, unless one is in flight."""
+        with self._lock:
+            if subscription_id in self._in_flight:
+                return
+            queue = self._waiting.get(subscription_id)
+            following = queue.pop(0) if queue else None
+            if queue is not None and not queue:
+                del self._waiting[subscription_id]
+        if following is not None:
+            self.submit(following)
 
     def _build(self, entry: OutboxEntry) -> bytes:
         """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""

@@ -1,8 +1,10 @@
 """The Log Analytics follower: what arrived in the logs since a watermark, written into the delivery state.
 
-Each run sends exactly one query (:func:`shared.kql.follower.build_follow_query`) and writes the rows it got
-(send facts and statuses, source ``logs``). The position is kept in the state table (entity ``follower`` of
-the service partition), so it survives restarts:
+Each run sends exactly one query (:func:`shared.kql.follower.build_follow_query`), appends the rows it got
+(send facts and statuses, source ``logs``) to the state's journal, where traces see them at once, saves its
+position, then folds the journal (these rows and any Event Grid events waiting) into message partitions for
+at most ``fold_seconds``; what is left waits for the next run (:mod:`shared.state.journal`). The position
+is kept in the state table (entity ``follower`` of the service partition), so it survives restarts:
 
 * ``Watermark``: every row that arrived before ``Watermark - overlap`` has been read;
 * ``CursorArrival`` / ``CursorTime``: set while a pass is unfinished (a run stopped at ``max_rows``): the
@@ -35,7 +37,7 @@ from typing import Any, Final
 from shared.kql.follower import INGESTED_AT, LOG_ANALYTICS_TIME_SLACK, EmbeddedArrival, build_follow_query
 from shared.logs.source import LogSource
 from shared.schemas import STATUS_UPDATE_TABLE
-from shared.state.ingest import IngestReport, apply_observations
+from shared.state.ingest import FOLD_BUDGET_SECONDS, fold_journal
 from shared.state.partition import Observation, SendObservation, StatusObservation
 from shared.state.store import PartitionChange, StateStore
 
@@ -56,8 +58,13 @@ class FollowResult:
     rows: int
     queries: int
     query_seconds: float
+    #: Seconds to journal the rows (from then on traces see them).
+    journal_seconds: float
+    #: What the fold that followed wrote into message partitions (the journal's older entries included).
     messages: int
     entities_written: int
+    folded: int
+    fold_left: int
     #: Whether the run read everything up to ``until`` (False: it stopped at max_rows; the next run continues).
     complete: bool
     watermark: datetime
@@ -68,8 +75,11 @@ class FollowResult:
             "rows": self.rows,
             "queries": self.queries,
             "querySeconds": round(self.query_seconds, 3),
+            "journalSeconds": round(self.journal_seconds, 3),
             "messages": self.messages,
             "entitiesWritten": self.entities_written,
+            "foldedObservations": self.folded,
+            "journalEntriesLeft": self.fold_left,
             "complete": self.complete,
             "watermark": self.watermark.isoformat(),
         }
@@ -142,12 +152,14 @@ class Follower:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_rows: int = DEFAULT_MAX_ROWS,
         on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
+        fold_seconds: float = FOLD_BUDGET_SECONDS,
     ) -> None:
         self.source = source
         self.store = store
         self.clock = clock
         self.max_rows = max_rows
         self.on_change = on_change
+        self.fold_seconds = fold_seconds
         self._arrival: EmbeddedArrival | None = None
 
     @property
@@ -170,7 +182,7 @@ class Follower:
         return _utc(entity.get("Watermark")), _utc(entity.get("CursorArrival")), _utc(entity.get("CursorTime"))
 
     def run(self) -> FollowResult:
-        """One run: one query, its rows into the state, the position saved."""
+        """One run: one query, its rows journaled, the position saved, then the journal folded (budgeted)."""
         now = self.clock()
         stored_watermark, cursor_arrival, cursor_time = self.position()
         watermark = stored_watermark or now - FIRST_RUN_LOOKBACK
@@ -189,35 +201,55 @@ class Follower:
         records = self.source.run(query).records()
         query_seconds = time.perf_counter() - started
         observations = [o for o in (observation_of_row(r) for r in records) if o is not None]
-        report = apply_observations(self.store, observations, report=IngestReport(), on_change=self.on_change)
+        started = time.perf_counter()
+        self.store.append(observations)
+        journal_seconds = time.perf_counter() - started
         complete = len(records) < self.max_rows
-        if complete:
-            self.store.write_service(POSITION, {"Watermark": now, "LastRun": now, "Rows": len(records)})
-        else:
-            first, last = records[0], records[-1]
-            arrival, event_time = _utc(last["IngestedAt"]), _utc(last["TimeGenerated"])
-            if (first["IngestedAt"], first["TimeGenerated"]) == (last["IngestedAt"], last["TimeGenerated"]):
-                event_time = (event_time or now) + timedelta(microseconds=1)  # a page of ties: step past it
-            self.store.write_service(
-                POSITION,
-                {
-                    "Watermark": watermark,
-                    "CursorArrival": arrival,
-                    "CursorTime": event_time,
-                    "LastRun": now,
-                    "Rows": len(records),
-                },
-            )
-        logger.info("follower: %d rows, %d messages, complete=%s", len(records), report.messages, complete)
+        self._save_position(records, complete, watermark, now)
+        fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=self.fold_seconds)
+        logger.info(
+            "follower: %d rows, complete=%s; fold: %d observations, %d messages, %d journal entries left",
+            len(records),
+            complete,
+            fold.observations,
+            fold.messages,
+            fold.left,
+        )
         return FollowResult(
             rows=len(records),
             queries=1,
             query_seconds=query_seconds,
-            messages=report.messages,
-            entities_written=report.entities_written,
+            journal_seconds=journal_seconds,
+            messages=fold.messages,
+            entities_written=fold.entities_written,
+            folded=fold.observations,
+            fold_left=fold.left,
             complete=complete,
             watermark=now if complete else watermark,
             until=now,
+        )
+
+
+    def _save_position(
+        self, records: Sequence[Mapping[str, Any]], complete: bool, watermark: datetime, now: datetime
+    ) -> None:
+        """A complete pass moves the watermark to *now*; one stopped at ``max_rows`` keeps a cursor instead."""
+        if complete:
+            self.store.write_service(POSITION, {"Watermark": now, "LastRun": now, "Rows": len(records)})
+            return
+        first, last = records[0], records[-1]
+        arrival, event_time = _utc(last["IngestedAt"]), _utc(last["TimeGenerated"])
+        if (first["IngestedAt"], first["TimeGenerated"]) == (last["IngestedAt"], last["TimeGenerated"]):
+            event_time = (event_time or now) + timedelta(microseconds=1)  # a page of ties: step past it
+        self.store.write_service(
+            POSITION,
+            {
+                "Watermark": watermark,
+                "CursorArrival": arrival,
+                "CursorTime": event_time,
+                "LastRun": now,
+                "Rows": len(records),
+            },
         )
 
 

@@ -1,52 +1,74 @@
-"""Reports and log rows -> the delivery state, grouped by message and written partition by partition.
+"""Reports and log rows -> the delivery state: journaled as they come, folded into message partitions later.
 
-A batch is grouped by message id: one read and one conditioned transaction per message, whatever the number
-of its events in the batch. Partitions are written by a small thread pool, since each write waits on the
-network (the measured throughput is in ``benchmarks/state.py``). A malformed event was already dropped by
-:func:`shared.state.events.parse_events`; a store failure stops the batch with
-:class:`~shared.state.store.StateStoreUnavailable`, so the delivery is retried (writes are idempotent, so
-the partitions already written count once).
+:func:`ingest_events` parses an Event Grid delivery and appends its observations to the journal
+(:mod:`shared.state.journal`): one request for many events, whatever the messages. :func:`fold_journal`
+(run by the follower's timer) writes journaled observations into their messages' partitions, one partition
+write per message per fold, by a small thread pool since each write waits on the network, and hands the
+changes to push. A malformed event was already dropped by :func:`shared.state.events.parse_events`; a store
+failure raises :class:`~shared.errors.Unavailable`, so the delivery is retried (or the fold resumes at the
+next run: entries are deleted only once folded, and merges are idempotent).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from shared.state.events import DeliveryReport, EventError, Report, parse_events
-from shared.state.partition import EngagementObservation, Observation, StatusObservation
+from shared.state.journal import JournalEntry
+from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
 from shared.state.store import PartitionChange, StateStore
 
 logger = logging.getLogger(__name__)
 
 #: Partitions written at once (the store's round trips overlap; more adds little on 2 cores).
 WRITERS: Final = 8
+#: Observations folded between two deletions of folded entries.
+FOLD_CHUNK: Final = 5_000
+#: Longest a fold goes on (seconds): the rest waits for the next run (the follower runs every minute).
+FOLD_BUDGET_SECONDS: Final = 40.0
 
 
 @dataclass
 class IngestReport:
-    """What one batch did: events read, rejected (with reasons, no addresses), partitions and entities written."""
+    """What one delivery did: events read, rejected (with reasons, no addresses), observations journaled."""
 
     received: int = 0
     rejected: int = 0
-    messages: int = 0
-    entities_written: int = 0
-    became_final: list[str] = field(default_factory=list)
+    journaled: int = 0
     errors: list[str] = field(default_factory=list)
-    changes: list[PartitionChange] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
             "rejected": self.rejected,
-            "messages": self.messages,
-            "entitiesWritten": self.entities_written,
-            "becameFinal": len(self.became_final),
+            "journaled": self.journaled,
             "errors": self.errors[:20],
         }
+
+
+@dataclass
+class WriteReport:
+    """What writing observations into partitions did: messages, entities written, what became final."""
+
+    messages: int = 0
+    entities_written: int = 0
+    became_final: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FoldReport(WriteReport):
+    """One fold: journal entries and observations folded, and entries left for the next run."""
+
+    entries: int = 0
+    observations: int = 0
+    left: int = 0
+    seconds: float = 0.0
 
 
 def observation_of(report: Report) -> Observation:
@@ -75,22 +97,16 @@ def observation_of(report: Report) -> Observation:
     )
 
 
-def group_by_message(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
-    groups: dict[str, list[Observation]] = {}
-    for observation in observations:
-        groups.setdefault(observation.message_id, []).append(observation)
-    return groups
-
-
 def apply_observations(
     store: StateStore,
     observations: Iterable[Observation],
     *,
-    report: IngestReport | None = None,
+    report: WriteReport | None = None,
     on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
-) -> IngestReport:
-    """Write *observations* into *store*, one partition write per message."""
-    report = report or IngestReport()
+    seen_at: dict[str, datetime] | None = None,
+) -> WriteReport:
+    """Write *observations* into their partitions, one write per message (``seen_at``: first stored, by message)."""
+    report = report or WriteReport()
     groups = group_by_message(observations)
     report.messages += len(groups)
     if not groups:
@@ -102,7 +118,7 @@ def apply_observations(
     whole = on_change is not None
 
     def write(item: tuple[str, list[Observation]]) -> PartitionChange:
-        return store.apply(item[0], item[1], whole_partition=whole)
+        return store.apply(item[0], item[1], whole_partition=whole, seen_at=(seen_at or {}).get(item[0]))
 
     if len(items) == 1:
         changes = [write(items[0])]
@@ -113,7 +129,6 @@ def apply_observations(
         report.entities_written += change.written
         if change.became_final:
             report.became_final.append(change.message_id)
-    report.changes.extend(change for change in changes if change.written)
     if on_change is not None:
         on_change([change for change in changes if change.written])
     return report
@@ -126,15 +141,50 @@ def log_event_errors(errors: Sequence[EventError]) -> None:
         logger.warning("skipped %d more Event Grid events", len(errors) - 20)
 
 
-def ingest_events(
-    store: StateStore,
-    events: Iterable[Any],
-    *,
-    on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
-) -> IngestReport:
-    """Event Grid schema events (parsed JSON) -> the state. Bad events are logged (no addresses) and skipped."""
+def ingest_events(store: StateStore, events: Iterable[Any]) -> IngestReport:
+    """Event Grid schema events (parsed JSON) -> the journal. Bad events are logged (no addresses) and skipped."""
     events = list(events)
     reports, errors = parse_events(events)
     log_event_errors(errors)
-    report = IngestReport(received=len(events), rejected=len(errors), errors=[str(error) for error in errors])
-    return apply_observations(store, (observation_of(r) for r in reports), report=report, on_change=on_change)
+    observations = [observation_of(r) for r in reports]
+    store.append(observations)
+    return IngestReport(
+        received=len(events), rejected=len(errors), journaled=len(observations), errors=[str(e) for e in errors]
+    )
+
+
+def fold_journal(
+    store: StateStore,
+    *,
+    on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
+    budget_seconds: float = FOLD_BUDGET_SECONDS,
+) -> FoldReport:
+    """Journaled observations into their partitions, oldest first, until the journal is empty or the budget
+    is spent; each chunk's entries are deleted once its partitions are written."""
+    report = FoldReport()
+    if store.journal is None:
+        return report
+    started = time.monotonic()
+    entries = store.journal.entries()
+    position = 0
+    while position < len(entries) and time.monotonic() - started < budget_seconds:
+        chunk: list[JournalEntry] = []
+        count = 0
+        while position < len(entries) and (not chunk or count + len(entries[position].observations) <= FOLD_CHUNK):
+            chunk.append(entries[position])
+            count += len(entries[position].observations)
+            position += 1
+        seen_at: dict[str, datetime] = {}
+        for entry in chunk:
+            for observation in entry.observations:
+                first = seen_at.get(observation.message_id)
+                if first is None or entry.written_at < first:
+                    seen_at[observation.message_id] = entry.written_at
+        observations = [observation for entry in chunk for observation in entry.observations]
+        apply_observations(store, observations, report=report, on_change=on_change, seen_at=seen_at)
+        store.journal.delete(chunk)
+        report.entries += len(chunk)
+        report.observations += count
+    report.left = len(entries) - position
+    report.seconds = time.monotonic() - started
+    return report

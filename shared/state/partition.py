@@ -110,6 +110,13 @@ class EngagementObservation:
 Observation = StatusObservation | SendObservation | EngagementObservation
 
 
+def group_by_message(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
+    groups: dict[str, list[Observation]] = {}
+    for observation in observations:
+        groups.setdefault(observation.message_id, []).append(observation)
+    return groups
+
+
 # --------------------------------------------------------------------------- records
 
 

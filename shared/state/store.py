@@ -34,6 +34,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
+from shared.state.journal import TABLE_SUFFIX, Journal
 from shared.state.partition import (
     MESSAGE_ROW_KEY,
     MessageState,
@@ -41,6 +42,7 @@ from shared.state.partition import (
     Partition,
     RecipientState,
     copy_partition,
+    group_by_message,
     partition_entities,
     partition_from_entities,
 )
@@ -112,6 +114,9 @@ class StateStore(TableStore):
     secrets: Sequence[str] = ()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _table_ready: bool = False
+    #: Observations not folded into their partitions yet (:mod:`shared.state.journal`); None: writes go
+    #: straight to the partitions.
+    journal: Journal | None = None
 
     what: ClassVar[str] = "delivery state"
     failed: ClassVar[type[ServiceError]] = StateStoreError
@@ -123,14 +128,46 @@ class StateStore(TableStore):
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str = "DeliveryState") -> StateStore:
-        return super().from_connection_string(connection_string, table)
+        store = super().from_connection_string(connection_string, table)
+        store.journal = Journal.from_connection_string(connection_string, table + TABLE_SUFFIX)
+        return store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> StateStore:
+        store = super().from_settings(settings, environ)
+        store.journal = Journal.from_settings(settings, environ)
+        return store
+
+    def close(self) -> None:
+        super().close()
+        if self.journal is not None:
+            self.journal.close()
 
     # -- reads ---------------------------------------------------------------------------------
 
     def read(self, message_id: str) -> Partition | None:
-        """The message's state, or None when nothing is stored for it."""
+        """The message's state (its partition and its journaled observations), or None when nothing is stored."""
         entities = self._entities(message_id)
-        return partition_from_entities(message_id, entities) if entities else None
+        return self.overlay(partition_from_entities(message_id, entities) if entities else None, message_id)
+
+    def overlay(self, partition: Partition | None, message_id: str) -> Partition | None:
+        """*partition* with the message's observations still in the journal merged in (in memory only)."""
+        pending = self.journal.pending(message_id) if self.journal is not None else []
+        if not pending:
+            return partition
+        merged = copy_partition(partition) if partition is not None else empty_partition(message_id)
+        for observation, written_at in pending:
+            merged.apply(observation, seen_at=written_at)
+        return merged
+
+    def append(self, observations: Sequence[Observation]) -> None:
+        """Journal *observations* (folded into their partitions later); without a journal, write them now."""
+        if self.journal is None:
+            for message_id, group in group_by_message(observations).items():
+                self.apply(message_id, group)
+            return
+        self.journal.clock = self.clock
+        self.journal.append(observations)
 
     def _entities(self, message_id: str) -> list[Any]:
         try:
@@ -144,15 +181,21 @@ class StateStore(TableStore):
     # -- writes --------------------------------------------------------------------------------
 
     def apply(
-        self, message_id: str, observations: Sequence[Observation], *, whole_partition: bool = True
+        self,
+        message_id: str,
+        observations: Sequence[Observation],
+        *,
+        whole_partition: bool = True,
+        seen_at: datetime | None = None,
     ) -> PartitionChange:
         """Merge *observations* (all of *message_id*) into the stored state; retried on concurrent writes.
 
         ``whole_partition=False`` lets a write that only created entities skip reading the rest of the
         partition: the entities are right either way, but the change then knows only the created entities,
-        so its ``became_final`` is not to be trusted (ingestion asks for it only when someone subscribed).
+        so its ``became_final`` is not to be trusted (the fold asks for it only when someone subscribed).
+        ``seen_at``: when the observations were first stored (their journal entry), else now.
         """
-        now = self.clock()
+        now = seen_at or self.clock()
         return self.update(
             message_id, lambda partition: _apply_all(partition, observations, now), whole_partition=whole_partition
         )

@@ -7,9 +7,11 @@ app needs:
   ``{name}`` segments; a real ``func.HttpRequest`` goes to the function's own code;
 * ``POST /admin/functions/<name>`` runs a timer function now (202), as the admin API does;
 * ``POST /runtime/webhooks/eventgrid?functionName=<name>`` delivers Event Grid schema events to an Event Grid
-  trigger function one event per invocation, answering the ``SubscriptionValidation`` handshake (200 with
-  ``validationResponse``), ``Notification`` (202; 500 if an invocation failed, so Event Grid retries) and
-  ``SubscriptionDeletion`` (202), as the Event Grid extension does;
+  trigger function one event per invocation, the invocations of a delivery running concurrently on a thread
+  pool the size of the Python worker's (``PYTHON_THREADPOOL_THREAD_COUNT``, else min(32, cores + 4)),
+  answering the ``SubscriptionValidation`` handshake (200 with ``validationResponse``), ``Notification``
+  (202; 500 if an invocation failed, so Event Grid retries) and ``SubscriptionDeletion`` (202), as the Event
+  Grid extension does;
 * keys: on a loopback address no key is needed (like Core Tools); any other bind address requires keys
   (``--function-key``, ``--master-key``), which are then enforced as Azure does: function-level routes take
   either key (``x-functions-key`` header or ``code``), admin routes and the webhook the master key only;
@@ -29,6 +31,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -196,6 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def worker_threads() -> int:
+    """The Python worker's thread pool size for synchronous functions."""
+    configured = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
 class DevHost:
     """``with DevHost(app) as host: urlopen(host.base_url + "/api/health")``; ``port=0`` picks a free port."""
 
@@ -224,6 +235,7 @@ class DevHost:
         )
         self._server: _Server | None = None
         self._applied: dict[str, str] = {}
+        self._invokers: ThreadPoolExecutor | None = None
 
     @property
     def base_url(self) -> str:
@@ -234,6 +246,7 @@ class DevHost:
         import threading
 
         self._applied = load_local_settings(self.settings_file)
+        self._invokers = ThreadPoolExecutor(worker_threads(), thread_name_prefix="devhost-invocation")
         self._server = _Server((self.host, self.port), _Handler)
         self._server.dev_host = self
         self.port = self._server.server_address[1]
@@ -245,6 +258,9 @@ class DevHost:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._invokers is not None:
+            self._invokers.shutdown(wait=False)
+            self._invokers = None
         for key, value in self._applied.items():
             if os.environ.get(key) == value:
                 del os.environ[key]
@@ -376,28 +392,32 @@ class DevHost:
         return self._deliver(function, delivery.events)
 
     def _deliver(self, function: Function, events: list[Any]) -> Reply:
-        failed = 0
-        for item in events:
-            if not isinstance(item, dict):
-                failed += 1
-                continue
-            event = func.EventGridEvent(
-                id=str(item.get("id") or uuid.uuid4()),
-                data=item.get("data") or {},
-                topic=str(item.get("topic") or ""),
-                subject=str(item.get("subject") or ""),
-                event_type=str(item.get("eventType") or ""),
-                event_time=_event_time(item.get("eventTime")),
-                data_version=str(item.get("dataVersion") or ""),
-            )
-            try:
-                function.code(**{function.argument: event})
-            except Exception as exc:  # the exception's type only: its message may quote an address
-                failed += 1
-                log.warning("function %s failed on an event: %s", function.name, type(exc).__name__)
+        """One invocation per event, run concurrently on the worker's thread pool as the host does."""
+        assert self._invokers is not None, "the host is not started"
+        outcomes = list(self._invokers.map(lambda item: self._invoke_event(function, item), events))
+        failed = outcomes.count(False)
         if failed:
             return problem(500, f"{failed} of {len(events)} event(s) failed; Event Grid will retry the batch")
         return 202, {}, b""
+
+    def _invoke_event(self, function: Function, item: Any) -> bool:
+        if not isinstance(item, dict):
+            return False
+        event = func.EventGridEvent(
+            id=str(item.get("id") or uuid.uuid4()),
+            data=item.get("data") or {},
+            topic=str(item.get("topic") or ""),
+            subject=str(item.get("subject") or ""),
+            event_type=str(item.get("eventType") or ""),
+            event_time=_event_time(item.get("eventTime")),
+            data_version=str(item.get("dataVersion") or ""),
+        )
+        try:
+            function.code(**{function.argument: event})
+        except Exception as exc:  # the exception's type only: its message may quote an address
+            log.warning("function %s failed on an event: %s", function.name, type(exc).__name__)
+            return False
+        return True
 
 
 def _event_time(value: Any) -> datetime | None:
