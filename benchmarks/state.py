@@ -78,17 +78,19 @@ def post(url: str, events: list[dict[str, Any]]) -> None:
 
 
 def bench_ingest(count: int, batch: int) -> None:
+    import os
+
     from shared.services import Services
     from shared.state.ingest import fold_journal
 
     from apphost import serve, settings  # type: ignore[import-not-found]
     from azurite import running  # type: ignore[import-not-found]
 
+    # The worker's threads as deployed (infra/app/api.bicep, local.settings.sample.json).
+    os.environ.setdefault("PYTHON_THREADPOOL_THREAD_COUNT", "32")
     events = synthetic_events(count)
     with running() as azurite:
         overrides = {"summary_storage": "BENCH_STORAGE", "state_table": "BenchState"}
-        import os
-
         os.environ["BENCH_STORAGE"] = azurite.connection_string
         services = Services(settings(**overrides))
         services.state.ensure_table()
@@ -182,7 +184,10 @@ def bench_follow(rows: int) -> None:
         rest = fold_journal(store, budget_seconds=3600)
         elapsed = time.perf_counter() - started
         if rest.observations:
-            print(f"fold of the rest: {rest.observations:,} observations: {elapsed:.1f} s")
+            print(
+                f"fold of the rest (later runs): {rest.observations:,} observations: {elapsed:.1f} s, "
+                f"{rest.observations / elapsed:,.0f}/s"
+            )
         assert store.journal is not None and not store.journal.entries()
 
 

@@ -30,6 +30,8 @@ def services(
     state.ensure_table()
     yield Services(config, insights=semantic_insights, state=state)
     state.client.delete_table()
+    if state.journal is not None:
+        state.journal.client.delete_table()
     state.close()
 
 
@@ -84,6 +86,25 @@ def test_events_through_the_webhook_reach_the_state_in_any_order_and_once(servic
     [recipient] = partition.recipients.values()
     assert recipient.final is not None and recipient.final.status == "Delivered"  # the older Bounced never wins
     assert recipient.source == "events"
+
+
+def test_one_delivery_of_many_events_shares_journal_writes_and_loses_none(services: Services) -> None:
+    """The host runs a delivery's events as concurrent invocations; their journal appends go together."""
+    journal = services.state.journal
+    assert journal is not None
+    events = [
+        delivery(str(uuid.uuid4()), f"r{n}@contoso.com", "Delivered", "2026-03-10T10:05:00Z", f"e{n}")
+        for n in range(300)
+    ]
+    with serve(services) as host:
+        url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+        assert post(url, events)[0] == 202
+    entries = journal.entries()
+    assert len(entries) < len(events) // 2  # at least two events a write, on the worker's default thread count
+    journaled = sorted(o.message_id for e in entries for o in e.observations)
+    assert journaled == sorted(e["data"]["messageId"] for e in events)  # each once
+    some = services.state.read(events[7]["data"]["messageId"])
+    assert some is not None and some.recipients  # answered before any fold
 
 
 def test_the_state_store_down_answers_500_so_event_grid_retries(semantic_insights: Insights) -> None:

@@ -8,7 +8,7 @@ param tags object = {}
 param deploymentContainerName string
 @description('Table for daily summaries (SUMMARY_TABLE).')
 param summaryTableName string
-@description('Table of the delivery state, one partition a message (STATE_TABLE).')
+@description('Table of the delivery state, one partition a message (STATE_TABLE; its journal: STATE_TABLE + Journal).')
 param stateTableName string
 @description('Table of webhook subscriptions (SUBSCRIPTIONS_TABLE).')
 param subscriptionsTableName string
@@ -105,6 +105,12 @@ resource summaryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: stateTableName
+}
+
+// The delivery state's journal: events and log rows not folded into the state yet (shared/state/journal.py).
+resource stateJournalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: '${stateTableName}Journal'
 }
 
 resource subscriptionsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {

@@ -7,7 +7,8 @@ Who is told what:
 * a filter subscription gets a :class:`~shared.models.RecipientOutcome` for each recipient that becomes final
   and matches its sender and statuses (a later, different final status is a new outcome).
 
-How: ingestion and the follower hand their :class:`~shared.state.store.PartitionChange` objects to
+How: the fold of the delivery-state journal (run by the follower's timer, which journals its own rows as
+ingestion journals events) hands its :class:`~shared.state.store.PartitionChange` objects to
 :meth:`Push.on_change`, which writes one outbox entity per outcome (a duplicate event changes nothing, and
 an outcome already in the outbox is not added twice) and submits an immediate attempt to a small thread
 pool, without waiting for it. An attempt POSTs with a short timeout; at most one attempt per subscription is
@@ -187,11 +188,11 @@ class Push:
     def unsubscribe(self, subscription_id: str) -> None:
         self.store.delete(subscription_id)
 
-    # -- the ingestion and follower hook -----------------------------------------------------------
+    # -- the fold's hook -------------------------------------------------------------------------------
 
     def hook(self) -> Callable[[Sequence[PartitionChange]], None] | None:
-        """``on_change`` for ingestion and the follower, or None while nobody subscribed (their writes are then
-        cheaper: see ``shared.state.store.StateStore.apply``). Raises while the table cannot be read, so the
+        """``on_change`` for the fold, or None while nobody subscribed (its writes are then cheaper: see
+        ``shared.state.store.StateStore.apply``). Raises while the table cannot be read, so the
         batch is retried rather than an outcome missed."""
         return self.on_change if self.store.active(self.clock()) else None
 

@@ -1,10 +1,10 @@
 """The delivery state: what Event Grid and the Log Analytics follower told us about each message, in Table Storage.
 
 events        Event Grid email events -> typed reports; the webhook body as the Functions host checks it
-store         one partition per message: the message entity and one per recipient; monotone merges
-ingest        reports -> the store, grouped by message, batched
-follower      the Log Analytics (or embedded store) rows since a watermark -> the store
-trace         the trace use case answered from the state first
-subscriptions webhook subscriptions and their outbox (signed, retried POSTs)
+partition     one message's state (message entity + one per recipient) and the monotone, idempotent merges
+journal       observations as they arrive, many to an entity, concurrent writers sharing requests
+store         the partitions (ETag-conditioned writes) and, for readers, the journal merged in
+ingest        events -> the journal; the fold: journal -> partitions, changes handed to push
+follower      the Log Analytics (or embedded store) rows since a watermark -> the journal, then the fold
 sample_events Event Grid events derived from the embedded store's rows (local runs, benchmarks)
 """

@@ -3,8 +3,9 @@
 Each run sends exactly one query (:func:`shared.kql.follower.build_follow_query`), appends the rows it got
 (send facts and statuses, source ``logs``) to the state's journal, where traces see them at once, saves its
 position, then folds the journal (these rows and any Event Grid events waiting) into message partitions for
-at most ``fold_seconds``; what is left waits for the next run (:mod:`shared.state.journal`). The position
-is kept in the state table (entity ``follower`` of the service partition), so it survives restarts:
+what is left of ``run_seconds`` (45 s); the rest of the journal waits for the next run
+(:mod:`shared.state.journal`). The position is kept in the state table (entity ``follower`` of the service
+partition), so it survives restarts:
 
 * ``Watermark``: every row that arrived before ``Watermark - overlap`` has been read;
 * ``CursorArrival`` / ``CursorTime``: set while a pass is unfinished (a run stopped at ``max_rows``): the
@@ -37,7 +38,7 @@ from typing import Any, Final
 from shared.kql.follower import INGESTED_AT, LOG_ANALYTICS_TIME_SLACK, EmbeddedArrival, build_follow_query
 from shared.logs.source import LogSource
 from shared.schemas import STATUS_UPDATE_TABLE
-from shared.state.ingest import FOLD_BUDGET_SECONDS, fold_journal
+from shared.state.ingest import fold_journal
 from shared.state.partition import Observation, SendObservation, StatusObservation
 from shared.state.store import PartitionChange, StateStore
 
@@ -48,6 +49,9 @@ EMBEDDED_OVERLAP: Final = timedelta(minutes=10)
 TIME_GENERATED_OVERLAP: Final = timedelta(hours=72)
 #: Rows per run: one query's worth (Log Analytics returns at most 500,000 rows / 64 MB).
 DEFAULT_MAX_ROWS: Final = 100_000
+#: Longest a run goes on (seconds; the timer runs every minute): the fold gets what the query and the journal
+#: left of it, checked between chunks of :data:`shared.state.ingest.FOLD_CHUNK` observations.
+RUN_BUDGET_SECONDS: Final = 45.0
 #: Where a follower with no watermark starts: this long before its first run.
 FIRST_RUN_LOOKBACK: Final = timedelta(days=3)
 POSITION: Final = "follower"
@@ -152,14 +156,14 @@ class Follower:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_rows: int = DEFAULT_MAX_ROWS,
         on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
-        fold_seconds: float = FOLD_BUDGET_SECONDS,
+        run_seconds: float = RUN_BUDGET_SECONDS,
     ) -> None:
         self.source = source
         self.store = store
         self.clock = clock
         self.max_rows = max_rows
         self.on_change = on_change
-        self.fold_seconds = fold_seconds
+        self.run_seconds = run_seconds
         self._arrival: EmbeddedArrival | None = None
 
     @property
@@ -184,6 +188,7 @@ class Follower:
     def run(self) -> FollowResult:
         """One run: one query, its rows journaled, the position saved, then the journal folded (budgeted)."""
         now = self.clock()
+        run_started = time.monotonic()
         stored_watermark, cursor_arrival, cursor_time = self.position()
         watermark = stored_watermark or now - FIRST_RUN_LOOKBACK
         if cursor_arrival is not None and cursor_time is not None:
@@ -206,7 +211,8 @@ class Follower:
         journal_seconds = time.perf_counter() - started
         complete = len(records) < self.max_rows
         self._save_position(records, complete, watermark, now)
-        fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=self.fold_seconds)
+        left = self.run_seconds - (time.monotonic() - run_started)
+        fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=left)
         logger.info(
             "follower: %d rows, complete=%s; fold: %d observations, %d messages, %d journal entries left",
             len(records),
@@ -228,7 +234,6 @@ class Follower:
             watermark=now if complete else watermark,
             until=now,
         )
-
 
     def _save_position(
         self, records: Sequence[Mapping[str, Any]], complete: bool, watermark: datetime, now: datetime

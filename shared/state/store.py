@@ -9,6 +9,11 @@ with plain creates and no read (most event batches are of new messages). Entity-
 not used: on Azurite and through the SDK one costs several single requests, and idempotent merges make
 a half-written partition harmless (the next attempt completes it).
 
+Event Grid events and the follower's log rows reach the partitions through the journal
+(:mod:`shared.state.journal`, table ``STATE_TABLE`` + ``Journal``), folded by the follower's timer; until then
+:meth:`StateStore.read` merges a message's journaled observations into its partition (in memory), so readers
+never wait for the fold. Traces write what the log query found straight into the partition.
+
 The storage connection is the summaries' (``SUMMARY_STORAGE``, resolved by :mod:`shared.storage`). When the
 table cannot be reached, :class:`StateStoreUnavailable` (a :class:`shared.errors.Unavailable`) is raised:
 ingestion answers 5xx so Event Grid retries, and the trace falls back to the log query.
@@ -215,7 +220,7 @@ class StateStore(TableStore):
             if conflict.written:
                 baseline = empty_partition(message_id)
         for _ in range(MAX_CONFLICT_RETRIES):
-            entities = self._entities(message_id)
+            entities = self._entities(message_id) if whole_partition else self._entities_touched(message_id, change)
             before = partition_from_entities(message_id, entities)
             after = copy_partition(before)
             change(after)
@@ -233,6 +238,21 @@ class StateStore(TableStore):
             f"the delivery state of a message kept changing under {MAX_CONFLICT_RETRIES} attempts to write it",
             retry_after=1,
         )
+
+    def _entities_touched(self, message_id: str, change: Callable[[Partition], None]) -> list[Any]:
+        """The stored entities *change* would write, by point reads: enough to merge into, and a point read stays
+        cheap where a partition query is a scan (Azurite scans the whole table for every query)."""
+        probe = empty_partition(message_id)
+        change(probe)
+        found = []
+        for key in partition_entities(probe):
+            try:
+                found.append(self.client.get_entity(message_id, key))
+            except ResourceNotFoundError:
+                continue
+            except AzureError as exc:
+                raise self.error("reading the delivery state", exc) from exc
+        return found
 
     def _create_fresh(self, message_id: str, change: Callable[[Partition], None]) -> PartitionChange:
         """Most writes are of messages not stored yet: try creating their entities without reading first.
