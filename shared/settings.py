@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,20 +106,25 @@ def load_local_settings(path: str | Path | None = "local.settings.json") -> dict
     return applied
 
 
-def get(name: str) -> str | None:
+def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     spec = _SPECS[name]
-    value = os.environ.get(name)
+    value = (os.environ if environ is None else environ).get(name)
     return value if value not in (None, "") else spec.default
 
 
-def get_int(name: str) -> int:
-    value = get(name)
+def get_int(name: str, environ: Mapping[str, str] | None = None) -> int:
+    value = get(name, environ)
     if value is None:
         raise ValueError(f"setting {name} is required")
     try:
         return int(value)
     except ValueError as exc:
         raise ValueError(f"setting {name} must be a whole number, got {value!r}") from exc
+
+
+def recipient_list(text: str | None) -> tuple[str, ...]:
+    """``REPORT_RECIPIENTS``: addresses separated by commas or semicolons, each once, in order."""
+    return tuple(dict.fromkeys(a.strip() for a in (text or "").replace(";", ",").split(",") if a.strip()))
 
 
 @dataclass(frozen=True)
@@ -144,25 +150,33 @@ class Settings:
     acs_connection_string: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from the process environment (or *environ*)."""
+
+        def value(name: str) -> str | None:
+            return get(name, environ)
+
+        def number(name: str) -> int:
+            return get_int(name, environ)
+
         return cls(
-            workspace_id=get("LOG_ANALYTICS_WORKSPACE_ID"),
-            log_analytics_endpoint=get("LOG_ANALYTICS_ENDPOINT"),
-            query_timeout_seconds=get_int("LOG_QUERY_TIMEOUT_SECONDS"),
-            client_id=get("AZURE_CLIENT_ID"),
-            local_store=get("ACS_LOCAL_STORE") or ".data/acs-logs.duckdb",
-            summary_storage=get("SUMMARY_STORAGE") or "AzureWebJobsStorage",
-            summary_table=get("SUMMARY_TABLE") or "DeliverySummaries",
-            summary_lookback_days=get_int("SUMMARY_LOOKBACK_DAYS"),
-            summary_backfill_days=get_int("SUMMARY_BACKFILL_DAYS"),
-            status_grace_hours=get_int("STATUS_GRACE_HOURS"),
-            state_table=get("STATE_TABLE") or "DeliveryState",
-            subscriptions_table=get("SUBSCRIPTIONS_TABLE") or "Subscriptions",
-            link_signing_key=get("LINK_SIGNING_KEY"),
-            request_budget_seconds=float(get_int("REQUEST_BUDGET_SECONDS")),
-            log_analytics_functions=(get("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true",
-            report_recipients=tuple(a.strip() for a in (get("REPORT_RECIPIENTS") or "").split(",") if a.strip()),
-            report_sender=get("REPORT_SENDER"),
-            acs_endpoint=get("ACS_ENDPOINT"),
-            acs_connection_string=get("ACS_CONNECTION_STRING"),
+            workspace_id=value("LOG_ANALYTICS_WORKSPACE_ID"),
+            log_analytics_endpoint=value("LOG_ANALYTICS_ENDPOINT"),
+            query_timeout_seconds=number("LOG_QUERY_TIMEOUT_SECONDS"),
+            client_id=value("AZURE_CLIENT_ID"),
+            local_store=value("ACS_LOCAL_STORE") or ".data/acs-logs.duckdb",
+            summary_storage=value("SUMMARY_STORAGE") or "AzureWebJobsStorage",
+            summary_table=value("SUMMARY_TABLE") or "DeliverySummaries",
+            summary_lookback_days=number("SUMMARY_LOOKBACK_DAYS"),
+            summary_backfill_days=number("SUMMARY_BACKFILL_DAYS"),
+            status_grace_hours=number("STATUS_GRACE_HOURS"),
+            state_table=value("STATE_TABLE") or "DeliveryState",
+            subscriptions_table=value("SUBSCRIPTIONS_TABLE") or "Subscriptions",
+            link_signing_key=value("LINK_SIGNING_KEY"),
+            request_budget_seconds=float(number("REQUEST_BUDGET_SECONDS")),
+            log_analytics_functions=(value("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true",
+            report_recipients=recipient_list(value("REPORT_RECIPIENTS")),
+            report_sender=value("REPORT_SENDER"),
+            acs_endpoint=value("ACS_ENDPOINT"),
+            acs_connection_string=value("ACS_CONNECTION_STRING"),
         )

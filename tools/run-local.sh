@@ -57,7 +57,7 @@ rm -f "$EMPTY_STORE"
 ACS_LOCAL_STORE="$EMPTY_STORE" STATE_TABLE="$DEMO_TABLE" "$PY" -m tools.devhost --port "$DEMO_PORT" >/dev/null &
 demo_pid=$!
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$DEMO_PORT) 2>/dev/null && break; sleep 0.2; done
-# The events of 50 messages (the whole file takes minutes on Azurite: `python -m shared events send` it by hand).
+# The events of 50 messages keep `make run` quick (the whole file: `python -m shared events send` it by hand).
 DEMO_EVENTS=.data/demo-events.json
 EVENTS_MESSAGE_ID=$("$PY" - "$EVENTS" "$DEMO_EVENTS" <<'PY'
 import json, sys

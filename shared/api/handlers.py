@@ -169,7 +169,7 @@ def _report_email_health(services: Services) -> ComponentHealth | None:
         return None
     from shared.report.email import report_health
 
-    return report_health(services.summaries, today=services.clock().date())
+    return report_health(services.summaries, today=services.clock().date(), settings=services.settings)
 
 
 def openapi(call: Call) -> func.HttpResponse:

@@ -18,7 +18,7 @@ def daily_summary(timer: func.TimerRequest, services: Services) -> None:
     def send_report(run: dict[str, Any]) -> dict[str, Any]:
         from shared.report.email import send_after_summary
 
-        return send_after_summary(run, store, insights)
+        return send_after_summary(run, store, insights, services.settings)
 
     run_scheduled(services.settings, insights, store, past_due=timer.past_due, after_run=send_report)
 

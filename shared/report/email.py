@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from shared.insights import Insights
 from shared.models import ComponentHealth, validate_address
 from shared.report.daily import build_daily_report
 from shared.report.html import render_report
+from shared.settings import Settings
 from shared.summaries.table import SummaryStore
 
 if TYPE_CHECKING:
@@ -67,18 +67,11 @@ class EmailSettings:
     client_id: str | None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EmailSettings | None:
+    def of(cls, settings: Settings) -> EmailSettings | None:
         """None when REPORT_RECIPIENTS or REPORT_SENDER is unset (no report email wanted)."""
-        env = os.environ if environ is None else environ
-
-        def setting(name: str) -> str | None:
-            value = (env.get(name) or "").strip()
-            return value or None
-
-        recipients_text, sender = setting("REPORT_RECIPIENTS"), setting("REPORT_SENDER")
-        if not recipients_text or not sender:
+        recipients, sender = settings.report_recipients, (settings.report_sender or "").strip()
+        if not recipients or not sender:
             return None
-        recipients = tuple(dict.fromkeys(a.strip() for a in recipients_text.replace(";", ",").split(",") if a.strip()))
         try:
             for address in (*recipients, sender):
                 validate_address(address)
@@ -88,16 +81,15 @@ class EmailSettings:
             ) from None
         if len(recipients) > 50:
             raise ReportEmailError("REPORT_RECIPIENTS: ACS accepts at most 50 recipients per email")
-        settings = cls(
-            recipients=recipients,
-            sender=sender,
-            endpoint=setting("ACS_ENDPOINT"),
-            connection_string=setting("ACS_CONNECTION_STRING"),
-            client_id=setting("AZURE_CLIENT_ID"),
-        )
-        if not settings.endpoint and not settings.connection_string:
+        endpoint = (settings.acs_endpoint or "").strip() or None
+        connection_string = (settings.acs_connection_string or "").strip() or None
+        if not endpoint and not connection_string:
             raise ReportEmailError("set ACS_ENDPOINT (managed identity) or ACS_CONNECTION_STRING to send the report")
-        return settings
+        return cls(recipients, sender, endpoint, connection_string, settings.client_id)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EmailSettings | None:
+        return cls.of(Settings.from_env(environ))
 
 
 def operation_id(day: date, settings: EmailSettings) -> str:
@@ -232,7 +224,7 @@ def send_daily_report(
 
 
 def send_after_summary(
-    run: Mapping[str, Any], store: SummaryStore, insights: Insights | None, *, environ: Mapping[str, str] | None = None
+    run: Mapping[str, Any], store: SummaryStore, insights: Insights | None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """The hook of the daily summary timer: send the report of the day before ``run["today"]``.
 
@@ -241,26 +233,28 @@ def send_after_summary(
     """
     day = date.fromisoformat(str(run["today"])) - timedelta(days=1)
     try:
-        settings = EmailSettings.from_env(environ)
+        email = EmailSettings.of(settings or Settings.from_env())
     except ReportEmailError as exc:
         logger.error("daily report %s: not sent: %s", day.isoformat(), exc.detail)
         return {"date": day.isoformat(), "status": "failed", "error": exc.detail}
-    if settings is None:
+    if email is None:
         return {"date": day.isoformat(), "status": "notConfigured"}
     if any(item.get("date") == day.isoformat() for item in run.get("failed", [])):
         logger.warning("daily report %s: not sent, the day's summary failed in this run", day.isoformat())
         return {"date": day.isoformat(), "status": "skipped", "error": "the day's summary failed"}
-    return send_daily_report(store, insights, day, settings)
+    return send_daily_report(store, insights, day, email)
 
 
-def report_health(store: SummaryStore, *, today: date | None = None) -> ComponentHealth:
+def report_health(
+    store: SummaryStore, *, today: date | None = None, settings: Settings | None = None
+) -> ComponentHealth:
     """For /api/health: whether the latest report email went out (not configured counts as healthy)."""
     name = "reportEmail"
     try:
-        settings = EmailSettings.from_env()
+        email = EmailSettings.of(settings or Settings.from_env())
     except ReportEmailError as exc:
         return ComponentHealth(name=name, reachable=False, detail=exc.detail)
-    if settings is None:
+    if email is None:
         return ComponentHealth(name=name, reachable=True, detail="not configured (REPORT_RECIPIENTS, REPORT_SENDER)")
     today = today or datetime.now(UTC).date()
     try:

@@ -228,7 +228,7 @@ class Journal(TableStore):
     secrets: Sequence[str] = ()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _table_ready: bool = False
-    _commit: GroupCommit | None = field(default=None, repr=False)
+    _commit: GroupCommit = field(init=False, repr=False)
     #: Entries read by :meth:`pending`, each with its observations by message id.
     _cache: dict[tuple[str, str], _Cached] = field(default_factory=dict, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -237,6 +237,9 @@ class Journal(TableStore):
     failed: ClassVar[type[ServiceError]] = JournalError
     unavailable: ClassVar[type[ServiceError]] = JournalUnavailable
 
+    def __post_init__(self) -> None:
+        self._commit = GroupCommit(self._write)
+
     @classmethod
     def table_name(cls, settings: Settings) -> str:
         return settings.state_table + TABLE_SUFFIX
@@ -244,11 +247,8 @@ class Journal(TableStore):
     def append(self, observations: Iterable[Observation]) -> None:
         """Store *observations* (returns once they are; concurrent callers share the request)."""
         items = list(observations)
-        if not items:
-            return
-        if self._commit is None:
-            self._commit = GroupCommit(self._write)
-        self._commit.submit(items)
+        if items:
+            self._commit.submit(items)
 
     def _write(self, observations: list[Observation]) -> None:
         self.ensure_table()

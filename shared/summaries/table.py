@@ -21,21 +21,19 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
-    ResourceExistsError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import Unavailable, UpstreamFailure
+from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.models import (
     SUMMARY_COUNT_COLUMNS,
     SUMMARY_DIMENSIONS,
@@ -48,11 +46,7 @@ from shared.storage import (  # noqa: F401  (DEV_* re-exported: tests address Az
     DEV_ACCOUNT,
     DEV_KEY,
     DEV_TABLE_PORT,
-    StorageUnavailable,
-    connect_table,
-    connect_with_string,
-    describe_error,
-    public_endpoint,
+    TableStore,
     redact,
 )
 
@@ -267,61 +261,27 @@ class ReplaceResult:
 # --------------------------------------------------------------------------- the store
 
 
-class SummaryStore:
-    def __init__(self, client: TableClient, *, description: str | None = None, secrets: Sequence[str] = ()) -> None:
-        self.client = client
-        self.table = client.table_name
-        self._secrets = tuple(secrets)
-        self.description = description or f"table {self.table} at {public_endpoint(client.url)}"
-        self._table_ready = False
-        self._nullable_key = _key_is_nullable()
+@dataclass
+class SummaryStore(TableStore):
+    """Daily summaries (``SUMMARY_TABLE``, on the ``SUMMARY_STORAGE`` connection) and the report sends."""
 
-    # -- construction --------------------------------------------------------------------------
+    client: TableClient
+    description: str
+    secrets: Sequence[str] = ()
+    _table_ready: bool = False
+    _nullable_key: bool = field(default_factory=_key_is_nullable)
 
-    @classmethod
-    def from_connection_string(cls, connection_string: str, table: str) -> SummaryStore:
-        try:
-            connection = connect_with_string(connection_string, table)
-        except StorageUnavailable as exc:
-            raise SummaryStoreUnavailable(exc.detail) from None
-        return cls(connection.client, description=connection.description, secrets=connection.secrets)
+    what: ClassVar[str] = "summary"
+    failed: ClassVar[type[ServiceError]] = SummaryStoreError
+    unavailable: ClassVar[type[ServiceError]] = SummaryStoreUnavailable
 
     @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> SummaryStore:
-        """The store named by ``SUMMARY_STORAGE`` (a connection setting prefix, as Functions bindings use)."""
-        try:
-            connection = connect_table(
-                settings.summary_storage,
-                settings.summary_table,
-                client_id=settings.client_id,
-                environ=os.environ if environ is None else environ,
-            )
-        except StorageUnavailable as exc:
-            raise SummaryStoreUnavailable(exc.detail) from None
-        return cls(connection.client, description=connection.description, secrets=connection.secrets)
+    def table_name(cls, settings: Settings) -> str:
+        return settings.summary_table
 
-    def close(self) -> None:
-        self.client.close()
-
-    # -- errors --------------------------------------------------------------------------------
-
-    def _error(self, action: str, exc: Exception) -> SummaryStoreError:
-        transient, detail = describe_error(action, exc, self.description, self._secrets)
-        return (SummaryStoreUnavailable if transient else SummaryStoreError)(detail)
-
-    # -- operations ----------------------------------------------------------------------------
-
-    def ensure_table(self) -> None:
-        """Create the table unless it exists (once per store object)."""
-        if self._table_ready:
-            return
-        try:
-            self.client.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise self._error("creating the summary table", exc) from exc
-        self._table_ready = True
+    @property
+    def table(self) -> str:
+        return str(self.client.table_name)
 
     def _row_keys(self, day: date) -> set[str]:
         entities = self.client.query_entities(
@@ -359,9 +319,9 @@ class SummaryStore:
                     deleted += len(keys)
         except ResourceNotFoundError as exc:
             self._table_ready = False
-            raise self._error(f"writing the summary of {day.isoformat()} (does the table exist?)", exc) from exc
+            raise self.error(f"writing the summary of {day.isoformat()} (does the table exist?)", exc) from exc
         except AzureError as exc:
-            raise self._error(f"writing the summary of {day.isoformat()}", exc) from exc
+            raise self.error(f"writing the summary of {day.isoformat()}", exc) from exc
         return ReplaceResult(entities=len(ordered), written=written, deleted=deleted, stale_kept=not delete_stale)
 
     def read(self, from_day: date, to_day: date, dimension: str | None = None) -> list[DailySummary]:
@@ -379,7 +339,7 @@ class SummaryStore:
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
-            raise self._error("reading summaries", exc) from exc
+            raise self.error("reading summaries", exc) from exc
         summaries = [from_entity(entity, nullable_key=self._nullable_key) for entity in entities]
         order = {name: index for index, name in enumerate(DIMENSIONS)}
         summaries.sort(
@@ -405,7 +365,7 @@ class SummaryStore:
         except ResourceNotFoundError:
             return set()
         except AzureError as exc:
-            raise self._error("listing summarised days", exc) from exc
+            raise self.error("listing summarised days", exc) from exc
 
     # -- report sends (issue 12) ---------------------------------------------------------------
 
@@ -416,7 +376,7 @@ class SummaryStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise self._error(f"reading the report send of {day.isoformat()}", exc) from exc
+            raise self.error(f"reading the report send of {day.isoformat()}", exc) from exc
 
     def record_report_send(self, day: date, properties: Mapping[str, Any]) -> None:
         """Create or replace the report-email row of *day* (properties hold no addresses)."""
@@ -424,7 +384,7 @@ class SummaryStore:
         try:
             self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
-            raise self._error(f"recording the report send of {day.isoformat()}", exc) from exc
+            raise self.error(f"recording the report send of {day.isoformat()}", exc) from exc
 
     def latest_report_send(self, since: date) -> dict[str, Any] | None:
         """The report-email row of the latest day on or after *since*, or None when none was recorded."""
@@ -438,7 +398,7 @@ class SummaryStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise self._error("reading the report sends", exc) from exc
+            raise self.error("reading the report sends", exc) from exc
         return dict(max(rows, key=lambda row: str(row["RowKey"]))) if rows else None
 
     def check(self) -> tuple[bool, str]:
@@ -458,9 +418,9 @@ class SummaryStore:
             return True, f"{self.description} is reachable; the table is created by the first summary run"
         except Exception as exc:
             error = (
-                self._error("checking the summary table", exc)
+                self.error("checking the summary table", exc)
                 if isinstance(exc, AzureError)
-                else SummaryStoreError(redact(f"checking the summary table: {type(exc).__name__}", self._secrets))
+                else SummaryStoreError(redact(f"checking the summary table: {type(exc).__name__}", self.secrets))
             )
             return False, error.detail
         return True, f"{self.description} is reachable"
