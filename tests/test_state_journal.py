@@ -227,3 +227,33 @@ def test_the_state_without_a_journal_writes_straight_to_partitions(azurite_conne
     state.append([replace(status(mid, "a@x.com", "Delivered", 1))])
     assert state._entities(mid)
     state.close()
+
+
+def test_a_reader_after_a_burst_reads_the_journal_in_one_query_not_an_entry_at_a_time(
+    azurite_connection_string: str,
+) -> None:
+    from shared.state.journal import POINT_READS
+
+    table = f"Burst{uuid.uuid4().hex[:8]}"
+    writer = StateStore.from_connection_string(azurite_connection_string, table)
+    mids = [message_id() for _ in range(POINT_READS * 3)]
+    for mid in mids:  # one entry each: sequential appends share nothing
+        writer.append([status(mid, "a@x.com", "Delivered", 1)])
+    reader = StateStore.from_connection_string(azurite_connection_string, table)  # another instance: no cache
+    assert reader.journal is not None
+    gets: list[object] = []
+    real_get = reader.journal.client.get_entity
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        gets.append(args)
+        return real_get(*args, **kwargs)
+
+    reader.journal.client.get_entity = counting_get  # type: ignore[method-assign]
+    partition = reader.read(mids[5])
+    assert partition is not None and partition.recipients
+    assert gets == []  # one query of the whole journal, not 48 point reads
+    writer.append([status(mids[0], "b@x.com", "Bounced", 2)])
+    again = reader.read(mids[0])
+    assert again is not None and len(again.recipients) == 2 and len(gets) == 1  # the one new entry
+    writer.close()
+    reader.close()

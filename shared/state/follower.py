@@ -3,7 +3,7 @@
 Each run sends exactly one query (:func:`shared.kql.follower.build_follow_query`), appends the rows it got
 (send facts and statuses, source ``logs``) to the state's journal, where traces see them at once, saves its
 position, then folds the journal (these rows and any Event Grid events waiting) into message partitions for
-what is left of ``run_seconds`` (45 s); the rest of the journal waits for the next run
+what is left of ``run_seconds`` (40 s); the rest of the journal waits for the next run
 (:mod:`shared.state.journal`). The position is kept in the state table (entity ``follower`` of the service
 partition), so it survives restarts:
 
@@ -51,7 +51,7 @@ TIME_GENERATED_OVERLAP: Final = timedelta(hours=72)
 DEFAULT_MAX_ROWS: Final = 100_000
 #: Longest a run goes on (seconds; the timer runs every minute): the fold gets what the query and the journal
 #: left of it, checked between chunks of :data:`shared.state.ingest.FOLD_CHUNK` observations.
-RUN_BUDGET_SECONDS: Final = 45.0
+RUN_BUDGET_SECONDS: Final = 40.0
 #: Where a follower with no watermark starts: this long before its first run.
 FIRST_RUN_LOOKBACK: Final = timedelta(days=3)
 POSITION: Final = "follower"

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Partitions written at once (the store's round trips overlap; more adds little on 2 cores).
 WRITERS: Final = 8
-#: Observations folded between two deletions of folded entries (and two looks at the budget: ~10 s here).
-FOLD_CHUNK: Final = 2_000
+#: Observations folded between two deletions of folded entries (and two looks at the budget: ~5 s here).
+FOLD_CHUNK: Final = 1_000
 #: Longest a fold goes on (seconds): the rest waits for the next run (the follower runs every minute).
 FOLD_BUDGET_SECONDS: Final = 40.0
 

@@ -49,6 +49,8 @@ CHUNK_CHARS: Final = 30_000
 ENTITY_CHARS: Final = 15 * CHUNK_CHARS
 PARTITIONS: Final = 8
 TABLE_SUFFIX: Final = "Journal"
+#: New entries a reader fetches one by one; more are read with one query of the whole journal.
+POINT_READS: Final = 16
 
 _KINDS: Final[dict[str, type[Any]]] = {
     "status": StatusObservation,
@@ -288,6 +290,22 @@ class Journal(TableStore):
             with self._cache_lock:
                 self._cache.pop((entry.partition_key, entry.row_key), None)
 
+    def _read_entries(self, keys: Sequence[tuple[str, str]]) -> list[JournalEntry]:
+        """The entries *keys* names: read one by one when few, else with the whole journal in one paged query
+        (after a burst the first reader would otherwise pay a request per entry)."""
+        if len(keys) > POINT_READS:
+            wanted = set(keys)
+            return [entry for entry in self.entries() if (entry.partition_key, entry.row_key) in wanted]
+        found = []
+        for key in keys:
+            try:
+                found.append(_entry(self.client.get_entity(*key)))
+            except ResourceNotFoundError:
+                continue  # folded meanwhile
+            except AzureError as exc:
+                raise self.error("reading the delivery state journal", exc) from exc
+        return found
+
     def pending(self, message_id: str) -> list[tuple[Observation, datetime]]:
         """The journaled observations of *message_id* not folded yet, with when each was written.
 
@@ -304,17 +322,12 @@ class Journal(TableStore):
         except AzureError as exc:
             raise self.error("reading the delivery state journal", exc) from exc
         with self._cache_lock:
-            for key in [key for key in keys if key not in self._cache]:
-                try:
-                    entry = _entry(self.client.get_entity(*key))
-                except ResourceNotFoundError:
-                    continue  # folded meanwhile
-                except AzureError as exc:
-                    raise self.error("reading the delivery state journal", exc) from exc
+            missing = [key for key in keys if key not in self._cache]
+            for entry in self._read_entries(missing):
                 by_message: dict[str, list[Observation]] = {}
                 for observation in entry.observations:
                     by_message.setdefault(observation.message_id, []).append(observation)
-                self._cache[key] = (entry.written_at, by_message)
+                self._cache[(entry.partition_key, entry.row_key)] = (entry.written_at, by_message)
             live = set(keys)
             for stale in [key for key in self._cache if key not in live]:
                 del self._cache[stale]
