@@ -109,7 +109,7 @@ def bench_ingest(count: int, batch: int) -> None:
         if os.environ.get("BENCH_SKIP_FOLD"):
             return
         started = time.perf_counter()
-        fold = fold_journal(services.state, budget_seconds=3600)
+        fold = fold_journal(services.state)
         elapsed = time.perf_counter() - started
         print(
             f"fold: {fold.observations:,} observations of {fold.messages:,} messages into partitions "
@@ -181,7 +181,7 @@ def bench_follow(rows: int) -> None:
             f"of {result.messages:,} messages: {elapsed:.1f} s in all"
         )
         started = time.perf_counter()
-        rest = fold_journal(store, budget_seconds=3600)
+        rest = fold_journal(store)
         elapsed = time.perf_counter() - started
         if rest.observations:
             print(

@@ -222,13 +222,14 @@ def describe_error(action: str, exc: Exception, description: str, secrets: Seque
     return False, redact(f"{action}: {type(exc).__name__}: {exc}", secrets)
 
 
+@dataclass
 class TableStore:
     """What every table-backed store of ours does the same way: built from a connection string or the app's
     settings, the table created once, SDK failures mapped to the store's own errors (5xx and unreachable:
     ``unavailable``, so callers answer 503 and event deliveries are retried; anything else: ``failed``).
 
-    Subclasses are dataclasses with the fields ``client``, ``description``, ``secrets`` and ``_table_ready`` and
-    name their ``what`` (for messages), their two error classes and which setting names their table.
+    Subclasses are dataclasses (their own fields with defaults) and name their ``what`` (for messages), their
+    two error classes and which setting names their table.
     """
 
     what: ClassVar[str]
@@ -236,8 +237,8 @@ class TableStore:
     unavailable: ClassVar[type[ServiceError]]
     client: TableClient
     description: str
-    secrets: Sequence[str]
-    _table_ready: bool
+    secrets: Sequence[str] = ()
+    _table_ready: bool = False
 
     @classmethod
     def table_name(cls, settings: Settings) -> str:
@@ -249,7 +250,7 @@ class TableStore:
             connection = connect_with_string(connection_string, table)
         except StorageUnavailable as exc:
             raise cls.unavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)  # type: ignore[call-arg]
+        return cls(connection.client, connection.description, connection.secrets)
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Self:
@@ -263,7 +264,7 @@ class TableStore:
             )
         except StorageUnavailable as exc:
             raise cls.unavailable(exc.detail) from None
-        return cls(connection.client, connection.description, connection.secrets)  # type: ignore[call-arg]
+        return cls(connection.client, connection.description, connection.secrets)
 
     def close(self) -> None:
         self.client.close()

@@ -35,18 +35,22 @@ def message_id() -> str:
 
 
 class Counting:
-    """Counts the journal's create requests (the real client does the work)."""
+    """Counts one kind of the journal's requests (the real client does the work) until restored."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, method: str = "create_entity") -> None:
         self.calls = 0
         self._lock = threading.Lock()
-        self._create = journal.client.create_entity
-        journal.client.create_entity = self  # type: ignore[method-assign]
+        self._client, self._method = journal.client, method
+        self._real = getattr(journal.client, method)
+        setattr(journal.client, method, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.calls += 1
-        return self._create(*args, **kwargs)
+        return self._real(*args, **kwargs)
+
+    def restore(self) -> None:
+        setattr(self._client, self._method, self._real)
 
 
 @settings(max_examples=200, deadline=None)
@@ -80,7 +84,7 @@ def test_concurrent_appends_share_requests_and_lose_nothing(store: StateStore) -
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(lambda mid: store.append([status(mid, "a@x.com", "Delivered", 1)]), mids))
     finally:
-        store.journal.client.create_entity = counting._create  # type: ignore[method-assign]
+        counting.restore()
     assert counting.calls < len(mids)  # invocations arriving during a write go together in the next
     journaled = {o.message_id for e in store.journal.entries() for o in e.observations}
     assert set(mids) <= journaled
@@ -121,7 +125,7 @@ def test_large_writes_are_split_within_table_limits(store: StateStore) -> None:
     try:
         store.append(observations)
     finally:
-        store.journal.client.create_entity = counting._create  # type: ignore[method-assign]
+        counting.restore()
     assert counting.calls > 1
     raw = list(store.journal.client.list_entities())
     mine = [e for e in raw if mid in "".join(v for k, v in e.items() if k.startswith("Body"))]
@@ -241,19 +245,13 @@ def test_a_reader_after_a_burst_reads_the_journal_in_one_query_not_an_entry_at_a
         writer.append([status(mid, "a@x.com", "Delivered", 1)])
     reader = StateStore.from_connection_string(azurite_connection_string, table)  # another instance: no cache
     assert reader.journal is not None
-    gets: list[object] = []
-    real_get = reader.journal.client.get_entity
-
-    def counting_get(*args: Any, **kwargs: Any) -> Any:
-        gets.append(args)
-        return real_get(*args, **kwargs)
-
-    reader.journal.client.get_entity = counting_get  # type: ignore[method-assign]
+    gets = Counting(reader.journal, "get_entity")
     partition = reader.read(mids[5])
     assert partition is not None and partition.recipients
-    assert gets == []  # one query of the whole journal, not 48 point reads
+    assert gets.calls == 0  # one query of the whole journal, not 48 point reads
     writer.append([status(mids[0], "b@x.com", "Bounced", 2)])
     again = reader.read(mids[0])
-    assert again is not None and len(again.recipients) == 2 and len(gets) == 1  # the one new entry
+    assert again is not None and len(again.recipients) == 2 and gets.calls == 1  # the one new entry
+    gets.restore()
     writer.close()
     reader.close()

@@ -32,7 +32,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.errors import NotFound, ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
@@ -117,10 +117,6 @@ def _body_of(entity: Mapping[str, Any]) -> bytes | None:
 
 @dataclass
 class SubscriptionStore(TableStore):
-    client: TableClient
-    description: str
-    secrets: Sequence[str] = ()
-    _table_ready: bool = False
     _cache: tuple[float, list[SubscriptionRecord]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -12,6 +12,7 @@ next run: entries are deleted only once folded, and merges are idempotent).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +31,6 @@ logger = logging.getLogger(__name__)
 WRITERS: Final = 8
 #: Observations folded between two deletions of folded entries (and two looks at the budget: ~5 s here).
 FOLD_CHUNK: Final = 1_000
-#: Longest a fold goes on (seconds): the rest waits for the next run (the follower runs every minute).
-FOLD_BUDGET_SECONDS: Final = 40.0
 
 
 @dataclass
@@ -68,7 +67,6 @@ class FoldReport(WriteReport):
     entries: int = 0
     observations: int = 0
     left: int = 0
-    seconds: float = 0.0
 
 
 def observation_of(report: Report) -> Observation:
@@ -157,10 +155,11 @@ def fold_journal(
     store: StateStore,
     *,
     on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
-    budget_seconds: float = FOLD_BUDGET_SECONDS,
+    budget_seconds: float = math.inf,
 ) -> FoldReport:
     """Journaled observations into their partitions, oldest first, until the journal is empty or the budget
-    is spent; each chunk's entries are deleted once its partitions are written."""
+    is spent (the follower's timer gives what its run has left); each chunk's entries are deleted once its
+    partitions are written."""
     report = FoldReport()
     if store.journal is None:
         return report
@@ -186,5 +185,4 @@ def fold_journal(
         report.entries += len(chunk)
         report.observations += count
     report.left = len(entries) - position
-    report.seconds = time.monotonic() - started
     return report

@@ -36,11 +36,16 @@ from typing import Any, ClassVar, Final
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import TableClient
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
-from shared.state.partition import EngagementObservation, Observation, SendObservation, StatusObservation
+from shared.state.partition import (
+    EngagementObservation,
+    Observation,
+    SendObservation,
+    StatusObservation,
+    group_by_message,
+)
 from shared.storage import TableStore
 
 #: Characters per body property (32,768 allowed, UTF-16).
@@ -225,11 +230,7 @@ _Cached = tuple[datetime, dict[str, list[Observation]]]
 
 @dataclass
 class Journal(TableStore):
-    client: TableClient
-    description: str
-    secrets: Sequence[str] = ()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _table_ready: bool = False
     _commit: GroupCommit = field(init=False, repr=False)
     #: Entries read by :meth:`pending`, each with its observations by message id.
     _cache: dict[tuple[str, str], _Cached] = field(default_factory=dict, repr=False)
@@ -324,10 +325,8 @@ class Journal(TableStore):
         with self._cache_lock:
             missing = [key for key in keys if key not in self._cache]
             for entry in self._read_entries(missing):
-                by_message: dict[str, list[Observation]] = {}
-                for observation in entry.observations:
-                    by_message.setdefault(observation.message_id, []).append(observation)
-                self._cache[(entry.partition_key, entry.row_key)] = (entry.written_at, by_message)
+                key = (entry.partition_key, entry.row_key)
+                self._cache[key] = (entry.written_at, group_by_message(entry.observations))
             live = set(keys)
             for stale in [key for key in self._cache if key not in live]:
                 del self._cache[stale]

@@ -35,7 +35,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
@@ -114,11 +114,7 @@ def _without_metadata(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class StateStore(TableStore):
-    client: TableClient
-    description: str
-    secrets: Sequence[str] = ()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _table_ready: bool = False
     #: Observations not folded into their partitions yet (:mod:`shared.state.journal`); None: writes go
     #: straight to the partitions.
     journal: Journal | None = None
@@ -134,14 +130,18 @@ class StateStore(TableStore):
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str = "DeliveryState") -> StateStore:
         store = super().from_connection_string(connection_string, table)
-        store.journal = Journal.from_connection_string(connection_string, table + TABLE_SUFFIX)
-        return store
+        return store._with(Journal.from_connection_string(connection_string, table + TABLE_SUFFIX))
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> StateStore:
         store = super().from_settings(settings, environ)
-        store.journal = Journal.from_settings(settings, environ)
-        return store
+        return store._with(Journal.from_settings(settings, environ))
+
+    def _with(self, journal: Journal) -> StateStore:
+        """This store with *journal*, whose entries are stamped by this store's clock (tests may set it later)."""
+        journal.clock = lambda: self.clock()
+        self.journal = journal
+        return self
 
     def close(self) -> None:
         super().close()
@@ -171,7 +171,6 @@ class StateStore(TableStore):
             for message_id, group in group_by_message(observations).items():
                 self.apply(message_id, group)
             return
-        self.journal.clock = self.clock
         self.journal.append(observations)
 
     def _entities(self, message_id: str) -> list[Any]:
@@ -246,8 +245,8 @@ class StateStore(TableStore):
         change(probe)
         found = []
         for key, entity in partition_entities(probe).items():
-            if key == MESSAGE_ROW_KEY and len(entity) <= 3:
-                continue  # the change says nothing of the message as a whole: its entity is not written
+            if _says_nothing(key, entity):
+                continue  # not written (see _write), so not needed
             try:
                 found.append(self.client.get_entity(message_id, key))
             except ResourceNotFoundError:
@@ -284,7 +283,7 @@ class StateStore(TableStore):
     def _write(self, partition: Partition, stored: Mapping[str, Any]) -> int:
         operations: list[tuple[Any, ...]] = []
         for key, entity in partition_entities(partition).items():
-            if key == MESSAGE_ROW_KEY and key not in stored and len(entity) <= 3:
+            if key not in stored and _says_nothing(key, entity):
                 continue  # an empty message entity: nothing to say yet
             previous = stored.get(key)
             if previous is None:
@@ -362,6 +361,11 @@ class StateStore(TableStore):
 
 
 _IF_MATCH: Final = MatchConditions.IfNotModified
+
+
+def _says_nothing(key: str, entity: Mapping[str, Any]) -> bool:
+    """A message entity with only its keys and kind: nothing said of the message as a whole."""
+    return key == MESSAGE_ROW_KEY and len(entity) <= 3
 
 
 def _comparable(entity: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from azure.core.exceptions import (
     AzureError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.models import (
@@ -265,10 +265,6 @@ class ReplaceResult:
 class SummaryStore(TableStore):
     """Daily summaries (``SUMMARY_TABLE``, on the ``SUMMARY_STORAGE`` connection) and the report sends."""
 
-    client: TableClient
-    description: str
-    secrets: Sequence[str] = ()
-    _table_ready: bool = False
     _nullable_key: bool = field(default_factory=_key_is_nullable)
 
     what: ClassVar[str] = "summary"
