@@ -7,11 +7,10 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from test_http_api import Api, assert_problem
+from test_http_api import Api, assert_problem, cli_json
 
 from shared import cli
 from shared.insights import Insights
@@ -19,9 +18,6 @@ from shared.models import ENGAGEMENT_NOTE
 from shared.services import Services
 
 from apphost import serve, settings
-
-DAY9 = {"from": "2026-03-09T00:00:00Z", "to": "2026-03-10T00:00:00Z"}
-HISTORY = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-12T00:00:00Z"}
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +31,8 @@ def api(services: Services) -> Iterator[Api]:
         yield Api(host.base_url)
 
 
-def cli_json(services: Services, argv: list[str]) -> Any:
-    out = io.StringIO()
-    assert cli.run(argv, out, services=services) == 0
-    return json.loads(out.getvalue())
+DAY9 = {"from": "2026-03-09T00:00:00Z", "to": "2026-03-10T00:00:00Z"}
+HISTORY = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-12T00:00:00Z"}
 
 
 def window_args(window: dict[str, str]) -> list[str]:
