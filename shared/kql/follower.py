@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from shared.kql.builder import EVENT_COLUMNS
 from shared.kql.literals import literal
 from shared.kql.query import KqlQuery, Param, log_analytics_view
 from shared.schemas import SEND_MAIL, STATUS_UPDATE
@@ -33,22 +34,12 @@ INGESTED_AT: Final = "_IngestedAt"
 #: How far before the watermark Log Analytics rows may be by TimeGenerated (bounds the scanned data).
 LOG_ANALYTICS_TIME_SLACK: Final = timedelta(days=1)
 
+#: The rows' arrival and kind, the status columns the trace reads (the send row leaves them null), the send
+#: facts (null on status rows), and the resource.
 FOLLOW_COLUMNS: Final = (
     "IngestedAt",
     "RowKind",
-    "TimeGenerated",
-    "CorrelationId",
-    "RecipientId",
-    "DeliveryStatus",
-    "SmtpStatusCode",
-    "EnhancedSmtpStatusCode",
-    "FailureReason",
-    "FailureMessage",
-    "IsHardBounce",
-    "SenderUsername",
-    "SenderDomain",
-    "RecipientMailServerHostName",
-    "InternetMessageId",
+    *(column for column in EVENT_COLUMNS if column != "_ResourceId"),
     "Size",
     "AttachmentsCount",
     "ToRecipientsCount",
