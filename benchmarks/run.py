@@ -1,4 +1,4 @@
-"""Benchmarks, run by hand (`make bench` or `python benchmarks/run.py [NAME ...]`); figures go in the README.
+"""Benchmarks, run by hand (`make bench` or `python benchmarks/run.py [NAME ...]`); figures go in benchmarks/README.md.
 
 Targets (2-core machine):
   import        archive files -> DuckDB store, >= 100,000 records/s (1,000,000 messages, ~2.5 M status events)
