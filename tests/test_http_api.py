@@ -189,6 +189,17 @@ def test_search_bad_input_is_400_naming_the_parameter(api: Api, params: dict[str
     assert_problem(api.get("messages", params), 400, parameter)
 
 
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [("messages", "to"), ("messages", "sender"), ("stats/domains", "from"), ("bounces", "type"), ("recipients/a@b.com", "to")],
+)
+def test_empty_query_value_is_400_not_the_default(api: Api, path: str, parameter: str) -> None:
+    """``to=`` is not a date-time: it is refused, naming the parameter, rather than read as "not given"."""
+    reply = api.fetch(api.url(path) + f"?{parameter}=")
+    assert_problem(reply, 400, parameter)
+    assert "empty" in reply.json["errors"][0]["reason"]
+
+
 def test_search_token_from_other_filters_is_400(api: Api) -> None:
     token = api.get("messages", {**DAY, "top": 3}).json["continuationToken"]
     reply = api.get("messages", {**DAY, "top": 3, "status": "Bounced", "continuationToken": token})

@@ -17,8 +17,17 @@ def _reason(error: Any) -> str:
 
 
 def parse_params(model: type[M], raw: dict[str, Any]) -> M:
-    """Validate ``raw`` (camelCase keys, string or typed values) into ``model`` or raise InvalidInput."""
-    cleaned = {key: value for key, value in raw.items() if value is not None and value != ""}
+    """Validate ``raw`` (camelCase keys, string or typed values) into ``model`` or raise InvalidInput.
+
+    None is "not given". An empty value (``to=``) is refused rather than read as "not given": the OpenAPI
+    document types each parameter (a date-time, an enum, ...) and the empty string is none of them; a client
+    that means the default leaves the parameter out.
+    """
+    empty = [key for key, value in raw.items() if value == ""]
+    if empty:
+        errors = [ParameterError(key, "is empty; leave the parameter out to use its default") for key in empty]
+        raise InvalidInput("; ".join(f"{e.parameter}: {e.reason}" for e in errors), errors)
+    cleaned = {key: value for key, value in raw.items() if value is not None}
     try:
         return model.model_validate(cleaned)
     except ValidationError as exc:
