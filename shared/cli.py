@@ -7,6 +7,7 @@ anything else. No traceback reaches the user; nothing is logged about recipients
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,9 @@ def _scope_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m shared", description="ACS Email Insights: what happened to my email?")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the service's warnings (e.g. a store it skipped)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _store_commands(commands)
     _query_commands(commands)
@@ -175,7 +179,7 @@ def _job_commands(commands: Any) -> None:
     summarize.add_argument("--date", metavar="YYYY-MM-DD", help="summarize this day only (default: the job's days)")
 
 
-_NOT_PARAMS = {"command", "engine", "operation", "paths"}
+_NOT_PARAMS = {"command", "engine", "operation", "paths", "verbose"}
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -233,6 +237,16 @@ def run(argv: Sequence[str], out: Any = None, services: Services | None = None) 
         return EXIT_FAILURE
 
 
+def _quiet_unless(verbose: bool) -> None:
+    """On success the CLI prints its answer and nothing on stderr: the service's warnings (a delivery state that is
+    not configured, a store skipped for a fallback) are for the host's logs, shown here only with ``--verbose``.
+    Failures still print their one line (``run``)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    root.setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
 def args_command(argv: Sequence[str]) -> str:
     return next((word for word in argv if not word.startswith("-")), "command")
 
@@ -241,6 +255,7 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
     load_local_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_unless(args.verbose)
     settings = services.settings if services is not None else Settings.from_env()
 
     if args.command == "import":

@@ -423,8 +423,8 @@ class ReportParams(_Params):
 
 
 class SummaryRangeParams(_Params):
-    from_: date = Field(alias="from")
-    to: date
+    from_: date = Field(alias="from", description="The first UTC send day, inclusive (YYYY-MM-DD).")
+    to: date = Field(description="The last UTC send day, inclusive (YYYY-MM-DD); at most 366 days after from.")
     dimension: SummaryDimension | None = Field(None, description="Only summaries of this dimension.")
     format: Literal["json", "csv"] = Field(
         "json", description="json (default) or csv (docs/reports.md); Accept: text/csv also selects CSV."

@@ -3,6 +3,7 @@ run as a user would, in a subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,21 @@ def test_summarize_exits_1_when_a_day_failed(tmp_path: Path) -> None:
     done = run(tmp_path, "summarize", "--date", "2026-03-10", AzureWebJobsStorage=unreachable)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stderr.strip().startswith("error: ")
+
+
+
+def test_success_says_nothing_on_stderr_and_verbose_shows_the_warnings(tmp_path: Path) -> None:
+    """No Table Storage configured: the trace answers from the logs, prints its JSON, and stderr stays empty;
+    ``--verbose`` shows the warning that the delivery state was skipped."""
+    env = {"AzureWebJobsStorage": "", "SUMMARY_STORAGE": ""}
+    assert run(tmp_path, "sample", "--messages", "20", "--days", "1", **env).returncode == 0
+    found = run(tmp_path, "search", "--top", "1", **env)
+    assert found.returncode == 0 and found.stderr == "", found.stderr
+    message_id = json.loads(found.stdout)["value"][0]["messageId"]
+    quiet = run(tmp_path, "trace", message_id, **env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert json.loads(quiet.stdout)["messageId"] == message_id
+    verbose = run(tmp_path, "--verbose", "trace", message_id, **env)
+    assert verbose.returncode == 0
+    assert "delivery state unavailable" in verbose.stderr

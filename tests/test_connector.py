@@ -115,6 +115,8 @@ def test_every_parameter_has_a_title_case_summary_and_a_sentence_description() -
         for param in op["parameters"]:
             assert _is_title(param["x-ms-summary"]), (where, param["name"], param["x-ms-summary"])
             assert _is_sentence(param["description"]), (where, param["name"], param["description"])
+            # says what the value is, not only its name again ("From." for `from` tells a maker nothing)
+            assert param["description"].rstrip(".").lower() != param["x-ms-summary"].lower(), (where, param["name"])
 
 
 def test_response_properties_have_title_case_summaries() -> None:

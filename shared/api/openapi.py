@@ -306,7 +306,12 @@ def _oas_operation(operation: Operation) -> dict[str, Any]:
             "description": "Invalid request: `errors` names each parameter at fault.",
             "content": problem,
         }
-        responses["414"] = {"description": "The URL is longer than the host accepts.", "content": problem}
+    responses["405"] = {
+        "description": "The route does not take this method (answered by the host, with `Allow`).",
+        "headers": {"Allow": {"description": "The methods the route takes.", "schema": {"type": "string"}}},
+        "content": problem,
+    }
+    responses["414"] = {"description": "The URL is longer than the host accepts.", "content": problem}
     if operation.auth != "anonymous":
         responses["401"] = {"description": "Missing or wrong function key (answered by the Functions host)."}
     if not _declares_5xx(operation):

@@ -295,10 +295,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "function",
         SUMMARIES,
         "List Daily Summaries",
-        "Returns the persisted daily delivery summaries. No log query is run.",
+        "Returns the persisted daily delivery summaries. No log query is run. Ask for CSV with format=csv or "
+        "Accept: text/csv (columns in docs/reports.md).",
         handler=lambda: handlers.list_daily_summaries,
         params=lambda: models.SummaryRangeParams,
         response=lambda: models.DailySummaryList,
+        ok=Response(200, "Daily summaries as JSON, or as CSV with format=csv / Accept: text/csv."),
+        alternates=("text/csv",),
     ),
     Operation(
         "recompute_daily_summary",
