@@ -7,8 +7,8 @@ anything else. No traceback reaches the user; nothing is logged about recipients
 from __future__ import annotations
 
 import argparse
-import logging
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta

@@ -93,7 +93,6 @@ def test_summarize_exits_1_when_a_day_failed(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and done.stderr.strip().startswith("error: ")
 
 
-
 def test_success_says_nothing_on_stderr_and_verbose_shows_the_warnings(tmp_path: Path) -> None:
     """No Table Storage configured: the trace answers from the logs, prints its JSON, and stderr stays empty;
     ``--verbose`` shows the warning that the delivery state was skipped."""

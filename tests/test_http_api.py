@@ -191,7 +191,13 @@ def test_search_bad_input_is_400_naming_the_parameter(api: Api, params: dict[str
 
 @pytest.mark.parametrize(
     ("path", "parameter"),
-    [("messages", "to"), ("messages", "sender"), ("stats/domains", "from"), ("bounces", "type"), ("recipients/a@b.com", "to")],
+    [
+        ("messages", "to"),
+        ("messages", "sender"),
+        ("stats/domains", "from"),
+        ("bounces", "type"),
+        ("recipients/a@b.com", "to"),
+    ],
 )
 def test_empty_query_value_is_400_not_the_default(api: Api, path: str, parameter: str) -> None:
     """``to=`` is not a date-time: it is refused, naming the parameter, rather than read as "not given"."""
