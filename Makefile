@@ -37,7 +37,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared tests function_app.py benchmarks tools/devhost
+	$(VENV)/bin/ruff format --check shared local tests function_app.py benchmarks tools/devhost
 	$(PY) -m shared.monitoring --check
 	$(PY) -m shared.api.openapi --check
 

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.logs.importers import ImportFailure, import_paths  # noqa: E402
-from shared.logs.store import open_store  # noqa: E402
+from local.importers import ImportFailure, import_paths  # noqa: E402
+from local.store import open_store  # noqa: E402
 
 RID = "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.COMMUNICATION/"
 BROKEN = {

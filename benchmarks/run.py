@@ -33,11 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from local.embedded import DuckDbSource, translation_schema  # noqa: E402
+from local.importers import import_paths  # noqa: E402
+from local.sample import fill_store, write_archive  # noqa: E402
+from local.store import open_store  # noqa: E402
 from shared.insights import Insights  # noqa: E402
-from shared.logs.embedded import DuckDbSource, translation_schema  # noqa: E402
-from shared.logs.importers import import_paths  # noqa: E402
-from shared.logs.sample import fill_store, write_archive  # noqa: E402
-from shared.logs.store import open_store  # noqa: E402
 from shared.models import StatsParams, TraceParams  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"

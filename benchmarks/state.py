@@ -136,7 +136,7 @@ def write_status_rows(path: Path, rows: int) -> None:
     a minute ago (the store's arrival column)."""
     import duckdb
 
-    from shared.logs.store import open_store
+    from local.store import open_store
 
     open_store(path).close()
     con = duckdb.connect(str(path))
@@ -159,7 +159,7 @@ def write_status_rows(path: Path, rows: int) -> None:
 
 
 def bench_follow(rows: int) -> None:
-    from shared.logs.embedded import DuckDbSource
+    from local.embedded import DuckDbSource
     from shared.state.follower import Follower
     from shared.state.ingest import fold_journal
     from shared.state.store import StateStore

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from local.embedded import DuckDbSource  # noqa: E402
+from local.sample import fill_store  # noqa: E402
+from local.store import open_store  # noqa: E402
 from shared.insights import Insights  # noqa: E402
 from shared.kql.query import KqlQuery  # noqa: E402
-from shared.logs.embedded import DuckDbSource  # noqa: E402
-from shared.logs.sample import fill_store  # noqa: E402
 from shared.logs.source import QueryResult  # noqa: E402
-from shared.logs.store import open_store  # noqa: E402
 from shared.models import TraceParams  # noqa: E402
 from shared.services import Services  # noqa: E402
 from shared.state.store import StateStore  # noqa: E402

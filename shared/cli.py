@@ -352,7 +352,7 @@ def _local_store(settings: Settings) -> Path:
 
 def _import(settings: Settings, args: argparse.Namespace, out: Any) -> int:
     """Into a copy of the store, renamed into place: a server reading the store never blocks it (replacement.py)."""
-    from shared.logs.importers import import_into_store
+    from local.importers import import_into_store
 
     report = import_into_store(_local_store(settings), args.paths, table=args.table)
     print(json.dumps(report.as_dict(), indent=2), file=out)
@@ -360,7 +360,7 @@ def _import(settings: Settings, args: argparse.Namespace, out: Any) -> int:
 
 
 def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
-    from shared.logs.sample import fill_store_file
+    from local.sample import fill_store_file
 
     if args.messages < 1 or args.messages > 10_000_000:
         raise UsageError("--messages must be between 1 and 10000000")
@@ -371,7 +371,7 @@ def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
     counts = fill_store_file(_local_store(settings), args.messages, args.days, args.seed, end)
     summary: dict[str, Any] = {"store": settings.local_store, "end": end.isoformat(), **counts}
     if not args.no_events:
-        from shared.state.sample_events import events_path, write_sample_events
+        from local.sample_events import events_path, write_sample_events
 
         summary["events"] = {
             "file": str(events_path(_local_store(settings))),
@@ -383,7 +383,7 @@ def _sample(settings: Settings, args: argparse.Namespace, out: Any) -> int:
 
 def _events(args: argparse.Namespace, out: Any) -> int:
     """``events send FILE --to URL``: exit 0 when every batch was accepted, 2 for bad input, 1 otherwise."""
-    from shared.state.sample_events import read_events_file, replay_events
+    from local.sample_events import read_events_file, replay_events
 
     result = replay_events(read_events_file(args.file), args.to, batch=args.batch)
     print(json.dumps(result), file=out)

@@ -36,7 +36,7 @@ def make_source(settings: Settings) -> LogSource:
             client_id=settings.client_id,
             server_timeout=settings.query_timeout_seconds,
         )
-    from shared.logs.embedded import DuckDbSource
+    from local.embedded import DuckDbSource
 
     return DuckDbSource(settings.local_store)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from local.embedded import DuckDbSource
+from local.store import open_store
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
-from shared.logs.store import open_store
 
 import azurite as azurite_helper
 
@@ -23,7 +23,7 @@ FIXTURE_NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def semantic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from shared.logs.importers import import_paths
+    from local.importers import import_paths
 
     path = tmp_path_factory.mktemp("semantics") / "store.duckdb"
     con = open_store(path)

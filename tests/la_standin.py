@@ -16,7 +16,7 @@ and answers like Log Analytics::
 
 The query text is read back with :func:`shared.kql.query.from_log_analytics_text` (the ``let p_x =
 <literal>;`` prelude becomes bound parameters, the ``column_ifexists`` views are dropped) and run
-by :class:`~shared.logs.embedded.DuckDbSource`; any other text (``print Ok = 1``) runs as is. The
+by :class:`~local.embedded.DuckDbSource`; any other text (``print Ok = 1``) runs as is. The
 ``timespan`` is recorded, not applied: our queries filter every table by time themselves.
 
 Faults are scripted: ``standin.script(Throttle(times=2), Failure(status=500))`` answers the next
@@ -39,8 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from local.embedded import DuckDbSource
 from shared.kql.query import from_log_analytics_text
-from shared.logs.embedded import DuckDbSource
 from shared.logs.source import LogQueryError, LogQueryRejected, QueryResult
 
 #: The workspace id the stand-in serves unless told otherwise.

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from local import embedded
+from local.embedded import DuckDbSource, drop_json_branches, index_equalities, optimise_sql
 from shared.api.render import to_body
 from shared.insights import Insights
-from shared.logs import embedded
-from shared.logs.embedded import DuckDbSource, drop_json_branches, index_equalities, optimise_sql
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
 from conftest import FIXTURE_NOW

@@ -20,10 +20,10 @@ import duckdb
 import pytest
 from test_importers import SEND, send_record, write_lines
 
+from local import archives
+from local.importers import ImportFailure, import_paths
+from local.store import StoreBusy, StoreInaccessible, open_store, store_counts
 from shared.errors import Conflict, InvalidInput, ServiceError, UpstreamFailure
-from shared.logs import archives
-from shared.logs.importers import ImportFailure, import_paths
-from shared.logs.store import StoreBusy, StoreInaccessible, open_store, store_counts
 
 FILES = 10_000
 

@@ -9,11 +9,11 @@ import duckdb
 import pytest
 from test_importers import STATUS, status_record, write_lines
 
+from local import archives
+from local.importers import ImportFailure, import_paths
+from local.staging import MAX_REASON_CHARS, MAX_STRING_CHARS, TRUNCATION_MARKER
+from local.store import open_store
 from shared import schemas
-from shared.logs import archives
-from shared.logs.importers import ImportFailure, import_paths
-from shared.logs.staging import MAX_REASON_CHARS, MAX_STRING_CHARS, TRUNCATION_MARKER
-from shared.logs.store import open_store
 
 #: A FailureMessage of 50 MB (the size once accepted, which made a 100 MB trace answer).
 HUGE = ("550 5.1.1 " + "x" * 990) * 50_000

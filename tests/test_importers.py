@@ -10,9 +10,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from local.importers import ImportFailure, import_paths, parse_time
+from local.store import INGESTED_AT, RECORD_KEY, open_store, store_counts
 from shared import schemas
-from shared.logs.importers import ImportFailure, import_paths, parse_time
-from shared.logs.store import INGESTED_AT, RECORD_KEY, open_store, store_counts
 
 SEND = schemas.SEND_MAIL_TABLE
 STATUS = schemas.STATUS_UPDATE_TABLE

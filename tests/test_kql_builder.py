@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from local.embedded import DuckDbSource, embedded_kusto_schema
+from local.store import open_store
 from shared.insights import Insights, PageCursor, _filters_fingerprint
 from shared.kql.builder import Filters, build_completeness_query
 from shared.kql.literals import parse_literal
 from shared.kql.query import KqlQuery, from_log_analytics_text
-from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
-from shared.logs.store import open_store
 from shared.models import (
     BouncesParams,
     EngagementParams,
@@ -177,7 +177,7 @@ def test_catalog_form_follows_the_setting(insights: Insights, monkeypatch: pytes
 
 
 #: Kusto functions and operators that make `dynamic` values. The embedded engine drops duckdb-kql's JSON
-#: branches (shared.logs.embedded.drop_json_branches) because our queries never hold one.
+#: branches (local.embedded.drop_json_branches) because our queries never hold one.
 DYNAMIC_MAKERS = re.compile(
     r"\b(parse_json|todynamic|dynamic|pack|pack_all|pack_array|bag_pack|make_list\w*|make_set\w*|make_bag\w*"
     r"|split|extract_all|parse_xml|mv-expand|mv-apply|series_\w+|array_\w+|bag_\w+)\b"

@@ -138,6 +138,97 @@ def test_no_function_runs_past_60_lines_without_saying_why() -> None:
     assert not long, "\n".join(long)
 
 
+#: Where the deployed package may reach the local one: inside a function, when no workspace is configured
+#: (``make_source``) or when a local CLI command runs. Nowhere else, and never at module level.
+LOCAL_SEAMS = {"shared.services", "shared.cli"}
+
+
+def _local_imports(path: Path) -> list[tuple[int, bool]]:
+    """(line, at module level) of each import of the ``local`` package in a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        if any(name == "local" or name.startswith("local.") for name in names):
+            found.append((node.lineno, id(node) in top))
+    return found
+
+
+def test_the_deployed_package_reaches_local_tools_only_through_the_seams() -> None:
+    wrong = [
+        f"{name}:{line}" + (" (module level)" if top else "")
+        for name, path in _modules().items()
+        for line, top in _local_imports(path)
+        if top or name not in LOCAL_SEAMS
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def _deployed_distributions() -> set[str]:
+    """requirements.txt and everything it requires, transitively (canonical names)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pending = [
+        Requirement(line.split("#")[0].strip()).name
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip() and not line.startswith("-")
+    ]
+    seen: set[str] = set()
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return seen
+
+
+def test_the_deployed_package_imports_without_anything_requirements_txt_does_not_install() -> None:
+    """Every module Azure runs (what .funcignore keeps: function_app.py and shared/) imports with DuckDB, duckdb-kql,
+    the local package, the dev tools and every other package outside requirements.txt made unimportable."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    deployed = _deployed_distributions()
+    blocked = sorted(
+        module
+        for module, distributions in metadata.packages_distributions().items()
+        if not any(canonicalize_name(d) in deployed for d in distributions) and not module.startswith("_")
+    )
+    assert "duckdb" in blocked and "duckdb_kql" in blocked and "azure" not in blocked
+    funcignore = (ROOT / ".funcignore").read_text().split()
+    assert "local" in funcignore and "tools" in funcignore and "tests" in funcignore
+    probe = (
+        "import importlib, importlib.abc, pkgutil, sys\n"
+        f"BLOCKED = set({[*blocked, 'local', 'tools', 'tests']!r})\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'{name} is not deployed')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import function_app, shared\n"
+        "names = [m.name for m in pkgutil.walk_packages(shared.__path__, 'shared.') if m.name != 'shared.__main__']\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) > 40
+
+
 @pytest.mark.parametrize("heavy", ["pydantic", "duckdb", "azure.monitor.query", "azure.data.tables", "matplotlib"])
 def test_function_app_imports_nothing_heavy(heavy: str) -> None:
     """The host imports function_app at start (Flex Consumption gives it 30 s): handlers load on first use."""

@@ -25,10 +25,11 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
+from local.embedded import DuckDbSource
+from local.store import open_store
 from shared import deadline, schemas
 from shared.insights import Insights
 from shared.kql.query import KqlQuery, Param, from_log_analytics_text
-from shared.logs.embedded import DuckDbSource
 from shared.logs.log_analytics import LogAnalyticsSource
 from shared.logs.source import (
     LogQueryError,
@@ -37,7 +38,6 @@ from shared.logs.source import (
     LogSourceUnavailable,
     QueryResult,
 )
-from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 from shared.services import Services
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from local.embedded import DuckDbSource
+from local.sample import fill_store
+from local.store import open_store
 from shared.api.render import summaries_csv, to_body
 from shared.codes import explain_enhanced
 from shared.insights import Insights
 from shared.kql.query import KqlQuery
-from shared.logs.embedded import DuckDbSource
-from shared.logs.sample import fill_store
 from shared.logs.source import LogQueryError, LogSource, QueryResult
-from shared.logs.store import open_store
 from shared.models import SUMMARY_CSV_COLUMNS, DailyReport, StatsParams
 from shared.report import build_daily_report, render_report, render_report_html
 from shared.report.charts import VOLUME_COLOUR

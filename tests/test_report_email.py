@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.logs.sample import fill_store
-from shared.logs.store import open_store
+from local.sample import fill_store
+from local.store import open_store
 from shared.report.email import (
     RETRIES,
     EmailSettings,

@@ -10,10 +10,10 @@ from typing import Any
 import duckdb
 import pytest
 
+from local import sample
+from local.importers import import_paths
+from local.store import open_store, quote, store_counts
 from shared import schemas
-from shared.logs import sample
-from shared.logs.importers import import_paths
-from shared.logs.store import open_store, quote, store_counts
 
 END = date(2026, 1, 31)
 SEND = schemas.SEND_MAIL_TABLE

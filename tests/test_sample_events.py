@@ -14,13 +14,13 @@ from urllib.request import urlopen
 
 import pytest
 
+from local.sample_events import EVENT_STATUSES, events_path
+from local.store import open_store
 from shared import cli
-from shared.logs.store import open_store
 from shared.push.subscriptions import SubscriptionStore
 from shared.schemas import FINAL_STATUSES
 from shared.services import Services
 from shared.state.events import parse_events
-from shared.state.sample_events import EVENT_STATUSES, events_path
 from shared.state.store import StateStore
 
 from apphost import serve, settings

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from local.embedded import DuckDbSource
+from local.store import open_store
 from shared.api.render import to_body
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
-from shared.logs.store import open_store
 from shared.models import BouncesParams, SearchParams, StatsParams, TraceParams
 
 DAY = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from local.embedded import DuckDbSource, embedded_kusto_schema
+from local.store import open_store
 from shared.kql.follower import build_follow_query
-from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
-from shared.logs.store import open_store
 from shared.schemas import kusto_schema
 from shared.state.follower import Follower
 from shared.state.partition import recipient_row_key
@@ -122,8 +122,8 @@ def test_rows_imported_later_reach_the_state_on_the_next_run(tmp_path: Path, sta
 def test_an_import_after_a_run_reaches_the_state_whatever_the_rows_time(tmp_path: Path, state: StateStore) -> None:
     """The store stamps ``_IngestedAt`` on every row an import inserts: rows whose TimeGenerated is months older
     than the status grace (the semantics fixture, sent 2026-03-10) still reach the state on the next run."""
-    from shared.logs.importers import import_paths
-    from shared.logs.store import INGESTED_AT
+    from local.importers import import_paths
+    from local.store import INGESTED_AT
 
     from conftest import SEMANTICS
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from test_importers import send_record, status_record, write_lines
 
+from local.embedded import DuckDbSource
+from local.importers import ImportFailure, import_into_store
+from local.replacement import LOCK_SUFFIX, writing_store
+from local.store import StoreBusy, open_store
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
-from shared.logs.importers import ImportFailure, import_into_store
-from shared.logs.replacement import LOCK_SUFFIX, writing_store
-from shared.logs.store import StoreBusy, open_store
 from shared.models import TraceParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def import_elsewhere(store: Path, *paths: Path) -> subprocess.Popen[str]:
     """import_into_store in another process (what `python -m shared import` is to call)."""
     listed = ", ".join(repr(str(p)) for p in paths)
     return in_process(
-        f"from shared.logs.importers import import_into_store; import json; "
+        f"from local.importers import import_into_store; import json; "
         f"print(json.dumps(import_into_store({str(store)!r}, [{listed}]).as_dict()))"
     )
 
@@ -127,7 +127,7 @@ def test_a_store_file_replaced_under_the_server_is_not_served_stale(
     store, insights = served
     other = tmp_path / "other.duckdb"
     con = open_store(other)
-    from shared.logs.importers import import_paths
+    from local.importers import import_paths
 
     import_paths(con, [archive(tmp_path / "other", OTHER)])
     con.close()
@@ -168,7 +168,7 @@ def test_two_imports_at_once_both_land(served: tuple[Path, Insights], tmp_path: 
 def test_a_second_import_that_cannot_wait_is_a_conflict_naming_the_first(tmp_path: Path) -> None:
     store = tmp_path / "logs.duckdb"
     holder = in_process(
-        "from shared.logs.replacement import writing_store; import sys\n"
+        "from local.replacement import writing_store; import sys\n"
         f"with writing_store({str(store)!r}):\n"
         "    print('writing', flush=True); sys.stdin.read()\n"
     )
@@ -204,7 +204,7 @@ def test_a_write_that_fails_inside_the_block_changes_nothing(tmp_path: Path) -> 
 def test_a_second_import_waits_for_the_first(tmp_path: Path) -> None:
     store = tmp_path / "logs.duckdb"
     holder = in_process(
-        "from shared.logs.replacement import writing_store; import sys\n"
+        "from local.replacement import writing_store; import sys\n"
         f"with writing_store({str(store)!r}) as con:\n"
         '    con.execute("CREATE TABLE marker AS SELECT 1 AS written_first")\n'
         "    print('writing', flush=True); sys.stdin.readline()\n"
@@ -226,7 +226,7 @@ def test_a_second_import_waits_for_the_first(tmp_path: Path) -> None:
 def test_sample_data_written_while_served_is_answered(served: tuple[Path, Insights]) -> None:
     from datetime import date
 
-    from shared.logs.sample import fill_store_file
+    from local.sample import fill_store_file
 
     store, insights = served
     counts = fill_store_file(store, 40, 1, 5, date(2026, 1, 1))

@@ -19,11 +19,11 @@ from typing import Any
 import duckdb
 import pytest
 
+from local.embedded import DuckDbSource
+from local.store import open_store
 from shared import schemas
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
 from shared.logs.source import LogQueryError
-from shared.logs.store import open_store
 from shared.settings import Settings
 from shared.summaries.job import plan_days, run_daily_summary, summarize_one_day
 from shared.summaries.table import (
@@ -547,7 +547,7 @@ def test_replace_day_refuses_rows_without_a_total(store: SummaryStore) -> None:
 
 @pytest.mark.azurite
 def test_semantics_fixture_day(store: SummaryStore, tmp_path: Path) -> None:
-    importers = pytest.importorskip("shared.logs.importers")
+    importers = pytest.importorskip("local.importers")
     con = open_store(tmp_path / "fixture.duckdb")
     try:
         importers.import_paths(con, [FIXTURE])

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from local.embedded import DuckDbSource
 from shared.errors import NotFound
 from shared.insights import Insights
 from shared.kql.query import KqlQuery
-from shared.logs.embedded import DuckDbSource
 from shared.logs.source import QueryResult
 from shared.models import TraceParams
 from shared.services import Services

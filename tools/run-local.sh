@@ -44,7 +44,7 @@ if [ ! -f "$EVENTS" ]; then
   echo "Writing the sample's Event Grid events to $EVENTS..."
   "$PY" - "$STORE" <<'PY'
 import sys
-from shared.state.sample_events import write_sample_events
+from local.sample_events import write_sample_events
 write_sample_events(sys.argv[1])
 PY
 fi
@@ -53,7 +53,7 @@ fi
 # sample's Event Grid events on its webhook URL, then answers a trace from the delivery state ("source": "state").
 DEMO_PORT=$((PORT + 1)); EMPTY_STORE=.data/empty-logs.duckdb; DEMO_TABLE=EventsDemo$(date +%s)
 rm -f "$EMPTY_STORE"
-"$PY" -c "from shared.logs.store import open_store; open_store('$EMPTY_STORE').close()"
+"$PY" -c "from local.store import open_store; open_store('$EMPTY_STORE').close()"
 ACS_LOCAL_STORE="$EMPTY_STORE" STATE_TABLE="$DEMO_TABLE" "$PY" -m tools.devhost --port "$DEMO_PORT" >/dev/null &
 demo_pid=$!
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$DEMO_PORT) 2>/dev/null && break; sleep 0.2; done

@@ -4,7 +4,7 @@ Translating a query template costs a few hundred milliseconds, so each distinct 
 translated once per process and cached; values are bound through ``declare
 query_parameters`` and never become part of the SQL.
 
-Imports replace the store file rather than write into it (:mod:`shared.logs.replacement`). A source that
+Imports replace the store file rather than write into it (:mod:`local.replacement`). A source that
 opened the file itself checks the file's identity (one ``stat``, at most every
 :attr:`DuckDbSource.FILE_CHECK_SECONDS`; under a microsecond a query on average) and, when the path names a
 new file, opens that one: threads get new cursors and parse their statements again, translations are kept
@@ -21,8 +21,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local.replacement import StoreIdentity, store_identity
 from shared.kql.query import KqlQuery
-from shared.logs.replacement import StoreIdentity, store_identity
 from shared.logs.source import LogQueryError, LogQueryRejected, LogSourceUnavailable, QueryResult
 from shared.schemas import TABLES
 

@@ -3,12 +3,12 @@
 Formats (detected per file by extension and content):
 
 * Diagnostic-settings storage archive blobs (``PT1H.json``): JSON Lines, one record per line, or the
-  legacy ``{"records": [...]}`` object; see :mod:`shared.logs.archives`. Parsed by DuckDB, not per record
+  legacy ``{"records": [...]}`` object; see :mod:`local.archives`. Parsed by DuckDB, not per record
   in Python.
 * Log Analytics exports: a JSON array of row objects, the query API's ``{"tables": [...]}`` response, or
-  CSV with a header row; see :mod:`shared.logs.exports`.
+  CSV with a header row; see :mod:`local.exports`.
 
-Every call is one transaction: all files are validated and staged first (:mod:`shared.logs.staging`); any
+Every call is one transaction: all files are validated and staged first (:mod:`local.staging`); any
 bad record raises :class:`ImportFailure` (file, line, reason) and the store is left unchanged. Exact
 duplicates of stored records (and repeats within the import) are skipped, so importing the same files again
 changes nothing. Records of categories other than the ACS email ones are skipped and counted.
@@ -23,11 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from shared import schemas
-from shared.logs.archives import legacy_records, stage_archive_lines, stage_legacy_records
-from shared.logs.exports import csv_rows, json_document_rows, stage_export_rows
-from shared.logs.replacement import WAIT_SECONDS, writing_store
-from shared.logs.staging import (
+from local.archives import legacy_records, stage_archive_lines, stage_legacy_records
+from local.exports import csv_rows, json_document_rows, stage_export_rows
+from local.replacement import WAIT_SECONDS, writing_store
+from local.staging import (
     ImportFailure,
     ImportReport,
     TableCounts,
@@ -37,7 +36,8 @@ from shared.logs.staging import (
     resolve_table,
     staged_relation,
 )
-from shared.logs.store import ensure_tables, store_staged
+from local.store import ensure_tables, store_staged
+from shared import schemas
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -138,7 +138,7 @@ def import_into_store(
     store: str | Path, paths: Iterable[str | Path], table: str | None = None, wait_seconds: float = WAIT_SECONDS
 ) -> ImportReport:
     """Import into the store file at *store* while it may be served: :func:`import_paths` on the next version
-    of the file, renamed into place when it succeeds (see :mod:`shared.logs.replacement`).
+    of the file, renamed into place when it succeeds (see :mod:`local.replacement`).
 
     Raises :class:`ImportFailure` (bad files; exit 2), ``InvalidInput`` (unknown *table*; exit 2),
     ``StoreBusy`` (another import holds the store for *wait_seconds*) or ``StoreInaccessible``.

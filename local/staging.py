@@ -1,8 +1,8 @@
 """What every import format shares: the failure and the report, values converted to column types, and the
 connection-local staging table that holds validated records until one transaction stores them.
 
-Formats: :mod:`shared.logs.archives` (diagnostic-settings archive blobs) and :mod:`shared.logs.exports`
-(Log Analytics exports); :mod:`shared.logs.importers` walks the files and stores what they staged.
+Formats: :mod:`local.archives` (diagnostic-settings archive blobs) and :mod:`local.exports`
+(Log Analytics exports); :mod:`local.importers` walks the files and stores what they staged.
 
 Strings are bounded: every imported string column holds at most :data:`MAX_STRING_CHARS` (8,192) characters.
 A longer value is kept, cut to that length with :data:`TRUNCATION_MARKER` ("…[truncated]") as its last
@@ -24,9 +24,9 @@ from typing import Any
 
 import duckdb
 
+from local.store import quote
 from shared import schemas
 from shared.errors import InvalidInput, ParameterError
-from shared.logs.store import quote
 
 #: Longest string stored in any imported column, in characters (the one place this cap is set).
 MAX_STRING_CHARS = 8192

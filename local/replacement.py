@@ -1,6 +1,6 @@
 """Writing the store while it is served: each write builds the next store file and renames it into place.
 
-The local server (:class:`shared.logs.embedded.DuckDbSource`) holds the store file open read-only for as long
+The local server (:class:`local.embedded.DuckDbSource`) holds the store file open read-only for as long
 as it runs, and DuckDB lets no process open a file for writing while another holds it. So writers never open
 the served file: :func:`writing_store` copies it beside itself (``.<name>.<pid>.next``), hands out a
 connection to the copy, and when the caller is done checkpoints it and renames it over the store
@@ -18,8 +18,8 @@ it. A first import into a store that does not exist copies nothing.
 
 Writers take turns through an exclusive ``flock`` on ``<store>.lock`` (a file that is never removed: removing
 a lock file lets two writers lock different files). A second writer waits up to ``wait_seconds`` and then
-fails with :class:`~shared.logs.store.StoreBusy` naming the process that holds the lock. The lock only orders
-writers that use :func:`writing_store`; :func:`~shared.logs.store.open_store` on the path writes in place and
+fails with :class:`~local.store.StoreBusy` naming the process that holds the lock. The lock only orders
+writers that use :func:`writing_store`; :func:`~local.store.open_store` on the path writes in place and
 is for stores nobody serves (tests, benchmarks).
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import duckdb
 
-from shared.logs.store import StoreBusy, open_store, store_error
+from local.store import StoreBusy, open_store, store_error
 
 #: Suffix of the lock file beside the store.
 LOCK_SUFFIX = ".lock"
@@ -61,7 +61,7 @@ def writing_store(path: str | Path, wait_seconds: float = WAIT_SECONDS) -> Itera
     """A connection to the next version of the store at *path*, renamed into place when the block ends normally.
 
     If the block raises, the store is left as it was. Raises :class:`StoreBusy` when another writer keeps the
-    lock for *wait_seconds*, :class:`~shared.logs.store.StoreInaccessible` when the folder is not writable.
+    lock for *wait_seconds*, :class:`~local.store.StoreInaccessible` when the folder is not writable.
     """
     store = Path(path)
     try:

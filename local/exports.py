@@ -16,8 +16,8 @@ from typing import Any
 
 import duckdb
 
+from local.staging import ImportFailure, convert, resolve_table, stage_rows, utf8_failure
 from shared import schemas
-from shared.logs.staging import ImportFailure, convert, resolve_table, stage_rows, utf8_failure
 
 Rows = Iterable[tuple[int, dict[str, Any]]]
 

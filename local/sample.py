@@ -26,9 +26,9 @@ from typing import Any
 
 import duckdb
 
+from local.replacement import writing_store
+from local.store import open_store, quote, store_staged
 from shared import schemas
-from shared.logs.replacement import writing_store
-from shared.logs.store import open_store, quote, store_staged
 
 SUBSCRIPTION_ID = "5f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 RESOURCE_GROUP = "rg-email-prod"
@@ -682,7 +682,7 @@ def fill_store(con: duckdb.DuckDBPyConnection, messages: int, days: int, seed: i
 
 def fill_store_file(store: str | Path, messages: int, days: int, seed: int, end: date) -> dict[str, int]:
     """:func:`fill_store` into the store file at *store* while it may be served (see
-    :mod:`shared.logs.replacement`); raises ``StoreBusy`` while an import runs for too long."""
+    :mod:`local.replacement`); raises ``StoreBusy`` while an import runs for too long."""
     window(days, end)  # bad arguments fail before the store is copied
     if messages < 0:
         raise ValueError("messages must be >= 0")

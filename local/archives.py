@@ -14,9 +14,9 @@ from typing import Any
 
 import duckdb
 
+from local.staging import UNION, ImportFailure, ImportReport, capped_sql, lit, next_batch, utf8_failure
+from local.store import quote
 from shared import schemas
-from shared.logs.staging import UNION, ImportFailure, ImportReport, capped_sql, lit, next_batch, utf8_failure
-from shared.logs.store import quote
 
 #: Archive envelope key (lowercase) -> column it fills (properties may also carry these columns).
 _ENVELOPE = {
@@ -45,7 +45,7 @@ _DERIVED = frozenset(
 _SOURCE_SYSTEM = "Azure"
 #: Longest record (line) the fast path reads, in bytes. DuckDB's default (16 MiB) is tried first: room for
 #: 1 GiB costs a third more reading time on every batch, so only a batch holding a longer record is read
-#: again with it. Long values are cut to the string cap when staged (:data:`shared.logs.staging.MAX_STRING_CHARS`).
+#: again with it. Long values are cut to the string cap when staged (:data:`local.staging.MAX_STRING_CHARS`).
 MAX_RECORD_BYTES = 1 << 30
 
 

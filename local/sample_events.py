@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import duckdb
 
+from local.store import open_store, quote
 from shared.errors import InvalidInput, Unavailable, UpstreamFailure
-from shared.logs.store import open_store, quote
 from shared.schemas import ENGAGEMENT_TABLE, STATUS_UPDATE_TABLE
 from shared.state.events import DELIVERY_REPORT, ENGAGEMENT_REPORT, MAX_EVENTS
 
