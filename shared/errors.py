@@ -1,7 +1,7 @@
 """The one error hierarchy: every failure the service reports knows its HTTP status and its CLI exit code.
 
 ``ServiceError`` carries what both front ends need (status, title, detail, ``retry_after``); the HTTP layer
-maps any of them to problem+json once (``shared.api.problems``) and the CLI maps them to an exit code once
+maps any of them to problem+json once (``shared.api.http``) and the CLI maps them to an exit code once
 (``shared.cli``). Modules raise the narrowest class that says what happened; nothing else is caught by name.
 
     ServiceError                 500, exit 1   unexpected failure of a dependency or of ours
@@ -10,6 +10,10 @@ maps any of them to problem+json once (``shared.api.problems``) and the CLI maps
     ├── Conflict                 409, exit 1   the thing is busy or changed (e.g. another import runs)
     ├── UpstreamFailure          502, exit 1   a dependency refused us (configuration, permissions, bugs)
     └── Unavailable              503, exit 1   a dependency is down or throttling; retry after ``retry_after``
+
+A component's errors come in pairs, ``XError(UpstreamFailure)`` and ``XUnavailable(Unavailable, XError)``:
+the class that says what happened comes first among the bases, so status, title default and Retry-After come from
+it through the MRO and no subclass restates them (``tests/test_errors.py``). ``except XError`` catches both.
 
 Messages never quote recipient addresses, keys or connection strings: callers say which parameter or
 component failed, not what it held.

@@ -20,10 +20,9 @@ class LogQueryError(UpstreamFailure):
         self.code = code
 
 
-class LogSourceUnavailable(LogQueryError, Unavailable):
+class LogSourceUnavailable(Unavailable, LogQueryError):
     """The source cannot be reached, is not configured, timed out or failed transiently: retry later."""
 
-    status = 503
     title = "Log source unavailable"
 
 

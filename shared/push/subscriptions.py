@@ -54,8 +54,7 @@ class SubscriptionStoreError(UpstreamFailure):
     title = "Subscription store failed"
 
 
-class SubscriptionStoreUnavailable(SubscriptionStoreError, Unavailable):
-    status = 503
+class SubscriptionStoreUnavailable(Unavailable, SubscriptionStoreError):
     title = "Subscription store unavailable"
 
 

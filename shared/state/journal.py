@@ -75,8 +75,7 @@ class JournalError(UpstreamFailure):
     title = "Delivery state journal failed"
 
 
-class JournalUnavailable(JournalError, Unavailable):
-    status = 503
+class JournalUnavailable(Unavailable, JournalError):
     title = "Delivery state journal unavailable"
 
 

@@ -67,8 +67,7 @@ class StateStoreError(UpstreamFailure):
     title = "Delivery state store failed"
 
 
-class StateStoreUnavailable(StateStoreError, Unavailable):
-    status = 503
+class StateStoreUnavailable(Unavailable, StateStoreError):
     title = "Delivery state store unavailable"
 
 

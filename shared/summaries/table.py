@@ -78,10 +78,9 @@ class SummaryStoreError(UpstreamFailure):
     title = "Summary store failed"
 
 
-class SummaryStoreUnavailable(SummaryStoreError, Unavailable):
+class SummaryStoreUnavailable(Unavailable, SummaryStoreError):
     """No storage connection is configured, it is malformed, or the service cannot be reached."""
 
-    status = 503
     title = "Summary store unavailable"
 
 
