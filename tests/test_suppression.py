@@ -19,8 +19,9 @@ from azure.core.credentials import AccessToken
 
 from shared.errors import Conflict
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
-from shared.models import BounceRow, RecipientMessage
+from shared.kql.sendability import build_domain_results_query
+from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
+from shared.models import BounceRow, RecipientMessage, StatsParams
 from shared.suppression import arm
 from shared.suppression.arm import (
     SuppressionList,
@@ -37,6 +38,7 @@ from shared.suppression.sendability import LEASES, managed_lease, sendability
 from shared.suppression.sync import suppressible, sync_hard_bounces
 
 from conftest import FIXTURE_NOW
+from kusto_check import assert_valid_kql
 
 
 class StaticCredential:
@@ -480,3 +482,33 @@ def test_sendability_with_the_list_unreachable_still_answers_from_the_logs(
     assert answer.partial and answer.warning is not None and "429" in answer.warning
     assert answer.suppression_list.listed is None and answer.last_hard_bounce is not None
     assert "mallory" not in (answer.warning or "")
+
+
+# --------------------------------------------------------------------------- the new KQL
+
+
+def _sendability_queries(insights: Insights) -> list[str]:
+    window = insights.window(FIXTURE_NOW - timedelta(days=90), FIXTURE_NOW)
+    domains = ["fabrikam.com", "xn--bcher-kva.example", "a-b.c.d.example"]
+    return [build_domain_results_query(domain, window).log_analytics_text() for domain in domains]
+
+
+@pytest.mark.slow  # the Kusto parser: make test runs it, make test-fast does not
+def test_the_domain_results_query_passes_the_kusto_language_service(semantic_insights: Insights) -> None:
+    queries = _sendability_queries(semantic_insights)
+    assert_valid_kql(queries)
+    window = semantic_insights.window(FIXTURE_NOW - timedelta(days=90), FIXTURE_NOW)
+    query = build_domain_results_query("fabrikam.com", window)
+    assert_valid_kql([query.embedded_text()], schema=embedded_kusto_schema())
+
+
+def test_the_domain_results_count_like_the_domain_statistics(semantic_insights: Insights) -> None:
+    window = semantic_insights.window(datetime(2026, 3, 1, tzinfo=UTC), FIXTURE_NOW)
+    row = semantic_insights.run_query(build_domain_results_query("fabrikam.com", window)).records()[0]
+    stats = semantic_insights.stats(
+        "domains",
+        StatsParams.model_validate({"from": "2026-03-01T00:00:00Z", "to": FIXTURE_NOW.isoformat(), "top": 1000}),
+    )
+    fabrikam = next(item for item in stats.value if item["recipientDomain"] == "fabrikam.com")
+    assert row["Total"] == fabrikam["total"] and row["HardBounces"] == fabrikam["hardBounces"]
+    assert row["Delivered"] == fabrikam["delivered"]
