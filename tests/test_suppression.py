@@ -17,6 +17,7 @@ import pytest
 from arm_standin import LIST_PATH, SUBSCRIPTION, TOKEN, ArmSuppressionStandIn, Failure, Throttle
 from azure.core.credentials import AccessToken
 
+from shared import deadline
 from shared.errors import Conflict
 from shared.insights import Insights
 from shared.kql.sendability import build_domain_results_query
@@ -173,6 +174,16 @@ def test_429_with_a_long_retry_after_answers_at_once_with_it(
     assert caught.value.status == 503 and caught.value.retry_after == 120.0
     assert "429" in caught.value.detail and "carol" not in caught.value.detail
     assert len(standin.calls("PUT")) == 1
+
+
+def test_a_retry_after_beyond_the_request_budget_is_not_waited_for(
+    standin: ArmSuppressionStandIn, suppression_list: SuppressionList
+) -> None:
+    standin.script(Throttle(retry_after=4))  # within MAX_RETRY_AFTER_SECONDS, beyond the budget below
+    started = time.monotonic()
+    with deadline.budget(3), pytest.raises(SuppressionListUnavailable) as caught:
+        suppression_list.get("carol@contoso.com")
+    assert time.monotonic() - started < 2 and caught.value.retry_after == 4.0
 
 
 def test_404_of_the_list_and_of_an_address(standin: ArmSuppressionStandIn, credential: StaticCredential) -> None:

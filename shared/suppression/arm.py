@@ -35,6 +35,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.policies import RetryPolicy
 
+from shared import deadline
 from shared.errors import Conflict, NotFound, ServiceError, Unavailable, UpstreamFailure
 from shared.logs.log_analytics import is_loopback
 
@@ -58,6 +59,8 @@ ADDRESS_ID_PREFIX: Final = "eia-"
 MAX_SCAN_PAGES: Final = 50
 #: A Retry-After longer than this is not waited for within a call: the caller answers 503 / tries next run.
 MAX_RETRY_AFTER_SECONDS: Final = 10.0
+#: What a wait must leave of the request's budget for the answer.
+BUDGET_MARGIN_SECONDS: Final = 2.0
 
 
 class SuppressionListUnset(NotFound):
@@ -136,11 +139,16 @@ class Lookup:
 
 class BoundedRetry(RetryPolicy):  # type: ignore[type-arg]
     """azure-core's retry (429, 5xx, connection errors; it honours Retry-After), except that a throttle asking
-    for a long wait is answered at once: a request or timer run must not block on it."""
+    for a long wait, or for more than the request's time budget has left (``shared.deadline``), is answered at
+    once: a request or timer run must not block on it, and the caller answers 503 with the Retry-After."""
 
     def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
         retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+        limit = MAX_RETRY_AFTER_SECONDS
+        left = deadline.remaining()
+        if left is not None:
+            limit = min(limit, left - BUDGET_MARGIN_SECONDS)
+        if retry_after is not None and retry_after > limit:
             return False
         return bool(super().is_retry(settings, response))
 
