@@ -305,6 +305,19 @@ def test_the_timer_stops_on_a_throttle_and_the_next_run_finishes(
     assert after.added == 3 and after.stopped is None
 
 
+def test_one_address_arm_refuses_does_not_stop_the_others(
+    semantic_insights: Insights,
+    standin: ArmSuppressionStandIn,
+    suppression_list: SuppressionList,
+    records: SuppressionRecords,
+) -> None:
+    standin.script(Failure(400, "InvalidRequestContent"))  # the first PUT (mallory's, the oldest bounce)
+    run = sync_hard_bounces(semantic_insights, suppression_list, records, now=FIXTURE_NOW, lookback=LOOKBACK)
+    assert (run.added, run.failed, run.stopped) == (2, 1, None)
+    assert sorted(emails(standin).values()) == ["bob@fabrikam.com", "judy@fabrikam.com"]
+    assert records.get(address_id("mallory@fabrikam.com")) is None  # not recorded: the next run tries it again
+
+
 def test_the_timer_bounds_its_writes_per_run(
     semantic_insights: Insights,
     standin: ArmSuppressionStandIn,

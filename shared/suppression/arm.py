@@ -75,6 +75,10 @@ class SuppressionListRefused(UpstreamFailure):
     title = "Suppression list refused the request"
 
 
+class AddressRefused(SuppressionListRefused):
+    """ARM refused one request as invalid (400): a poisoned address, not a reason to stop the others."""
+
+
 class SuppressionListUnavailable(Unavailable):
     """ARM is unreachable, failing or throttling: the same call may work after ``retry_after`` seconds."""
 
@@ -184,6 +188,8 @@ def describe_failure(action: str, exc: Exception) -> ServiceError:
         return Conflict(f"{said}: the list changed meanwhile; retry", retry_after=5.0)
     if status == 429 or status is None or status >= 500:
         return SuppressionListUnavailable(said, retry_after=_retry_after(exc))
+    if status == 400:
+        return AddressRefused(said)
     return SuppressionListRefused(said)
 
 

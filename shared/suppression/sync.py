@@ -23,7 +23,13 @@ from typing import Final
 from shared.errors import Conflict, InvalidInput, ServiceError
 from shared.insights import Insights
 from shared.models import MAX_TOP, BounceRow, BouncesParams, validate_address
-from shared.suppression.arm import SuppressionList, SuppressionListRefused, SuppressionListUnavailable, address_id
+from shared.suppression.arm import (
+    AddressRefused,
+    SuppressionList,
+    SuppressionListRefused,
+    SuppressionListUnavailable,
+    address_id,
+)
 from shared.suppression.records import SuppressionRecords, listed_by_us, removed_after
 
 logger = logging.getLogger(__name__)
@@ -88,13 +94,13 @@ def sync_hard_bounces(
             break
         try:
             outcome = _sync_one(row, suppression_list, records, now)
-        except (SuppressionListUnavailable, SuppressionListRefused) as exc:
-            run.stopped = exc.detail
-            break
-        except (Conflict, InvalidInput) as exc:
+        except (Conflict, InvalidInput, AddressRefused) as exc:
             run.failed += 1
             run.notes.append(type(exc).__name__)
             continue
+        except (SuppressionListUnavailable, SuppressionListRefused) as exc:
+            run.stopped = exc.detail
+            break
         setattr(run, outcome, getattr(run, outcome) + 1)
     return run
 
