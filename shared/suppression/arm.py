@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
@@ -170,7 +171,7 @@ def describe_failure(action: str, exc: Exception) -> ServiceError:
     """An SDK failure as our error: status and ARM error code, never the message (it can quote the address)."""
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return SuppressionListUnavailable(f"{action}: cannot reach Azure Resource Manager")
-    if not isinstance(exc, HttpResponseError):
+    if not isinstance(exc, HttpResponseError):  # another AzureError: a timeout, a connection dropped
         return SuppressionListUnavailable(f"{action}: {type(exc).__name__} talking to Azure Resource Manager")
     status = exc.status_code
     error = getattr(exc, "error", None)
@@ -275,9 +276,7 @@ class SuppressionList:
     def _call(self, action: str, operation: Callable[[], _T]) -> _T:
         try:
             return operation()
-        except ServiceError:
-            raise
-        except Exception as exc:  # every SDK failure, mapped once
+        except AzureError as exc:  # every SDK failure, mapped once (a bug of ours stays a 500)
             raise describe_failure(action, exc) from None
 
     # -- one address ---------------------------------------------------------------------------
@@ -309,7 +308,7 @@ class SuppressionList:
                 if found:
                     return found[0]
             raise failure from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except AzureError as exc:
             raise describe_failure("adding to the suppression list", exc) from None
         return _listed(resource)
 
