@@ -57,6 +57,12 @@ param reportSender string = ''
 @description('REPORT_RECIPIENTS: comma-separated addresses that receive the daily report email.')
 param reportRecipients string = ''
 
+@description('SUPPRESSION_LIST_ID: ARM id of the email domain suppression list that hard bounces are added to (/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Communication/emailServices/NAME/domains/DOMAIN/suppressionLists/LIST). Empty: no list is fed, and the identity gets no role on one.')
+param suppressionListId string = ''
+
+@description('SUPPRESSION_SCHEDULE: six-field NCRONTAB schedule (UTC) of the timer that adds hard bounces to the suppression list.')
+param suppressionSchedule string = '0 */15 * * * *'
+
 @secure()
 @minLength(32)
 @description('LINK_SIGNING_KEY: HMAC key that signs continuation tokens and poll links (at least 32 characters). azd generates one on first provision and keeps it in the environment; rolling it invalidates outstanding tokens and links (docs/deploy.md).')
@@ -155,6 +161,10 @@ var withEventSubscription = routeAcsLogs && toLower(createEventSubscription) == 
 var sender = startsWith(reportSender, placeholderPrefix) ? '' : reportSender
 var recipients = startsWith(reportRecipients, placeholderPrefix) ? '' : reportRecipients
 var sendsReport = routeAcsLogs && !empty(sender)
+var suppressionList = startsWith(suppressionListId, placeholderPrefix) ? '' : suppressionListId
+// /subscriptions/{1}/resourceGroups/{3}/providers/Microsoft.Communication/emailServices/{7}/domains/{9}/suppressionLists/{11}
+var suppressionListParts = split(empty(suppressionList) ? '/s/x/r/x/p/x/e/x/d/x/l/x' : suppressionList, '/')
+var feedsSuppressionList = !empty(suppressionList)
 var deadLetterContainer = startsWith(eventDeadLetterContainer, placeholderPrefix) ? '' : eventDeadLetterContainer
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -271,6 +281,8 @@ module api 'app/api.bicep' = {
     reportSender: sender
     reportRecipients: recipients
     acsEndpoint: routeAcsLogs ? diagnostics.outputs.endpoint : ''
+    suppressionListId: suppressionList
+    suppressionSchedule: suppressionSchedule
   }
   // The host starts with identity-based storage: grant the roles first. Its queries call the workspace functions.
   dependsOn: [
@@ -313,6 +325,18 @@ module acsSender 'app/acs-sender.bicep' = if (sendsReport) {
   scope: resourceGroup(acsSubscription, sendsReport ? acsGroupName : rg.name)
   params: {
     communicationServiceName: acsName
+    principalId: identity.outputs.principalId
+    resourceToken: resourceToken
+  }
+}
+
+module suppressionWriter 'app/suppression-writer.bicep' = if (feedsSuppressionList) {
+  name: 'suppression-writer-${resourceToken}'
+  scope: resourceGroup(feedsSuppressionList ? suppressionListParts[2] : subscription().subscriptionId, feedsSuppressionList ? suppressionListParts[4] : rg.name)
+  params: {
+    emailServiceName: suppressionListParts[8]
+    domainName: suppressionListParts[10]
+    suppressionListName: suppressionListParts[12]
     principalId: identity.outputs.principalId
     resourceToken: resourceToken
   }

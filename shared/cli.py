@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_commands(commands)
     _query_commands(commands)
     _job_commands(commands)
+    from shared.api import suppression
+
+    suppression.add_commands(commands, _window_options)
     return parser
 
 
@@ -269,6 +272,10 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
         return _summarize(services, args, out)
     if args.command == "report":
         return _report(services, args, out)
+    from shared.api import suppression
+
+    if args.command in suppression.COMMANDS:
+        return suppression.run_command(services, args, _raw_params(args), out)
     insights = services.insights
     if args.command == "kql":
         return _kql(parser, insights, settings, args, out)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from shared.push.subscriptions import SubscriptionStore
     from shared.state.store import StateStore
     from shared.summaries.table import SummaryStore
+    from shared.suppression.arm import SuppressionList
+    from shared.suppression.records import SuppressionRecords
 
 
 def make_source(settings: Settings) -> LogSource:
@@ -55,6 +57,8 @@ class Services:
         state: StateStore | None = None,
         subscriptions: SubscriptionStore | None = None,
         clock: Callable[[], datetime] | None = None,
+        suppression_list: SuppressionList | None = None,
+        suppression_records: SuppressionRecords | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or (insights.clock if insights is not None else lambda: datetime.now(UTC))
@@ -63,6 +67,8 @@ class Services:
         self._state = state
         self._subscriptions = subscriptions
         self._push: Push | None = None
+        self._suppression_list = suppression_list
+        self._suppression_records = suppression_records
         self._lock = threading.Lock()
 
     @classmethod
@@ -133,8 +139,37 @@ class Services:
                 )
             return self._push
 
+    @property
+    def suppression_list(self) -> SuppressionList | None:
+        """Our customer-managed suppression list (SUPPRESSION_LIST_ID), None when unset; raises
+        (SuppressionListRefused) when the setting is not a suppression list's ARM id."""
+        with self._lock:
+            if self._suppression_list is None and self.settings.suppression_list_id:
+                from shared.suppression.arm import SuppressionList
+
+                self._suppression_list = SuppressionList.of(
+                    self.settings.suppression_list_id,
+                    client_id=self.settings.client_id,
+                    endpoint=self.settings.arm_endpoint,
+                )
+            return self._suppression_list
+
+    @property
+    def suppression_records(self) -> SuppressionRecords:
+        """What we added to and removed from the list (a partition of the summary table)."""
+        with self._lock:
+            if self._suppression_records is None:
+                from shared.suppression.records import SuppressionRecords
+
+                self._suppression_records = SuppressionRecords.from_settings(self.settings)
+            return self._suppression_records
+
     def close(self) -> None:
         with self._lock:
+            for closable in (self._suppression_list, self._suppression_records):
+                if closable is not None:
+                    closable.close()
+            self._suppression_list, self._suppression_records = None, None
             if self._push is not None:
                 self._push.close()
             if self._insights is not None:

@@ -83,6 +83,23 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "Communication Services connection string (local runs and tests); wins over ACS_ENDPOINT.",
         deployed=False,
     ),
+    SettingSpec(
+        "SUPPRESSION_LIST_ID",
+        None,
+        "ARM id of the email domain's suppression list that hard bounces are added to (/subscriptions/.../"
+        "emailServices/NAME/domains/DOMAIN/suppressionLists/LIST); unset: none is fed.",
+    ),
+    SettingSpec(
+        "SUPPRESSION_SCHEDULE",
+        "0 */15 * * * *",
+        "NCRONTAB schedule (UTC) of the timer that adds hard bounces to the suppression list.",
+    ),
+    SettingSpec(
+        "ARM_ENDPOINT",
+        None,
+        "Azure Resource Manager base URL for the suppression list; default the public cloud's (tests: a stand-in).",
+        deployed=False,
+    ),
 )
 
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}
@@ -148,6 +165,8 @@ class Settings:
     report_sender: str | None = None
     acs_endpoint: str | None = None
     acs_connection_string: str | None = None
+    suppression_list_id: str | None = None
+    arm_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -179,4 +198,6 @@ class Settings:
             report_sender=value("REPORT_SENDER"),
             acs_endpoint=value("ACS_ENDPOINT"),
             acs_connection_string=value("ACS_CONNECTION_STRING"),
+            suppression_list_id=value("SUPPRESSION_LIST_ID"),
+            arm_endpoint=value("ARM_ENDPOINT"),
         )

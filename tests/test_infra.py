@@ -81,6 +81,7 @@ API_VERSIONS = {
     "Microsoft.EventGrid/systemTopics": {"2025-02-15"},
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": {"2025-02-15"},
     "Microsoft.Authorization/roleDefinitions": {"2022-04-01"},
+    "Microsoft.Communication/emailServices/domains/suppressionLists": {"2025-09-01"},
 }
 
 #: Query files the workbook tiles and alert rules load (the lead generates them from shared/kql).
@@ -191,8 +192,9 @@ def test_role_ids_match_reference_md() -> None:
 
 def test_role_assignments_use_the_identity_as_service_principal() -> None:
     assignments = [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
-    # storage (looped over three roles), metrics publisher, workspace reader, the custom send role on ACS
-    assert len(assignments) == 4
+    # storage (looped over three roles), metrics publisher, workspace reader, the custom send role on ACS, the
+    # custom suppression-list role on the list
+    assert len(assignments) == 5
     for assignment in assignments:
         assert assignment.get("properties", "principalType") == "ServicePrincipal"
         assert assignment.get("properties", "principalId") == Expr("principalId")
@@ -663,6 +665,36 @@ def test_report_sender_role_is_the_narrow_custom_one() -> None:
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/acs-sender.bicep"
     )
     assert text(module.named_children[-1]).startswith("if (sendsReport)")  # no send right without a report
+
+
+def test_suppression_list_role_is_the_narrow_custom_one_on_the_one_list() -> None:
+    """Only the three address actions (no list create/delete, no domain or email-service rights), assigned on the
+    list itself, in the list's resource group, and only when SUPPRESSION_LIST_ID is set."""
+    path = INFRA / "app" / "suppression-writer.bicep"
+    role = only(resources(path), "Microsoft.Authorization/roleDefinitions")
+    assert role.get("properties", "type") == "CustomRole"
+    assert role.get("properties", "permissions") == [{"actions": Expr("listAddressActions"), "notActions": []}]
+    assert variable(path, "listAddressActions") == [
+        f"Microsoft.Communication/EmailServices/Domains/SuppressionLists/SuppressionListAddresses/{action}"
+        for action in ("read", "write", "delete")
+    ]
+    assert role.get("properties", "assignableScopes") == [Expr("assignableScope")]
+    assert variable(path, "assignableScope") == Expr("resourceGroup().id")
+    assignment = only(resources(path), "Microsoft.Authorization/roleAssignments")
+    assert assignment.get("scope") == Expr("suppressionList")
+    assert assignment.get("properties", "roleDefinitionId") == Expr("listWriterRole.id")
+    lists = [r for r in resources(path) if r.type == "Microsoft.Communication/emailServices/domains/suppressionLists"]
+    assert [r.existing for r in lists] == [True]  # the list is the customer's: never created or changed here
+    module = next(
+        node
+        for node in tree(INFRA / "main.bicep").root_node.named_children
+        if node.type == "module_declaration" and literal(node.named_children[1]) == "app/suppression-writer.bicep"
+    )
+    assert text(module.named_children[-1]).startswith("if (feedsSuppressionList)")
+    scope = value_node(body_of(module.named_children[-1]), "scope")
+    assert scope is not None and "suppressionListParts[2]" in text(scope) and "suppressionListParts[4]" in text(scope)
+    app_level = app_settings(API, "appLevelSettings")
+    assert app_level["SUPPRESSION_LIST_ID"] == Expr("suppressionListId")
 
 
 def test_report_settings_and_acs_endpoint() -> None:

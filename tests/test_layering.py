@@ -26,9 +26,19 @@ LONG_REASON = "# long:"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
     ("shared.services", "shared.tracing"),
-    ("shared.report", "shared.summaries.job", "shared.push"),
+    ("shared.report", "shared.summaries.job", "shared.push", "shared.suppression"),
     ("shared.insights",),
-    ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
+    (
+        "shared.kql",
+        "shared.logs",
+        "shared.summaries",
+        "shared.state",
+        "shared.storage",
+        # the suppression list's ARM client, its records and its answers' models (its use cases sit above)
+        "shared.suppression.arm",
+        "shared.suppression.records",
+        "shared.suppression.models",
+    ),
     ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),
     ("shared.deadline", "shared.kql.literals"),
 )

@@ -41,6 +41,9 @@ param reportSender string = ''
 param reportRecipients string = ''
 @description('https://<host name> of the Communication Services resource (ACS_ENDPOINT); empty: none.')
 param acsEndpoint string = ''
+@description('ARM id of the suppression list fed with hard bounces (SUPPRESSION_LIST_ID); empty: none.')
+param suppressionListId string = ''
+param suppressionSchedule string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -71,6 +74,8 @@ var appLevelSettings = [
   { name: 'REPORT_SENDER', value: reportSender }
   { name: 'REPORT_RECIPIENTS', value: reportRecipients }
   { name: 'ACS_ENDPOINT', value: acsEndpoint }
+  { name: 'SUPPRESSION_LIST_ID', value: suppressionListId }
+  { name: 'SUPPRESSION_SCHEDULE', value: suppressionSchedule }
 ]
 
 // Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated

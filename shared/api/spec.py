@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from shared import models
     from shared.api import handlers, triggers
+    from shared.api import suppression as suppression_handlers
+    from shared.suppression import models as suppression_models
 else:
 
     class _Deferred:
@@ -42,6 +44,8 @@ else:
     models = _Deferred("shared.models")
     handlers = _Deferred("shared.api.handlers")
     triggers = _Deferred("shared.api.triggers")
+    suppression_handlers = _Deferred("shared.api.suppression")
+    suppression_models = _Deferred("shared.suppression.models")
 
 Auth = Literal["function", "anonymous", "admin"]
 #: What a response body is: the operation's model, another model, problem+json, or a media type's text.
@@ -289,6 +293,41 @@ OPERATIONS: tuple[Operation, ...] = (
         response=lambda: models.RecipientHistory,
     ),
     Operation(
+        "get_recipient_sendability",
+        "GET",
+        "recipients/{address}/sendability",
+        "function",
+        RECIPIENTS,
+        "Check Whether an Address Is Sendable",
+        "Says whether a send to the address would most likely be attempted now, and why not: an entry in our "
+        "suppression list (since when), ACS's managed suppression after a hard bounce (estimated: 24 h, doubled by "
+        "each send during it, up to 14 days), a recent Suppressed status, the earlier hard bounce with its code, "
+        "and the recipient domain's results. The history window defaults to the 90 days before now.",
+        handler=lambda: suppression_handlers.get_recipient_sendability,
+        params=lambda: suppression_models.SendabilityParams,
+        response=lambda: suppression_models.Sendability,
+    ),
+    Operation(
+        "remove_suppression",
+        "DELETE",
+        "suppressions/{address}",
+        "admin",
+        RECIPIENTS,
+        "Remove an Address from the Suppression List",
+        "Removes every entry of the address from our customer-managed suppression list (SUPPRESSION_LIST_ID) and "
+        "records who asked; the timer does not add it again for a bounce logged before the removal. ACS's own "
+        "managed suppression has no API and is not affected.",
+        handler=lambda: suppression_handlers.remove_suppression,
+        params=lambda: suppression_models.RemoveSuppressionParams,
+        response=lambda: suppression_models.SuppressionRemoval,
+        ok=Response(200, "Removed: the entries that were deleted."),
+        responses=(
+            Response(404, "The address is not in the list, or no list is configured.", body="problem"),
+            Response(409, "The list changed meanwhile: retry.", body="problem"),
+        ),
+        connector=False,
+    ),
+    Operation(
         "list_daily_summaries",
         "GET",
         "summaries/daily",
@@ -419,6 +458,12 @@ TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
         "FOLLOW_SCHEDULE",
         handler=lambda: triggers.follow_status_updates,
         description="Brings what reached Log Analytics since the last run into the delivery state (one query).",
+    ),
+    Timer(
+        "suppress_hard_bounces",
+        "SUPPRESSION_SCHEDULE",
+        handler=lambda: suppression_handlers.suppress_hard_bounces,
+        description="Adds the hard bounces of the last STATUS_GRACE_HOURS to SUPPRESSION_LIST_ID (when set).",
     ),
 )
 
