@@ -17,11 +17,11 @@ import pytest
 from arm_standin import LIST_PATH, SUBSCRIPTION, TOKEN, ArmSuppressionStandIn, Failure, Throttle
 from azure.core.credentials import AccessToken
 
+from local.embedded import DuckDbSource, embedded_kusto_schema
 from shared import deadline
 from shared.errors import Conflict
 from shared.insights import Insights
 from shared.kql.sendability import build_domain_results_query
-from shared.logs.embedded import DuckDbSource, embedded_kusto_schema
 from shared.models import BounceRow, RecipientMessage, StatsParams
 from shared.suppression import arm
 from shared.suppression.arm import (

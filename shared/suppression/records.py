@@ -31,8 +31,7 @@ class SuppressionRecordsError(UpstreamFailure):
     title = "Suppression records failed"
 
 
-class SuppressionRecordsUnavailable(SuppressionRecordsError, Unavailable):
-    status = 503
+class SuppressionRecordsUnavailable(Unavailable, SuppressionRecordsError):
     title = "Suppression records unavailable"
 
 
