@@ -876,6 +876,12 @@ class Health(_Out):
     report_email: ComponentHealth | None = Field(
         None, description="Whether the latest daily report email went out; null when no report email is configured."
     )
+    link_signing: str = Field(
+        "configured",
+        description="The key of poll links and continuation tokens: 'configured' (LINK_SIGNING_KEY), 'development "
+        "key' (a local run without one: public, protects nothing), or 'missing: ' and the reason (Azure without a "
+        "usable key: signed routes answer 503 and the service is degraded).",
+    )
 
 
 # --------------------------------------------------------------------------- the daily report (issue 12)
