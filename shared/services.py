@@ -138,6 +138,7 @@ class Services:
         with self._lock:
             if self._push is None:
                 from shared.models import TraceParams
+                from shared.push.callbacks import system_resolver
                 from shared.push.delivery import Push
 
                 self._push = Push(
@@ -147,6 +148,8 @@ class Services:
                     clock=self.clock,
                     status_grace=self.status_grace,
                     allow_loopback_http=not self.settings.in_azure,
+                    resolve=system_resolver if self.settings.in_azure else None,
+                    max_subscriptions=self.settings.max_subscriptions,
                 )
             return self._push
 
