@@ -353,3 +353,24 @@ def test_an_old_format_secret_signs_standard_webhooks_with_its_bytes() -> None:
     headers = callbacks.push_headers(old, "d" * 32, int(time.time()), b'{"a":1}')
     assert standardwebhooks.Webhook(old.encode()).verify(b'{"a":1}', headers) == {"a": 1}
     assert headers["X-Signature"] == callbacks.signature(old, b'{"a":1}')
+
+
+def test_a_trace_that_makes_a_message_final_pushes_it_without_the_timer(
+    semantic_insights: Insights, tables: dict[str, str], receivers: list[Receiver]
+) -> None:
+    """The trace's write-back is a state write no fold sees: it makes the waiting push due itself (the timer no
+    longer scans subscriptions for such messages)."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    services = build(semantic_insights, tables, Clock(test_push.FIXTURE_NOW))
+    with serve(services) as host:
+        sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "messageId": "msg-01-final"})
+        [waiting] = services.subscriptions.outbox()
+        assert waiting.waiting  # nothing known of the message yet: it waits for its deadline
+        status, _, trace = call("GET", f"{host.base_url}/api/messages/msg-01-final?lookbackDays=30")
+        assert status == 200 and trace["state"] == "final"
+        receiver.wait_for(1)
+    [(headers, body)] = receiver.received
+    assert headers["x-subscription-id"] == sub["id"] and json.loads(body)["messageId"] == "msg-01-final"
+    standardwebhooks.Webhook(sub["secret"]).verify(body, headers)
+    services.close()
