@@ -128,6 +128,11 @@ param subscriptionsTable string = 'Subscriptions'
 @description('FOLLOW_SCHEDULE: six-field NCRONTAB schedule (UTC) of the Log Analytics follower timer.')
 param followSchedule string = '0 */1 * * * *'
 
+@minValue(1)
+@maxValue(100000)
+@description('MAX_SUBSCRIPTIONS: most push subscriptions that may exist at once; creating one more answers 409.')
+param maxSubscriptions int = 1000
+
 @minValue(5)
 @maxValue(230)
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
@@ -276,6 +281,7 @@ module api 'app/api.bicep' = {
     stateTable: stateTable
     subscriptionsTable: subscriptionsTable
     followSchedule: followSchedule
+    maxSubscriptions: maxSubscriptions
     linkSigningKey: linkSigningKey
     requestBudgetSeconds: requestBudgetSeconds
     reportSender: sender

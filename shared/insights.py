@@ -7,6 +7,7 @@ rows into the response models of :mod:`shared.models`. Nothing here knows HTTP.
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import hashlib
 import json
@@ -151,12 +152,23 @@ class Insights:
         *,
         status_grace: timedelta = builder.DEFAULT_STATUS_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        signer: Signer | None = None,
+        signer: Signer | Callable[[], Signer] | None = None,
     ) -> None:
         self.source = source
         self.status_grace = status_grace
         self.clock = clock
-        self.signer = signer or Signer.from_setting(None)
+        self._signer = signer or Signer.from_setting(None)
+
+    @property
+    def signer(self) -> Signer:
+        """The key of continuation tokens (``Services`` hands a provider that raises in Azure without a key)."""
+        return self._signer if isinstance(self._signer, Signer) else self._signer()
+
+    def signing_with(self, signer: Callable[[], Signer]) -> Insights:
+        """These use cases over the same source and clock, signing with *signer*."""
+        clone = copy.copy(self)
+        clone._signer = signer
+        return clone
 
     # -- query construction (also used by `python -m shared kql`) ----------------------------
 
@@ -229,6 +241,7 @@ class Insights:
         return assemble_trace(params.message_id, result, now=self.clock(), status_grace=self.status_grace), result
 
     def search(self, params: SearchParams) -> SearchPage:
+        signer = self.signer  # first: without a usable key the search is refused before it runs
         query, cursor, fingerprint = self._search_plan(params)
         result = self.source.run(query)
         rows = [SearchRow.model_validate(_fields(record)) for record in result.records()]
@@ -247,7 +260,7 @@ class Insights:
             if cursor is not None and cursor.send_time == last:
                 ties += cursor.skip
             start, end = query.timespan[0], query.timespan[1] - self.status_grace
-            token = PageCursor(start, end, last, ties, fingerprint).encode(self.signer)
+            token = PageCursor(start, end, last, ties, fingerprint).encode(signer)
         return SearchPage(value=page, continuation_token=token, **_partial(result))
 
     def stats(self, kind: str, params: StatsParams) -> StatsResult:

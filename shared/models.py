@@ -876,6 +876,12 @@ class Health(_Out):
     report_email: ComponentHealth | None = Field(
         None, description="Whether the latest daily report email went out; null when no report email is configured."
     )
+    link_signing: str = Field(
+        "configured",
+        description="The key of poll links and continuation tokens: 'configured' (LINK_SIGNING_KEY), 'development "
+        "key' (a local run without one: public, protects nothing), or 'missing: ' and the reason (Azure without a "
+        "usable key: signed routes answer 503 and the service is degraded).",
+    )
 
 
 # --------------------------------------------------------------------------- the daily report (issue 12)
@@ -1030,8 +1036,9 @@ class Subscription(_Out):
     statuses: list[str] | None = Field(None, description="The filter's final statuses, when it has them.")
     secret: str | None = Field(
         None,
-        description="HMAC-SHA256 key of each push's X-Signature header (sha256=hex of the body); shown only when the "
-        "subscription is created.",
+        description="The signing secret (whsec_ and base64 of 32 bytes), shown only when the subscription is "
+        "created: verify each push's webhook-signature with any Standard Webhooks library (keyed with the bytes "
+        "after whsec_), or its X-Signature (sha256= hex HMAC-SHA256 of the body, keyed with this whole string).",
     )
     created_at: UtcDateTime
     expires_at: UtcDateTime

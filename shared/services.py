@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from shared.insights import Insights
 from shared.logs.source import LogSource
 from shared.settings import Settings
+from shared.signing import Signer, link_signer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +45,11 @@ def make_source(settings: Settings) -> LogSource:
 
 
 def make_insights(settings: Settings, source: LogSource | None = None) -> Insights:
-    return Insights(source or make_source(settings), status_grace=timedelta(hours=settings.status_grace_hours))
+    return Insights(
+        source or make_source(settings),
+        status_grace=timedelta(hours=settings.status_grace_hours),
+        signer=lambda: link_signer(settings.link_signing_key, in_azure=settings.in_azure),
+    )
 
 
 class Services:
@@ -62,7 +67,8 @@ class Services:
     ) -> None:
         self.settings = settings
         self.clock = clock or (insights.clock if insights is not None else lambda: datetime.now(UTC))
-        self._insights = insights
+        # An Insights handed in (tests) signs with this deployment's key too: one key per Services.
+        self._insights = insights.signing_with(lambda: self.signer) if insights is not None else None
         self._summaries = summaries
         self._state = state
         self._subscriptions = subscriptions
@@ -80,11 +86,22 @@ class Services:
         return timedelta(hours=self.settings.status_grace_hours)
 
     @property
+    def signer(self) -> Signer:
+        """The key of poll links and continuation tokens (``LINK_SIGNING_KEY``); in Azure without one, raises
+        ``LinkSigningUnavailable`` (503 naming the setting) rather than fall back to the public development key."""
+        return link_signer(self.settings.link_signing_key, in_azure=self.settings.in_azure)
+
+    @property
     def insights(self) -> Insights:
         """The use cases over the configured log source (one source, and its connections, per Services)."""
         with self._lock:
             if self._insights is None:
-                self._insights = Insights(make_source(self.settings), status_grace=self.status_grace, clock=self.clock)
+                self._insights = Insights(
+                    make_source(self.settings),
+                    status_grace=self.status_grace,
+                    clock=self.clock,
+                    signer=lambda: self.signer,
+                )
             return self._insights
 
     @property
@@ -127,6 +144,7 @@ class Services:
         with self._lock:
             if self._push is None:
                 from shared.models import TraceParams
+                from shared.push.callbacks import system_resolver
                 from shared.push.delivery import Push
 
                 self._push = Push(
@@ -135,7 +153,9 @@ class Services:
                     trace=lambda message_id: self.insights.trace(TraceParams(message_id=message_id)),
                     clock=self.clock,
                     status_grace=self.status_grace,
-                    allow_loopback_http=not self.settings.workspace_id,
+                    allow_loopback_http=not self.settings.in_azure,
+                    resolve=system_resolver if self.settings.in_azure else None,
+                    max_subscriptions=self.settings.max_subscriptions,
                 )
             return self._push
 

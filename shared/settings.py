@@ -65,7 +65,12 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "LINK_SIGNING_KEY",
         None,
         "HMAC key (at least 32 characters) that signs continuation tokens and poll links; a development key "
-        "is used when unset locally.",
+        "is used when unset locally; in Azure, signed routes answer 503 without it.",
+    ),
+    SettingSpec(
+        "MAX_SUBSCRIPTIONS",
+        "1000",
+        "Most push subscriptions that may exist at once (expired ones count until deleted); beyond it, 409.",
     ),
     SettingSpec("REQUEST_BUDGET_SECONDS", "25", "Time budget of one HTTP request, Log Analytics retries included."),
     SettingSpec(
@@ -103,6 +108,8 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}
+#: Set by App Service / Functions on every instance in Azure (a platform variable, not an app setting).
+AZURE_INSTANCE_VARIABLE = "WEBSITE_INSTANCE_ID"
 
 
 def load_local_settings(path: str | Path | None = "local.settings.json") -> dict[str, str]:
@@ -167,6 +174,15 @@ class Settings:
     acs_connection_string: str | None = None
     suppression_list_id: str | None = None
     arm_endpoint: str | None = None
+    max_subscriptions: int = 1000
+    #: ``WEBSITE_INSTANCE_ID`` is set: the app runs on an Azure instance.
+    azure_instance: bool = False
+
+    @property
+    def in_azure(self) -> bool:
+        """Azure mode: a workspace configured or an Azure instance. Signed routes then need LINK_SIGNING_KEY
+        (``shared.signing.link_signer``) and callbacks must resolve to public addresses only."""
+        return bool(self.workspace_id) or self.azure_instance
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -200,4 +216,6 @@ class Settings:
             acs_connection_string=value("ACS_CONNECTION_STRING"),
             suppression_list_id=value("SUPPRESSION_LIST_ID"),
             arm_endpoint=value("ARM_ENDPOINT"),
+            max_subscriptions=number("MAX_SUBSCRIPTIONS"),
+            azure_instance=bool((os.environ if environ is None else environ).get(AZURE_INSTANCE_VARIABLE)),
         )

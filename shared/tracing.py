@@ -74,6 +74,8 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
     if store is None:
         return result
     merged = _write_back(store, params.message_id, rows)
+    if merged is not None and merged.final and not (partition is not None and partition.final):
+        services.push.message_final(params.message_id)  # no fold sees this write: its subscribers are told here
     if partition is None or not known:
         return result
     partition = merged or partition

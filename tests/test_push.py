@@ -55,6 +55,8 @@ class Receiver:
         self.statuses = list(statuses)
         self.hang = hang
         self.received: list[tuple[dict[str, str], bytes]] = []
+        #: Every POST, whatever it was answered.
+        self.requests: list[tuple[dict[str, str], bytes]] = []
         self.arrived = 0
         self.changed = threading.Condition()
         receiver = self
@@ -64,6 +66,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.changed:
                     receiver.arrived += 1
+                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     receiver.changed.notify_all()
                 if receiver.hang is not None:
                     receiver.hang.wait(WAIT_SECONDS)
@@ -458,8 +461,17 @@ def test_a_message_that_never_ends_is_pushed_as_it_stands_after_the_status_grace
     with serve(services) as host:
         sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "messageId": "msg-02-pending"})
         run_timer(host.base_url)  # dave never gets a final status: nothing to push yet
-        assert receiver.arrived == 0 and services.subscriptions.outbox() == []
-        clock.advance(services.status_grace.total_seconds())  # the grace since the send (11:00 on the 10th)
+        # The push waits in the outbox for its deadline: the grace since the send, which the follower's rows
+        # made known (the subscription, knowing nothing of the message then, counted from itself).
+        [waiting] = services.subscriptions.outbox()
+        assert receiver.arrived == 0 and waiting.waiting and waiting.subscription_id == sub["id"]
+        partition = services.state.read("msg-02-pending")
+        sent = partition.send_time_bound() if partition is not None else None
+        assert sent is not None and sent < FIXTURE_NOW and waiting.due_at == sent + services.status_grace
+        clock.now = sent + services.status_grace - timedelta(seconds=1)
+        run_timer(host.base_url)
+        assert receiver.arrived == 0  # not yet
+        clock.advance(1)
         run_timer(host.base_url)
         receiver.wait_for(1)
         run_timer(host.base_url)

@@ -31,6 +31,7 @@ param logAnalyticsFunctions bool
 param stateTable string
 param subscriptionsTable string
 param followSchedule string
+param maxSubscriptions int
 @secure()
 @description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
 param linkSigningKey string
@@ -68,6 +69,7 @@ var appLevelSettings = [
   { name: 'STATE_TABLE', value: stateTable }
   { name: 'SUBSCRIPTIONS_TABLE', value: subscriptionsTable }
   { name: 'FOLLOW_SCHEDULE', value: followSchedule }
+  { name: 'MAX_SUBSCRIPTIONS', value: string(maxSubscriptions) }
   // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
   { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
   { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }

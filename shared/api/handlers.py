@@ -6,6 +6,7 @@ mapping happen once, in ``shared.api.dispatch``. Recipient addresses never reach
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -17,6 +18,9 @@ from shared.api.http import Call, json_response, retry_after_header, text_respon
 from shared.api.render import bounces_csv, summaries_csv
 from shared.models import ComponentHealth, DailySummaryList, Health, TraceResult
 from shared.services import Services
+from shared.signing import LinkSigningUnavailable
+
+log = logging.getLogger("acs_email_insights")
 
 TRACE_PENDING_RETRY_AFTER = 30
 #: How long a poll link stays valid; each 202 answer hands out a fresh one, so a client that keeps polling
@@ -31,7 +35,7 @@ def _trace_answer(call: Call, result: TraceResult) -> func.HttpResponse:
     """200 final or expired (a definite end), 202 pending with a poll link; 404 is raised by the use case."""
     if result.state == "pending":
         services = call.services
-        token = services.insights.signer.poll_token(result.message_id, services.clock(), POLL_LINK_LIFE)
+        token = services.signer.poll_token(result.message_id, services.clock(), POLL_LINK_LIFE)
         path = urlsplit(call.url).path.rstrip("/")
         location = call.link(path if path.endswith("/poll") else path + "/poll", token=token)
         headers = {"Location": location, **retry_after_header(TRACE_PENDING_RETRY_AFTER)}
@@ -40,13 +44,14 @@ def _trace_answer(call: Call, result: TraceResult) -> func.HttpResponse:
 
 
 def trace_message(call: Call) -> func.HttpResponse:
+    call.services.signer  # noqa: B018 - a trace may hand out a poll link: refused at once without a usable key
     return _trace_answer(call, tracing.trace_message(call.services, call.params))
 
 
 def poll_message_trace(call: Call) -> func.HttpResponse:
     """The 202's Location: no function key, but a token signed for this one message that expires."""
     services = call.services
-    services.insights.signer.check_poll_token(call.params.token, call.params.message_id, services.clock())
+    services.signer.check_poll_token(call.params.token, call.params.message_id, services.clock(), POLL_LINK_LIFE)
     return _trace_answer(call, tracing.trace_message(services, call.params.trace()))
 
 
@@ -153,15 +158,25 @@ def health(call: Call) -> func.HttpResponse:
         store_ok, store_detail = False, getattr(exc, "detail", type(exc).__name__)
     table_store = ComponentHealth(name="tableStorage", reachable=store_ok, detail=store_detail)
     report_email = _report_email_health(services) if store_ok else None
+    link_signing = _link_signing_health(services)
     # A failed report email is shown, but the API still serves: it does not make the service degraded.
-    healthy = ok and store_ok
+    healthy = ok and store_ok and not link_signing.startswith("missing")
     body = Health(
         status="ok" if healthy else "degraded",
         log_source=log_source,
         table_store=table_store,
         report_email=report_email,
+        link_signing=link_signing,
     )
     return json_response(body, 200 if healthy else 503)
+
+
+def _link_signing_health(services: Services) -> str:
+    try:
+        return "development key" if services.signer.development else "configured"
+    except LinkSigningUnavailable as exc:
+        log.error("link signing refused: %s", exc.detail)  # names the setting, never its value
+        return "missing: " + exc.detail
 
 
 def _report_email_health(services: Services) -> ComponentHealth | None:

@@ -21,10 +21,18 @@ Retries follow Event Grid's schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 
 and 24 h; 12 attempts over about two days, then the outcome is dropped with a warning (subscription and
 delivery ids only). The 10 s and 30 s retries run in this process when it is still up, else at the next
 timer run, so the first retry comes within a minute either way. A 410 answer ends the subscription; a 400
-or 413 drops that one outcome; a redirect counts as a failure.
+or 413 drops that one outcome; a redirect counts as a failure. In Azure a callback whose host now resolves
+to an address it must not reach is not sent (``shared.push.callbacks``): a failed attempt, retried likewise.
 
 A message that never becomes final still ends: once the status grace (``STATUS_GRACE_HOURS``) has passed
-since its send (or since the subscription, for a message never seen), the timer pushes its trace as it stands.
+since its send (or since the subscription, for a message never seen then), the timer pushes its trace as it
+stands. That push is written to the outbox when the subscription is made, due at that deadline (``Waiting``);
+the message becoming final makes it due at once. So a timer run reads what is due and nothing else: idle
+subscriptions cost it nothing (benchmarks/push.py). A trace whose write-back makes a message final (which no
+fold sees) calls :meth:`Push.message_final`.
+
+At most ``MAX_SUBSCRIPTIONS`` unexpired subscriptions exist at once; one more is refused with 409 (two
+instances creating at the same moment may pass the limit by one each).
 
 Expiry: a filter subscription lasts 7 days; a message subscription lasts the status grace plus a day.
 Expired subscriptions stop matching at once, and are deleted with their outbox entries once nothing can be
@@ -37,6 +45,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -44,18 +53,18 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from shared.errors import InvalidInput, ServiceError
+from shared.errors import Conflict, InvalidInput, ServiceError
 from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription
 from shared.push.callbacks import (
     ATTEMPT_HEADER,
     CALLBACK_TIMEOUT_SECONDS,
     DELIVERY_ID_HEADER,
-    SIGNATURE_HEADER,
     SUBSCRIPTION_ID_HEADER,
     Attempt,
+    Resolver,
     check_callback_url,
     post,
-    signature,
+    push_headers,
 )
 from shared.push.subscriptions import OutboxEntry, SubscriptionRecord, SubscriptionStore, delivery_id
 from shared.state.partition import Partition, RecipientState, bounce_of, recipient_row_key
@@ -138,15 +147,24 @@ class Push:
         clock: Callable[[], datetime],
         status_grace: timedelta,
         allow_loopback_http: bool,
+        resolve: Resolver | None = None,
+        max_subscriptions: int = 1000,
         timeout: float = CALLBACK_TIMEOUT_SECONDS,
         workers: int = WORKERS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """*resolve*: in Azure, how callback hosts are resolved (``system_resolver``), every address then held
+        to be public at subscription and at each delivery; None locally. *wall_clock*: the time each push's
+        ``webhook-timestamp`` carries (the receiver compares it with its own clock, never the test clock)."""
         self._store = store
         self._state = state
         self._trace = trace
         self.clock = clock
         self.status_grace = status_grace
         self.allow_loopback_http = allow_loopback_http
+        self.resolve = resolve
+        self.max_subscriptions = max_subscriptions
+        self.wall_clock = wall_clock
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
         self._lock = threading.Lock()
@@ -164,10 +182,16 @@ class Push:
 
     def subscribe(self, body: CreateSubscriptionBody) -> Subscription:
         """Create a subscription (InvalidInput naming the field at fault); the answer carries its secret."""
-        url = check_callback_url(body.callback_url, allow_loopback_http=self.allow_loopback_http)
+        url = check_callback_url(body.callback_url, allow_loopback_http=self.allow_loopback_http, resolve=self.resolve)
         if (body.message_id is None) == (body.filter is None):
             raise InvalidInput.parameter("messageId", "give either messageId or filter (exactly one)")
         now = self.clock()
+        if len(self.store.active(now)) >= self.max_subscriptions:
+            raise Conflict(
+                f"{self.max_subscriptions} subscriptions exist already (setting MAX_SUBSCRIPTIONS): delete one, "
+                "or wait for one to expire",
+                title="Too many subscriptions",
+            )
         if body.message_id is not None:
             record = self.store.create(
                 "message",
@@ -194,13 +218,16 @@ class Push:
         """``on_change`` for the fold, or None while nobody subscribed (its writes are then cheaper: see
         ``shared.state.store.StateStore.apply``). Raises while the table cannot be read, so the
         batch is retried rather than an outcome missed."""
-        return self.on_change if self.store.active(self.clock()) else None
+        return self.on_change if self.store.any_active(self.clock()) else None
 
     def on_change(self, changes: Sequence[PartitionChange]) -> None:
-        """Outbox entries for what *changes* made final, then immediate attempts (not waited for)."""
+        """Outbox entries for what *changes* made final, then immediate attempts (not waited for). The
+        subscriptions are listed only when something changed: an idle run reads one entity (``hook``)."""
+        if not changes:
+            return
         now = self.clock()
         subscriptions = self.store.active(now)
-        if not subscriptions or not changes:
+        if not subscriptions:
             return
         by_message: dict[str, list[SubscriptionRecord]] = {}
         filters = [s for s in subscriptions if s.kind == "filter"]
@@ -209,9 +236,14 @@ class Push:
                 by_message.setdefault(subscription.message_id, []).append(subscription)
         queued: list[str] = []
         for change in changes:
-            if change.became_final:
-                for subscription in by_message.get(change.message_id, ()):
+            for subscription in by_message.get(change.message_id, ()):
+                if change.became_final:
                     queued += self._enqueue_message(subscription, now)
+                elif (sent := change.after.send_time_bound()) is not None and sent < subscription.created_at:
+                    # The send is known now: the deadline counts from it, not from the subscription.
+                    entry_id = delivery_id(subscription.id, "final")
+                    if self.store.advance(entry_id, now, sent + self.status_grace) and sent + self.status_grace <= now:
+                        queued.append(entry_id)
             if filters:
                 for recipient in change.recipients_became_final():
                     body: bytes | None = None
@@ -223,10 +255,25 @@ class Push:
             self.submit(entry_id)
 
     def _enqueue_message(self, subscription: SubscriptionRecord, now: datetime) -> list[str]:
+        """The message's push due now: its waiting entry advanced, or (made before entries waited) written."""
         assert subscription.message_id is not None
+        entry_id = delivery_id(subscription.id, "final")
         added = self.store.enqueue(subscription.id, subscription.message_id, "final", None, now)
-        self.store.mark_queued(subscription.id)
-        return [delivery_id(subscription.id, "final")] if added else []
+        if added:
+            self.store.mark_queued(subscription.id)
+        return [entry_id] if added or self.store.advance(entry_id, now) else []
+
+    def message_final(self, message_id: str) -> None:
+        """A trace's write-back made *message_id* final (no fold saw it): its subscribers' pushes become due.
+        Never raises: the trace that calls it has answered already."""
+        try:
+            now = self.clock()
+            for subscription in self.store.active(now):
+                if subscription.kind == "message" and subscription.message_id == message_id:
+                    for entry_id in self._enqueue_message(subscription, now):
+                        self.submit(entry_id)
+        except ServiceError as exc:
+            logger.warning("push: cannot queue the pushes of a message a trace made final: %s", exc.title)
 
     def _enqueue_outcome(
         self,
@@ -243,22 +290,25 @@ class Push:
         return [delivery_id(subscription.id, outcome)] if added else []
 
     def _catch_up(self, subscription: SubscriptionRecord) -> list[str]:
-        """A message subscription whose message is over with and was not seen to change: queue it now.
+        """A new message subscription's one outbox entry: due now when the message is over with, else waiting
+        for its deadline.
 
-        Over with: final already (before the subscription, or made final by a trace's write-back, which no hook
-        sees), or past the status grace since its send (or, never seen, since the subscription) without ever
-        being final: the message will not change any more, so the flow waiting on it gets the trace as it
-        stands (a definite end) rather than nothing.
+        Over with: final already, or past the status grace since its send without ever being final: the
+        message will not change any more, so the flow waiting on it gets the trace as it stands (a definite
+        end) rather than nothing. Not over: the entry waits until the grace ends since the send (or, for a
+        message not seen yet, since now), unless the message becomes final first (``_enqueue_message``).
         """
         assert subscription.message_id is not None
         try:
             partition = self._state().read(subscription.message_id)
-        except ServiceError as exc:  # the state store down: the next timer run tries again
+        except ServiceError as exc:  # the state store down: wait for the fold or the deadline
             logger.warning("push: cannot read the state for subscription %s: %s", subscription.id, exc.title)
-            return []
+            partition = None
         now = self.clock()
         started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
         if not (partition is not None and partition.final) and now < started + self.status_grace:
+            deadline = started + self.status_grace
+            self.store.enqueue(subscription.id, subscription.message_id, "final", None, now, waiting_until=deadline)
             return []
         queued = self._enqueue_message(subscription, now)
         for entry_id in queued:
@@ -268,22 +318,18 @@ class Push:
     # -- the timer ---------------------------------------------------------------------------------
 
     def run_due(self) -> dict[str, Any]:
-        """The timer's part: queue final messages nobody saw change, clean up, deliver what is due (bounded)."""
+        """The timer's part: clean up, deliver what is due (bounded). It reads the outbox entries that are due
+        and the subscriptions long expired, never the idle ones (message deadlines wait in the outbox)."""
         now = self.clock()
-        subscriptions = self.store.all()
-        caught_up = 0
-        for subscription in subscriptions:
-            if subscription.kind == "message" and not subscription.queued and subscription.active(now):
-                caught_up += len(self._catch_up(subscription))
-        removed = self._clean_up(subscriptions, now)
+        removed = self._clean_up(now)
         futures = [f for entry in self.store.due(now, DUE_PER_RUN) if (f := self.submit(entry.id)) is not None]
         done, _ = wait(futures, timeout=RUN_WAIT_SECONDS)
         delivered = sum(1 for future in done if future.exception() is None and future.result())
-        return {"caughtUp": caught_up, "removed": removed, "attempted": len(futures), "delivered": delivered}
+        return {"removed": removed, "attempted": len(futures), "delivered": delivered}
 
-    def _clean_up(self, subscriptions: Sequence[SubscriptionRecord], now: datetime) -> int:
+    def _clean_up(self, now: datetime) -> int:
         """Subscriptions past expiry + retry horizon, and tombstones past the horizon, are deleted (bounded)."""
-        dead = [s.id for s in subscriptions if s.expires_at + RETRY_HORIZON < now]
+        dead = [s.id for s in self.store.expired_before(now - RETRY_HORIZON, DUE_PER_RUN)]
         for subscription_id in dead:
             with contextlib.suppress(ServiceError):
                 self.store.delete(subscription_id)
@@ -348,12 +394,13 @@ class Push:
                 subscription.callback_url,
                 body,
                 {
-                    SIGNATURE_HEADER: signature(subscription.secret, body),
+                    **push_headers(subscription.secret, claimed.id, int(self.wall_clock()), body),
                     DELIVERY_ID_HEADER: claimed.id,
                     SUBSCRIPTION_ID_HEADER: subscription.id,
                     ATTEMPT_HEADER: str(claimed.attempts + 1),
                 },
                 timeout=self.timeout,
+                resolve=self.resolve,
             )
             return self._record(subscription, claimed, body, attempt)
         finally:
@@ -401,7 +448,8 @@ class Push:
             self.store.drop(entry)
             return False
         delay = RETRY_DELAYS[entry.attempts]
-        logger.info("push: delivery %s %s; retry in %s", entry.id, attempt.reason, delay)
+        log = logger.warning if attempt.blocked else logger.info
+        log("push: delivery %s %s; retry in %s", entry.id, attempt.reason, delay)
         self.store.reschedule(entry, now + delay, body)
         if delay <= IN_PROCESS_RETRY:
             timer = threading.Timer(delay.total_seconds(), self.submit, args=(entry.id,))

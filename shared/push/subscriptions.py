@@ -10,6 +10,11 @@ of two workers only one wins), so an entry is POSTed by one worker at a time, an
 leaves it due again once the lease ends. A delivered entry is kept, with no due time, as the outcome's
 tombstone until its subscription is gone, so the same outcome reported again is not pushed twice.
 
+A message subscription's one entry is written when it is made, ``Waiting`` and due when the message's
+status grace ends (its push as it stands): so the timer reads only what is due, never the idle
+subscriptions. When the message becomes final sooner, :meth:`SubscriptionStore.advance` makes the entry due
+at once (the first claim drops ``Waiting``, so a claimed entry is never advanced into a second attempt).
+
 The storage connection is the summaries' (``SUMMARY_STORAGE``, resolved by :mod:`shared.storage`).
 """
 
@@ -35,6 +40,7 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 
 from shared.errors import NotFound, ServiceError, Unavailable, UpstreamFailure
+from shared.push.callbacks import new_secret
 from shared.settings import Settings
 from shared.storage import TableStore, public_endpoint
 
@@ -87,6 +93,8 @@ class OutboxEntry:
     created_at: datetime
     body: bytes | None = field(default=None, repr=False)
     etag: str | None = field(default=None, repr=False, compare=False)
+    #: Due only at its message's deadline unless advanced (see the module docstring); never attempted yet.
+    waiting: bool = False
 
 
 def delivery_id(subscription_id: str, outcome: str) -> str:
@@ -158,7 +166,7 @@ class SubscriptionStore(TableStore):
             id=secrets.token_hex(16),
             kind=kind,
             callback_url=callback_url,
-            secret=secrets.token_urlsafe(32),
+            secret=new_secret(),
             created_at=now,
             expires_at=expires_at,
             message_id=message_id,
@@ -182,7 +190,9 @@ class SubscriptionStore(TableStore):
             self.client.create_entity({k: v for k, v in entity.items() if v is not None})
         except AzureError as exc:
             raise self.error("creating a subscription", exc) from exc
-        self.forget()
+        with self._lock:  # seen at once by this instance, without reading every subscription again
+            if self._cache is not None:
+                self._cache = (self._cache[0], [*self._cache[1], record])
         return record
 
     def get(self, subscription_id: str) -> SubscriptionRecord | None:
@@ -228,14 +238,56 @@ class SubscriptionStore(TableStore):
                 self._cache = (time.monotonic(), records)
         return [record for record in records if record.active(now)]
 
+    def any_active(self, now: datetime) -> bool:
+        """Whether an unexpired subscription exists: the cached list when fresh, else one entity read."""
+        with self._lock:
+            if self._cache is not None and time.monotonic() - self._cache[0] < CACHE_SECONDS:
+                return any(record.active(now) for record in self._cache[1])
+        try:
+            pages = self.client.query_entities(
+                "PartitionKey eq @pk and ExpiresAt gt @now",
+                parameters={"pk": SUBSCRIPTION_PARTITION, "now": now},
+                results_per_page=1,
+                select=["RowKey"],
+            )
+            return next(iter(pages), None) is not None
+        except ResourceNotFoundError:
+            self._table_ready = False
+            return False
+        except AzureError as exc:
+            raise self.error("reading the subscriptions", exc) from exc
+
+    def expired_before(self, cutoff: datetime, limit: int) -> list[SubscriptionRecord]:
+        """Subscriptions that expired before *cutoff* (at most *limit*): the timer's clean-up reads only these."""
+        try:
+            pages = self.client.query_entities(
+                "PartitionKey eq @pk and ExpiresAt lt @cutoff",
+                parameters={"pk": SUBSCRIPTION_PARTITION, "cutoff": cutoff},
+                results_per_page=min(limit, 1000),
+            )
+            return [_record(entity) for _, entity in zip(range(limit), pages, strict=False)]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise self.error("reading the subscriptions", exc) from exc
+
     def forget(self) -> None:
         with self._lock:
             self._cache = None
 
     # -- outbox --------------------------------------------------------------------------------
 
-    def enqueue(self, subscription_id: str, message_id: str, outcome: str, body: bytes | None, now: datetime) -> bool:
-        """Add an outcome to push, due now; False when it is there already (a duplicate)."""
+    def enqueue(
+        self,
+        subscription_id: str,
+        message_id: str,
+        outcome: str,
+        body: bytes | None,
+        now: datetime,
+        *,
+        waiting_until: datetime | None = None,
+    ) -> bool:
+        """Add an outcome to push, due now (or, ``Waiting``, at *waiting_until*); False when it is there already."""
         self.ensure_table()
         entity = {
             "PartitionKey": OUTBOX_PARTITION,
@@ -244,8 +296,9 @@ class SubscriptionStore(TableStore):
             "MessageId": message_id,
             "Outcome": outcome,
             "Attempts": 0,
-            "DueAt": now,
+            "DueAt": waiting_until or now,
             "CreatedAt": now,
+            **({"Waiting": True} if waiting_until is not None else {}),
             **_body_properties(body),
         }
         try:
@@ -301,6 +354,16 @@ class SubscriptionStore(TableStore):
         """Every outbox entity, delivered ones included (tests and clean-up)."""
         entities = self._query("reading the outbox", "PartitionKey eq @pk", {"pk": OUTBOX_PARTITION})
         return [_entry(entity) for entity in entities]
+
+    def advance(self, entry_id: str, now: datetime, due_at: datetime | None = None) -> bool:
+        """Make a ``Waiting`` entry due *now* (or, still waiting, at a sooner *due_at*); False when it is not
+        waiting (claimed, attempted, delivered) or due by then already."""
+        entry = self.entry(entry_id)
+        due_at = now if due_at is None or due_at <= now else due_at
+        if entry is None or not entry.waiting or entry.due_at is None or entry.due_at <= due_at:
+            return False
+        waiting = {"Waiting": True} if due_at > now else {}
+        return self._update(entry, {"DueAt": due_at, **waiting}) is not None
 
     def claim(self, entry: OutboxEntry, until: datetime) -> OutboxEntry | None:
         """Take *entry* for one attempt (its due time moves to *until*); None when another worker has it."""
@@ -391,4 +454,5 @@ def _entry(entity: Mapping[str, Any], etag: str | None = None) -> OutboxEntry:
         created_at=_utc(entity.get("CreatedAt")) or datetime.min.replace(tzinfo=UTC),
         body=_body_of(entity),
         etag=etag or metadata.get("etag"),
+        waiting=bool(entity.get("Waiting")),
     )
