@@ -361,10 +361,10 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
             FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
             "other"),
         BounceType = case(
-            FinalDeliveryStatus == "Delivered", "Not Applicable",
+            FinalDeliveryStatus in ("Delivered", "Suppressed", "Quarantined", "FilteredSpam"), "Not Applicable",
+            FinalDeliveryStatus !in ("Bounced", "Failed"), "Unknown",
             IsHardBounce =~ "true", "Hard Bounce",
             IsHardBounce =~ "false", "Soft Bounce",
-            FinalDeliveryStatus !in ("Bounced", "Failed"), "Unknown",
             EnhancedBounce == "hard", "Hard Bounce",
             EnhancedBounce == "soft", "Soft Bounce",
             EnhancedSubjectBounce == "hard", "Hard Bounce",
@@ -375,7 +375,8 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
             CodeClass == "4", "Soft Bounce",
             "Unknown"),
         BounceTypeSource = case(
-            FinalDeliveryStatus == "Delivered", "notApplicable",
+            FinalDeliveryStatus in ("Delivered", "Suppressed", "Quarantined", "FilteredSpam"), "notApplicable",
+            FinalDeliveryStatus !in ("Bounced", "Failed"), "unknown",
             IsHardBounce in~ ("true", "false"), "reported",
             FinalDeliveryStatus in ("Bounced", "Failed") and (EnhancedBounce in ("hard", "soft")
                 or EnhancedSubjectBounce in ("hard", "soft") or SmtpBounce in ("hard", "soft")

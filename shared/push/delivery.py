@@ -3,7 +3,9 @@
 Who is told what:
 
 * a message subscription gets the message's trace (the ``TraceResult`` body ``GET /api/messages/{id}``
-  answers) once, when the message becomes final;
+  answers, built by the same state-first trace: no log query once the state is final) once, when the message
+  becomes final; a trace that is still pending when the attempt is made is not sent (the attempt counts as
+  failed and is retried on the schedule), so a pending body is never recorded as the delivered outcome;
 * a filter subscription gets a :class:`~shared.models.RecipientOutcome` for each recipient that becomes final
   and matches its sender and statuses (a later, different final status is a new outcome).
 
@@ -258,7 +260,7 @@ class Push:
             return []
         now = self.clock()
         started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
-        if not (partition is not None and partition.final) and now < started + self.status_grace:
+        if not (partition is not None and partition.final_at(now)) and now < started + self.status_grace:
             return []
         queued = self._enqueue_message(subscription, now)
         for entry_id in queued:
@@ -344,6 +346,8 @@ class Push:
                 body = claimed.body if claimed.body is not None else self._build(claimed)
             except ServiceError as exc:  # the trace's log source is down: retried on the schedule
                 return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
+            if body is None:  # not final yet: nothing is sent, and the attempt is retried
+                return self._record(subscription, claimed, None, Attempt(None, "the message is not final yet"))
             attempt = post(
                 subscription.callback_url,
                 body,
@@ -373,9 +377,13 @@ class Push:
         if following is not None:
             self.submit(following)
 
-    def _build(self, entry: OutboxEntry) -> bytes:
-        """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""
-        return model_bytes(self._trace(entry.message_id))
+    def _build(self, entry: OutboxEntry) -> bytes | None:
+        """A message subscription's body: the trace, built at the first attempt and then kept for the retries;
+        None while the trace is still pending (a definite end, final or expired, is the only thing pushed)."""
+        trace = self._trace(entry.message_id)
+        if getattr(trace, "state", None) == "pending":
+            return None
+        return model_bytes(trace)
 
     def _record(
         self, subscription: SubscriptionRecord, entry: OutboxEntry, body: bytes | None, attempt: Attempt
