@@ -32,10 +32,10 @@ EXPANDED: Final = "Expanded"
 EXPANSION_QUIET: Final = timedelta(minutes=15)
 #: An observation dated further ahead of its arrival than this is not believed (clocks drift by seconds).
 FUTURE_TOLERANCE: Final = timedelta(minutes=10)
-#: An observation dated further back than this before its arrival is not believed either: no message older than
-#: the longest lookback (90 days) is traced, its statuses come within the status grace, and Event Grid retries
-#: for a day.
-MAX_AGE: Final = timedelta(days=93)
+#: An observation dated further back than this before its arrival is not believed either: Event Grid retries for
+#: a day, and no log row is older than Log Analytics' longest interactive retention (two years), which a follower
+#: catching up or a trace's write-back may read.
+MAX_AGE: Final = timedelta(days=731)
 
 BounceLabel = str  # "Hard Bounce" | "Soft Bounce" | "Not Applicable" | "Unknown"
 
