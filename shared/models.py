@@ -446,6 +446,19 @@ class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
 
+#: Top-level fields left out when they carry nothing (they only appear when they say something).
+_OPTIONAL_TOP_LEVEL = ("partial", "warning", "nextLink", "continuationToken")
+
+
+def contract_body(model: BaseModel) -> dict[str, Any]:
+    """A result as the API answers it (and a push carries it): JSON values, camelCase, empty extras left out."""
+    body: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    for key in _OPTIONAL_TOP_LEVEL:
+        if key in body and body[key] is None:
+            del body[key]
+    return body
+
+
 class SendInfo(_Out):
     send_time: UtcDateTime
     message_size_mb: float | None = Field(None, description="Message size in MB.")

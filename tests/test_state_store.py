@@ -18,6 +18,7 @@ from shared.state.partition import (
     EngagementObservation,
     Observation,
     Partition,
+    RegistrationObservation,
     SendObservation,
     StatusObservation,
     partition_entities,
@@ -165,6 +166,12 @@ observation_strategy = st.one_of(
         st.sampled_from((None, "https://c.com/1", "https://c.com/2")),
     ),
     st.builds(lambda n, t: send(MID, n, t), st.integers(1, 3), st.integers(0, 2)),
+    st.builds(
+        lambda n, t, named: RegistrationObservation(MID, T0 + timedelta(minutes=t), n, RECIPIENTS[:n] if named else ()),
+        st.integers(1, 3),
+        st.integers(0, 2),
+        st.booleans(),
+    ),
 )
 
 

@@ -47,7 +47,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from shared.errors import InvalidInput, ServiceError
-from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription
+from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription, contract_body
 from shared.push.callbacks import (
     ATTEMPT_HEADER,
     CALLBACK_TIMEOUT_SECONDS,
@@ -109,7 +109,8 @@ def outcome_body(partition: Partition, recipient: RecipientState) -> bytes:
 
 
 def model_bytes(model: BaseModel) -> bytes:
-    return json.dumps(model.model_dump(mode="json", by_alias=True), ensure_ascii=False).encode("utf-8")
+    """The body as the API renders the same model (a message push is byte for byte GET's body, bar ``asOf``)."""
+    return json.dumps(contract_body(model), ensure_ascii=False).encode("utf-8")
 
 
 def _sender_matches(wanted: str, sender: str | None) -> bool:
