@@ -133,6 +133,28 @@ def test_a_registration_contradicting_the_send_row_is_409(world: tuple[Services,
         assert call("PUT", url, {"expectedRecipients": 3})[0] == 201
 
 
+def test_a_subscription_whose_registration_conflicts_is_409_and_not_created(
+    world: tuple[Services, CountingSource, Clock],
+) -> None:
+    services, _, _ = world
+    mid = "reg-" + uuid.uuid4().hex
+    services.state.apply(mid, [SendObservation(mid, ago(10), 0.1, 0, 3, 0, 0, 3)])
+    with serve(services) as host:
+        url = f"{host.base_url}/api/subscriptions"
+        hook = "http://127.0.0.1:9/hook"
+        status, _, problem = call("POST", url, {"callbackUrl": hook, "messageId": mid, "recipients": ["a@x.com"]})
+        assert status == 409, problem
+        assert services.subscriptions.all() == []
+        no_message = call("POST", url, {"callbackUrl": hook, "filter": {}, "recipients": ["a@x.com"]})
+        assert no_message[0] == 400 and no_message[2]["errors"][0]["parameter"] == "recipients"
+        fine = call(
+            "POST", url, {"callbackUrl": hook, "messageId": mid, "recipients": ["a@x.com", "b@x.com", "c@x.com"]}
+        )
+        assert fine[0] == 201
+    registration = services.state.read(mid)
+    assert registration is not None and registration.message.expected_recipients == 3
+
+
 def test_events_alone_never_make_a_message_final(world: tuple[Services, CountingSource, Clock]) -> None:
     """No send row anywhere (the logs do not know the message): one Delivered is not the whole answer."""
     services, _, clock = world
