@@ -406,3 +406,25 @@ def test_partition_bounce_follows_the_rule() -> None:
     from shared.state.partition import bounce_of
 
     assert bounce_of(recipient.final) == ("Not Applicable", "notApplicable")
+
+
+def test_only_a_fault_of_the_message_sets_it_aside_never_an_outage() -> None:
+    """The fold sets a message aside for what concerns it alone; a store that is down, throttles or refuses the
+    credential fails the whole fold instead (the journal keeps everything for the next run)."""
+    from azure.core.exceptions import HttpResponseError
+
+    from shared.state.ingest import _this_message
+    from shared.state.store import StateStoreError, StateStoreUnavailable, UnreadableState
+
+    def failure(kind: type[Exception], status: int) -> Exception:
+        cause = HttpResponseError(message="x")
+        cause.status_code = status
+        error = kind("x")
+        error.__cause__ = cause
+        return error
+
+    assert _this_message(UnreadableState("x")) and _this_message(ValueError("x"))
+    assert _this_message(failure(StateStoreError, 400)) and _this_message(failure(StateStoreError, 413))
+    assert not _this_message(failure(StateStoreError, 403))
+    assert not _this_message(failure(StateStoreUnavailable, 503))
+    assert not _this_message(failure(StateStoreUnavailable, 429))

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from shared.errors import Unavailable
+from azure.core.exceptions import HttpResponseError
+
 from shared.state.events import DeliveryReport, EventError, Report, parse_events
 from shared.state.journal import JournalEntry
 from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
-from shared.state.store import PartitionChange, StateStore
+from shared.state.store import PartitionChange, StateStore, StateStoreError, UnreadableState
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +146,23 @@ def _isolated(
     message_id, observations = item
     try:
         return store.apply(message_id, observations, whole_partition=whole, seen_at=seen_at)
-    except Unavailable:
-        raise  # the store itself: the whole fold is retried
-    except Exception as exc:  # this message only; the reason names the error class, never its text (addresses)
+    except Exception as exc:
+        if not _this_message(exc):
+            raise  # the store itself (down, throttled, denied): the whole fold is retried
+        # The reason names the error class, never its text (which may hold an address).
         reason = f"its message's state could not be written ({type(exc).__name__})"
         logger.warning("state: message set aside: %s", reason)
         store.set_aside([(observation, reason) for observation in observations])
         return None
+
+
+def _this_message(exc: BaseException) -> bool:
+    """Whether a write failed for its message alone: state that cannot be read back, a value that cannot be
+    encoded, or an entity the service refuses as such (400, 413); never an outage or a credential."""
+    if isinstance(exc, UnreadableState | ValueError | TypeError | OverflowError):
+        return True
+    cause = exc.__cause__
+    return isinstance(exc, StateStoreError) and isinstance(cause, HttpResponseError) and cause.status_code in (400, 413)
 
 
 def log_event_errors(errors: Sequence[EventError]) -> None:
