@@ -49,6 +49,7 @@ MAX_ENGAGEMENT_KEYS: Final = 1_000
 Source = Literal["events", "logs"]
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_BEFORE: Final = "dated before its message's send, beyond the clock-skew allowance"
 
 
 def recipient_row_key(address: str) -> str:
@@ -270,12 +271,13 @@ class RecipientState:
         """A distribution list: no final status, and its latest status is ``Expanded``."""
         return self.final is None and self.latest is not None and self.latest[1] == rules.EXPANDED
 
-    def times(self) -> list[datetime]:
-        """Every time observed of this recipient."""
+    def times(self, *, engagement: bool = True) -> list[datetime]:
+        """Every time observed of this recipient (``engagement=False``: of its delivery statuses only)."""
         found = [record.time for record in (self.event_final, self.log_final) if record is not None]
         if self.latest is not None:
             found.append(self.latest[0])
-        found += [t for t in (self.first_engagement, self.last_engagement) if t is not None]
+        if engagement:
+            found += [t for t in (self.first_engagement, self.last_engagement) if t is not None]
         return found
 
     def views(self) -> int:
@@ -286,13 +288,16 @@ class RecipientState:
 
     # -- merges -------------------------------------------------------------------------------
 
-    def apply_status(self, observation: StatusObservation) -> None:
+    def apply_status(self, observation: StatusObservation, *, merge: bool = True) -> None:
+        """Merge a status (``merge=False``: only that it was seen; its status is set aside, see Partition)."""
         assert observation.recipient is not None
         self.address = min(self.address, observation.recipient)
         if observation.source == "events":
             self.seen_events = True
         else:
             self.seen_logs = True
+        if not merge:
+            return
         if observation.status in FINAL_STATUSES:
             record = FinalRecord.of(observation)
             if observation.source == "events":
@@ -303,6 +308,21 @@ class RecipientState:
             candidate = (observation.time, observation.status, observation.source)
             if self.latest is None or candidate > self.latest:
                 self.latest = candidate
+
+    def drop_before(self, bound: datetime) -> list[tuple[str, FinalRecord | tuple[datetime, str, str]]]:
+        """Forget statuses dated before *bound* (the send less the clock-skew allowance); what was dropped, by
+        source. A final record kept is the latest of its source, so a dropped one hid no believable one."""
+        dropped: list[tuple[str, FinalRecord | tuple[datetime, str, str]]] = []
+        if self.event_final is not None and self.event_final.time < bound:
+            dropped.append(("events", self.event_final))
+            self.event_final = None
+        if self.log_final is not None and self.log_final.time < bound:
+            dropped.append(("logs", self.log_final))
+            self.log_final = None
+        if self.latest is not None and self.latest[0] < bound:
+            dropped.append((self.latest[2], self.latest))
+            self.latest = None
+        return dropped
 
     def apply_engagement(self, observation: EngagementObservation) -> None:
         self.address = min(self.address, observation.recipient)
@@ -407,10 +427,12 @@ class Partition:
             message.first_seen = _min_time(message.first_seen, seen_at)
             if isinstance(observation, SendObservation):
                 message.apply_send(observation)
+                self._drop_before_send()
             else:
                 message.sender = _min_text(message.sender, observation.sender)
                 message.resource_id = _min_text(message.resource_id, observation.resource_id)
-                message.apply_message_status(observation)
+                if not self._before_send(observation):
+                    message.apply_message_status(observation)
             return
         key = recipient_row_key(observation.recipient)
         recipient = self.recipients.get(key)
@@ -420,9 +442,45 @@ class Partition:
         recipient.sender = _min_text(recipient.sender, observation.sender)
         recipient.resource_id = _min_text(recipient.resource_id, observation.resource_id)
         if isinstance(observation, StatusObservation):
-            recipient.apply_status(observation)
+            recipient.apply_status(observation, merge=not self._before_send(observation))
         else:
             recipient.apply_engagement(observation)
+
+    def _send_bound(self) -> datetime | None:
+        send = self.message.send
+        return None if send is None else send.send_time - rules.CLOCK_SKEW_ALLOWANCE
+
+    def _before_send(self, observation: StatusObservation) -> bool:
+        """A status dated before its send (less the allowance) is set aside, as when the send comes after it
+        (:meth:`_drop_before_send`): either order gives the same state."""
+        bound = self._send_bound()
+        if bound is None or observation.time >= bound:
+            return False
+        self.set_aside.append((observation, _BEFORE))
+        return True
+
+    def settle(self) -> None:
+        """Set aside what is dated before the send (less the allowance) but was stored before the send was known
+        to the write (a write that does not read the message entity cannot tell): readers never believe it, and
+        the next write of the partition removes it."""
+        if self.message.send is not None:
+            self._drop_before_send()
+
+    def _drop_before_send(self) -> None:
+        bound = self._send_bound()
+        assert bound is not None
+        status = self.message.message_status
+        if status is not None and status[0] < bound:
+            self.message.message_status = None
+            self.set_aside.append((StatusObservation(self.message_id, None, status[1], status[0], "events"), _BEFORE))
+        for recipient in self.recipients.values():
+            for source, dropped in recipient.drop_before(bound):
+                if isinstance(dropped, FinalRecord):
+                    values = {f.name: getattr(dropped, f.name) for f in fields(dropped)}
+                    observation = StatusObservation(self.message_id, recipient.address, source=source, **values)  # type: ignore[arg-type]
+                else:
+                    observation = StatusObservation(self.message_id, recipient.address, dropped[1], dropped[0], source)  # type: ignore[arg-type]
+                self.set_aside.append((observation, _BEFORE))
 
     # -- what the partition says -------------------------------------------------------------
 
@@ -467,7 +525,7 @@ class Partition:
             finals=sum(1 for r in roster if r.resolved),
             waiting=sum(1 for r in roster if not r.resolved and not r.expanded),
             lists=sum(1 for r in roster if r.expanded),
-            latest=max(self._times(), default=None),
+            latest=max(self._times(engagement=False), default=None),
             now=now,
         )
 
@@ -476,10 +534,10 @@ class Partition:
         """Final as a write sees it (no clock: a message with an expanded list waits for a reader's clock)."""
         return self.final_at(None)
 
-    def _times(self) -> list[datetime]:
+    def _times(self, *, engagement: bool = True) -> list[datetime]:
         times = [] if self.message.message_status is None else [self.message.message_status[0]]
         for recipient in self.recipients.values():
-            times += recipient.times()
+            times += recipient.times(engagement=engagement)
         return times
 
     def send_time_bound(self) -> datetime | None:
@@ -677,6 +735,7 @@ def partition_from_entities(message_id: str, entities: Iterable[Mapping[str, Any
             partition.message = message_from_entity(entity)
         elif key.startswith(RECIPIENT_PREFIX):
             partition.recipients[key] = recipient_from_entity(entity)
+    partition.settle()
     return partition
 
 

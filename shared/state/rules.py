@@ -11,7 +11,8 @@
   and a message with one is final only once the member events have been quiet for :data:`EXPANSION_QUIET`.
   With no expected count the answer waits (pending, then expired at the status grace): never a guess.
 * **times within reason** (:func:`time_fault`): an observation dated more than :data:`FUTURE_TOLERANCE` after it
-  arrived, or more than :data:`MAX_AGE` before, is set aside with its reason, never stored as it came.
+  arrived, or more than :data:`MAX_AGE` before, is set aside with its reason, never stored as it came; so is a
+  status dated more than :data:`CLOCK_SKEW_ALLOWANCE` before its message's send (``shared.state.partition``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ EXPANDED: Final = "Expanded"
 EXPANSION_QUIET: Final = timedelta(minutes=15)
 #: An observation dated further ahead of its arrival than this is not believed (clocks drift by seconds).
 FUTURE_TOLERANCE: Final = timedelta(minutes=10)
+#: A status dated this much before its message's send is not believed (clocks drift by seconds; a status a little
+#: before the send is kept and flagged ``clockSkew``).
+CLOCK_SKEW_ALLOWANCE: Final = timedelta(minutes=10)
 #: An observation dated further back than this before its arrival is not believed either: Event Grid retries for
 #: a day, and no log row is older than Log Analytics' longest interactive retention (two years), which a follower
 #: catching up or a trace's write-back may read.

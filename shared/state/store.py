@@ -49,8 +49,10 @@ from shared.state.partition import (
     Observation,
     Partition,
     RecipientState,
+    StatusObservation,
     copy_partition,
     group_by_message,
+    observation_time,
     partition_entities,
     partition_from_entities,
 )
@@ -297,7 +299,12 @@ class StateStore(TableStore):
         if MESSAGE_ROW_KEY in created and fresh.written:
             after.message = fresh.after.message
         after.recipients.update(fresh.after.recipients)
-        return PartitionChange(fresh.message_id, fresh.written, before, after)
+        written = fresh.written
+        after.settle()
+        if after.set_aside:  # a send just created, statuses stored before it dated earlier: rewritten without them
+            written += self._write(after, {str(entity["RowKey"]): entity for entity in others})
+            self.set_aside(after.set_aside)
+        return PartitionChange(fresh.message_id, written, before, after)
 
     def _write(self, partition: Partition, stored: Mapping[str, Any]) -> int:
         operations: list[tuple[Any, ...]] = []
@@ -355,7 +362,7 @@ class StateStore(TableStore):
             text = json.dumps(encode(observation), separators=(",", ":"), sort_keys=True)
             entity = {
                 "PartitionKey": SET_ASIDE_PARTITION,
-                "RowKey": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                "RowKey": _set_aside_key(observation),
                 "MessageId": observation.message_id,
                 "Reason": reason[:1024],
                 "Observation": text[:30_000],
@@ -442,6 +449,16 @@ def _comparable(entity: Mapping[str, Any]) -> dict[str, Any]:
                 value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, UTC
             )
     return values
+
+
+def _set_aside_key(observation: Observation) -> str:
+    """The same report set aside twice (as it came, or as a stored record rebuilt) is one entity."""
+    identity = [type(observation).__name__, observation.message_id, observation_time(observation).isoformat()]
+    if isinstance(observation, StatusObservation):
+        identity += [(observation.recipient or "").lower(), observation.status, observation.source]
+    else:
+        identity.append(json.dumps(encode(observation), sort_keys=True))
+    return hashlib.sha256("\x1f".join(identity).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _unreadable(exc: Exception) -> UnreadableState:
