@@ -53,7 +53,7 @@ def bounce_type(
 ) -> tuple[str, str]:
     """(bounce type label, its source) of a recipient's final status: the one bounce rule (module docstring)."""
     if status not in BOUNCE_STATUSES:
-        return ("Not Applicable", "notApplicable") if status in FINAL_STATUSES else ("Unknown", "unknown")
+        return ("Not Applicable", "notApplicable") if status else ("Unknown", "unknown")
     reported = str(is_hard_bounce).strip().lower() if is_hard_bounce is not None else ""
     if reported in ("true", "false"):
         return ("Hard Bounce" if reported == "true" else "Soft Bounce"), "reported"
