@@ -62,12 +62,11 @@ from shared.models import (
 )
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
 from shared.signing import Signer
+from shared.state import rules
+from shared.state.rules import EXPANDED
 
 #: How far past "now" a trace still looks, for clocks that run slightly ahead.
 TRACE_CLOCK_TOLERANCE = timedelta(minutes=5)
-#: A recipient whose latest event is one of these is resolved (a distribution list's members
-#: are traced as recipients of their own).
-RESOLVING_STATUSES = frozenset(FINAL_STATUSES) | {"Expanded"}
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -484,27 +483,29 @@ def assemble_trace(
     )
     if send is None and not message_events and not recipients:
         return trace
-    return conclude_trace(trace, now=now, status_grace=status_grace, need_expected=False)
+    return conclude_trace(trace, now=now, status_grace=status_grace)
 
 
 def _resolved(recipient: TraceRecipient) -> bool:
-    if recipient.final_delivery_status is not None:
-        return True
-    return bool(recipient.events) and recipient.events[-1].delivery_status in RESOLVING_STATUSES
+    return recipient.final_delivery_status is not None
+
+
+def _expanded(recipient: TraceRecipient) -> bool:
+    """A distribution list: no final status, its latest event ``Expanded`` (its members report on their own)."""
+    return not _resolved(recipient) and bool(recipient.events) and recipient.events[-1].delivery_status == EXPANDED
 
 
 _COUNT_FIELDS = {status: snake(status) for status in FINAL_STATUSES}
 
 
 def conclude_trace(
-    trace: TraceResult, *, now: datetime | None, status_grace: timedelta, need_expected: bool
+    trace: TraceResult, *, now: datetime | None, status_grace: timedelta, expected: int | None = None
 ) -> TraceResult:
     """Fill in state, outcome, counts and the recipients still without a final status: the one rule.
 
-    * failed: a message-level terminal status (the message failed as a whole);
-    * final when as many recipients are resolved (a final status, or ``Expanded``) as the send expected;
-      without a send row, ``need_expected`` decides: the delivery state (events carry no recipient count)
-      waits for it, a log trace (which sees every row there is) takes the recipients it found;
+    * final by :func:`shared.state.rules.message_final`: failed as a whole, or the expected recipients known
+      (the send row's count, else ``expected``: the app's registration) and every known recipient final, as
+      many as expected (a distribution list resolves through its members, once they have been quiet);
     * final: delivered (every final status Delivered), notDelivered (none), partiallyDelivered (some);
     * not final: pending, or expired once the send (or, unknown, its earliest event) is older than the status
       grace: a definite end, the unresolved recipients listed by address and counted against the expected.
@@ -515,19 +516,25 @@ def conclude_trace(
         if status in _COUNT_FIELDS:
             counts[_COUNT_FIELDS[status]] = counts.get(_COUNT_FIELDS[status], 0) + 1
     trace.counts = StatusCounts(**counts)
-    expected = trace.send.unique_recipients_count if trace.send is not None else None
+    if trace.warning == NO_EXPECTED_WARNING:  # said by a part merged here, which knew less
+        trace.warning = None
+    if trace.send is not None and trace.send.unique_recipients_count is not None:
+        expected = trace.send.unique_recipients_count
     trace.expected_recipients = expected
-    resolved = sum(1 for recipient in trace.recipients if _resolved(recipient))
-    unresolved = [r.recipient_id for r in trace.recipients if not _resolved(r)]
+    finals = sum(1 for recipient in trace.recipients if _resolved(recipient))
+    unresolved = [r.recipient_id for r in trace.recipients if not _resolved(r) and not _expanded(r)]
     terminal = any(event.delivery_status in MESSAGE_TERMINAL_STATUSES for event in trace.message_events)
-    if terminal:
-        final = True
-    elif expected:
-        final = resolved >= expected
-    else:
-        final = not need_expected and bool(trace.recipients) and not unresolved
+    final = rules.message_final(
+        terminal=terminal,
+        expected=expected,
+        finals=finals,
+        waiting=len(unresolved),
+        lists=sum(1 for recipient in trace.recipients if _expanded(recipient)),
+        latest=max(_observed_times(trace), default=None),
+        now=now,
+    )
     trace.pending_recipients = [] if final else unresolved
-    trace.unresolved_count = None if final or not expected else max(0, expected - resolved)
+    trace.unresolved_count = None if final else rules.unresolved_count(expected, finals)
     if final:
         trace.state = "final"
         delivered = counts.get("delivered", 0)
@@ -544,14 +551,25 @@ def conclude_trace(
         trace.state = trace.outcome = "expired"
     else:
         trace.state = trace.outcome = "pending"
+    if not expected and not terminal:
+        trace.warning = trace.warning or NO_EXPECTED_WARNING
     return trace
+
+
+#: Why a message whose every known recipient is final still waits.
+NO_EXPECTED_WARNING = (
+    "The number of recipients is not known yet (no send row logged, no registration): the message is final once "
+    "it is. Register the send with PUT /api/messages/{messageId} to be told at once."
+)
+
+
+def _observed_times(trace: TraceResult) -> list[datetime]:
+    times = [event.time for event in trace.message_events]
+    times += [event.time for recipient in trace.recipients for event in recipient.events]
+    times += [r.final_status_time for r in trace.recipients if r.final_status_time is not None]
+    return times
 
 
 def _send_time_bound(trace: TraceResult) -> datetime | None:
     """The send time, or when there is no send row the earliest event (the send came before it)."""
-    if trace.send is not None:
-        return trace.send.send_time
-    times = [event.time for event in trace.message_events]
-    times += [event.time for recipient in trace.recipients for event in recipient.events]
-    times += [r.final_status_time for r in trace.recipients if r.final_status_time is not None]
-    return min(times) if times else None
+    return rules.send_time_bound(trace.send.send_time if trace.send is not None else None, _observed_times(trace))

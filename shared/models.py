@@ -446,6 +446,19 @@ class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
 
+#: Top-level fields left out when they carry nothing (they only appear when they say something).
+_OPTIONAL_TOP_LEVEL = ("partial", "warning", "nextLink", "continuationToken")
+
+
+def contract_body(model: BaseModel) -> dict[str, Any]:
+    """A result as the API answers it (and a push carries it): JSON values, camelCase, empty extras left out."""
+    body: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    for key in _OPTIONAL_TOP_LEVEL:
+        if key in body and body[key] is None:
+            del body[key]
+    return body
+
+
 class SendInfo(_Out):
     send_time: UtcDateTime
     message_size_mb: float | None = Field(None, description="Message size in MB.")
@@ -882,6 +895,11 @@ class Health(_Out):
         "key' (a local run without one: public, protects nothing), or 'missing: ' and the reason (Azure without a "
         "usable key: signed routes answer 503 and the service is degraded).",
     )
+    set_aside: int | None = Field(
+        None,
+        description="Events and log rows the delivery state set aside (a time not within reason of their arrival, "
+        "or a message whose state could not be written); null when the state store cannot be read.",
+    )
 
 
 # --------------------------------------------------------------------------- the daily report (issue 12)
@@ -1001,6 +1019,64 @@ class SubscriptionFilter(_Params):
     )
 
 
+#: Recipients one email may have (To, Cc and Bcc together): ACS's limit per send request.
+MAX_MESSAGE_RECIPIENTS = 50
+REGISTERED_RECIPIENTS_DESCRIPTION = (
+    "The message's recipients (To, Cc and Bcc), as sent: the trace lists them waiting from the first second and "
+    f"is final as soon as each has a final status. At most {MAX_MESSAGE_RECIPIENTS}; an address twice (in any "
+    "case) counts once."
+)
+
+
+def _distinct_addresses(addresses: list[str] | None) -> list[str] | None:
+    if addresses is None:
+        return None
+    seen: dict[str, str] = {}
+    for address in addresses:
+        seen.setdefault(address.lower(), address)
+    return list(seen.values())
+
+
+class RegisterMessageBody(_Params):
+    """What the app knows of a message it sent: its recipients, or how many there are."""
+
+    recipients: list[Address] | None = Field(
+        None, min_length=1, max_length=MAX_MESSAGE_RECIPIENTS, description=REGISTERED_RECIPIENTS_DESCRIPTION
+    )
+    expected_recipients: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_MESSAGE_RECIPIENTS,
+        description="How many distinct recipients the message was sent to, when their addresses are not given.",
+    )
+
+    @model_validator(mode="after")
+    def _one_count(self) -> RegisterMessageBody:
+        distinct = _distinct_addresses(self.recipients)
+        if distinct is None and self.expected_recipients is None:
+            raise ValueError("give recipients or expectedRecipients")
+        if distinct is not None and self.expected_recipients not in (None, len(distinct)):
+            raise ValueError("expectedRecipients differs from the number of distinct recipients")
+        return self
+
+    def distinct_recipients(self) -> list[str]:
+        return _distinct_addresses(self.recipients) or []
+
+    def count(self) -> int:
+        return len(self.distinct_recipients()) or int(self.expected_recipients or 0)
+
+
+class RegisterParams(_Params):
+    message_id: MessageId = Field(description=MESSAGE_ID_DESCRIPTION)
+
+
+class MessageRegistration(_Out):
+    message_id: str
+    expected_recipients: int = Field(description="The recipients the trace waits for.")
+    recipients: list[str] | None = Field(None, description="Their addresses, when they were given.")
+    registered_at: UtcDateTime = Field(description="When the message was first registered.")
+
+
 class CreateSubscriptionBody(_Params):
     """A push subscription: one message (messageId) or every recipient outcome matching a filter."""
 
@@ -1010,6 +1086,13 @@ class CreateSubscriptionBody(_Params):
     )
     filter: SubscriptionFilter | None = Field(
         None, description="Push each recipient outcome that matches. Give messageId or filter, not both."
+    )
+    recipients: list[Address] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MESSAGE_RECIPIENTS,
+        description="With messageId: registers the message's recipients too (as PUT /api/messages/{messageId}), so "
+        "the push comes as soon as each has a final status.",
     )
 
 
@@ -1022,6 +1105,9 @@ class MessageSubscriptionBody(_Params):
         json_schema_extra={"x-ms-notification-url": True, "x-ms-visibility": "internal"},
     )
     message_id: MessageId = Field(description=MESSAGE_ID_DESCRIPTION)
+    recipients: list[Address] | None = Field(
+        None, min_length=1, max_length=MAX_MESSAGE_RECIPIENTS, description=REGISTERED_RECIPIENTS_DESCRIPTION
+    )
 
 
 class SubscriptionParams(_Params):

@@ -143,14 +143,15 @@ class Services:
         """
         with self._lock:
             if self._push is None:
-                from shared.models import TraceParams
                 from shared.push.callbacks import system_resolver
                 from shared.push.delivery import Push
+                from shared.tracing import push_trace
 
                 self._push = Push(
                     lambda: self.subscriptions,
                     state=lambda: self.state,
-                    trace=lambda message_id: self.insights.trace(TraceParams(message_id=message_id)),
+                    # What GET /api/messages/{id} answers: the state first, no log query once it is final.
+                    trace=lambda message_id: push_trace(self, message_id),
                     clock=self.clock,
                     status_grace=self.status_grace,
                     allow_loopback_http=not self.settings.in_azure,

@@ -5,22 +5,24 @@ The use case behind ``GET /api/messages/{id}`` (and its poll link); it sits betw
 
 1. Read the message's partition of the delivery state (:class:`shared.state.store.StateStore`), with its
    observations still in the journal (events and log rows not folded into the partition yet).
-2. **Final** there (failed as a whole, or as many recipients resolved as the send expected), or **expired**
-   there (the send row is stored and older than ``STATUS_GRACE_HOURS``): answer from the state, with no
+2. **Final** there (:func:`shared.state.rules.message_final`: failed as a whole, or its expected recipients
+   known, from the send row or the app's registration, and every one final), or **expired** there (its
+   expected recipients known and the send older than ``STATUS_GRACE_HOURS``): answer from the state, with no
    log query (``source: "state"``).
 3. Otherwise (unknown, pending, or expected recipients not known yet: events carry no recipient count) run
    the log trace (:meth:`shared.insights.Insights.trace`), write what it found back into the state as
    observations of source ``logs`` (so the next trace costs no query), and answer the logs merged with the
    state (``source: "logs"`` when the state held nothing of the message, ``"state"`` when the logs held
-   nothing of it, else ``"both"``). A message known only from events is final once every recipient
-   the events named is resolved and the logs, asked, know no more.
+   nothing of it, else ``"both"``). A message known only from events, with no count anywhere, is never
+   final: it is pending (202) until the count is known, and expired after the status grace.
 4. Nothing anywhere: 404. ``Retry-After`` (:data:`NOT_FOUND_RETRY_AFTER` s) is sent only while the id could
    still be within ingestion delay of its send: for :data:`NOT_FOUND_RETRY_WINDOW` (30 minutes) from the
    first time anyone asked for it (recorded in the state, :meth:`StateStore.record_asked`); after that a
    plain 404. Without a reachable state store the first-asked time cannot be kept, so every 404 carries it.
 
 The state store down (unreachable, misconfigured) never fails a trace: it falls back to the log query, as
-before the state existed, and after a failed read the store is skipped for :data:`STATE_BACKOFF` seconds.
+before the state existed, and after a failed read the store is skipped for :data:`STATE_BACKOFF` seconds. One
+message's state that cannot be read back is answered from the logs too (the store stays in use).
 ``asOf`` is when the answer was read.
 """
 
@@ -30,10 +32,10 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import NotFound, ServiceError
-from shared.insights import RESOLVING_STATUSES, conclude_trace
+from shared.errors import Conflict, NotFound, ServiceError
+from shared.insights import conclude_trace
 from shared.logs.source import QueryResult
 from shared.models import (
     BOUNCE_TYPE_OF_LABEL,
@@ -44,10 +46,15 @@ from shared.models import (
     TraceResult,
     TraceSendInfo,
 )
-from shared.services import Services
+from shared.schemas import FINAL_STATUSES
 from shared.state.follower import observation_of_row
-from shared.state.partition import FinalRecord, Partition, RecipientState, bounce_of
-from shared.state.store import StateStore
+from shared.state.partition import FinalRecord, Partition, RecipientState, RegistrationObservation, bounce_of
+from shared.state.rules import EXPANDED
+from shared.state.store import StateStore, UnreadableState
+
+if TYPE_CHECKING:
+    from shared.models import MessageRegistration, RegisterMessageBody
+    from shared.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,8 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
     known = partition is not None and _known(partition)
     if partition is not None and known:
         answer = trace_from_state(partition, now=now, status_grace=grace)
-        if answer.state == "final" or (answer.state == "expired" and partition.message.send is not None):
+        counted = partition.message.expected_recipients is not None
+        if answer.state == "final" or (answer.state == "expired" and counted):
             return answer
     result, rows = services.insights.trace_with_rows(params)
     if result.state == "notFound" and not known:
@@ -80,9 +88,9 @@ def trace_message(services: Services, params: TraceParams) -> TraceResult:
         return result
     partition = merged or partition
     if result.state == "notFound":
-        # The logs hold nothing (yet) of a message the events told of: the state is the whole answer, and
-        # the recipients it knows are all there is to wait for.
-        return trace_from_state(partition, now=now, status_grace=grace, need_expected=False)
+        # The logs hold nothing (yet) of a message the events told of: the state is the whole answer (pending
+        # until its expected recipients are known).
+        return trace_from_state(partition, now=now, status_grace=grace)
     return merge_traces(result, partition, now=now, status_grace=grace)
 
 
@@ -112,6 +120,9 @@ def _read(store: StateStore, message_id: str) -> tuple[StateStore | None, Partit
         return None, None
     try:
         return store, store.read(message_id)
+    except UnreadableState as exc:  # this message's state only: answered from the logs, the store stays in use
+        logger.warning("trace: a message's delivery state is unreadable, using the log query: %s", exc.detail)
+        return store, None
     except ServiceError as exc:
         _SKIP_UNTIL[id(store)] = time.monotonic() + STATE_BACKOFF
         logger.warning("trace: delivery state unreadable, using the log query: %s", exc.detail)
@@ -182,14 +193,9 @@ def _not_found(params: TraceParams, retry_after: int | None) -> NotFound:
 # --------------------------------------------------------------------------- state -> answer
 
 
-def trace_from_state(
-    partition: Partition, *, now: datetime, status_grace: timedelta, need_expected: bool = True
-) -> TraceResult:
-    """The trace contract from the delivery state alone (``source: "state"``).
-
-    ``need_expected``: final only once the expected recipients are known (events carry no count), unless a
-    log query has just looked and found no more (then the recipients the state knows are all there are).
-    """
+def trace_from_state(partition: Partition, *, now: datetime, status_grace: timedelta) -> TraceResult:
+    """The trace contract from the delivery state alone (``source: "state"``): the registered recipients no
+    report has named yet are listed, waiting."""
     message = partition.message
     send = None
     if message.send is not None:
@@ -209,7 +215,7 @@ def trace_from_state(
     if message.message_status is not None:
         message_events.append(StatusEvent(time=message.message_status[0], delivery_status=message.message_status[1]))
     send_time = message.send.send_time if message.send is not None else None
-    recipients = [_recipient(r, send_time) for r in partition.recipients.values()]
+    recipients = [_recipient(r, send_time) for r in partition.roster().values()]
     recipients.sort(key=lambda r: r.recipient_id.lower())
     trace = TraceResult(
         message_id=partition.message_id,
@@ -220,7 +226,7 @@ def trace_from_state(
         message_events=message_events,
         recipients=recipients,
     )
-    return conclude_trace(trace, now=now, status_grace=status_grace, need_expected=need_expected)
+    return conclude_trace(trace, now=now, status_grace=status_grace, expected=message.expected_recipients)
 
 
 def _recipient(recipient: RecipientState, send_time: datetime | None) -> TraceRecipient:
@@ -306,7 +312,7 @@ def merge_traces(logs: TraceResult, partition: Partition, *, now: datetime, stat
             "recipients": sorted(by_address.values(), key=lambda r: r.recipient_id.lower()),
         }
     )
-    return conclude_trace(merged, now=now, status_grace=status_grace, need_expected=False)
+    return conclude_trace(merged, now=now, status_grace=status_grace, expected=partition.message.expected_recipients)
 
 
 def _newer(candidate: TraceRecipient, current: TraceRecipient) -> bool:
@@ -316,4 +322,61 @@ def _newer(candidate: TraceRecipient, current: TraceRecipient) -> bool:
 
 
 def _resolves(recipient: TraceRecipient) -> bool:
-    return bool(recipient.events) and recipient.events[-1].delivery_status in RESOLVING_STATUSES
+    return bool(recipient.events) and recipient.events[-1].delivery_status in (*FINAL_STATUSES, EXPANDED)
+
+
+# --------------------------------------------------------------------------- the app's registration of a send
+
+
+def register_message(
+    services: Services, message_id: str, body: RegisterMessageBody
+) -> tuple[bool, MessageRegistration]:
+    """``PUT /api/messages/{id}``: store whom the message was sent to (True when new, False when the same
+    registration is stored already). Conflict when it contradicts the send row or an earlier registration.
+
+    The registration is an observation like any other (journaled, folded, merged in any order), so the trace
+    answers from it at once: the registered recipients waiting by address, final once each is.
+    """
+    from shared.models import MessageRegistration
+
+    registration = RegistrationObservation(
+        message_id=message_id,
+        time=services.clock(),
+        expected_recipients=body.count(),
+        recipients=tuple(body.distinct_recipients()),
+    )
+    store = services.state
+    partition = store.read(message_id)
+    stored = partition.message.registration if partition is not None else None
+    send = partition.message.send if partition is not None else None
+    if send is not None and send.unique_recipients_count not in (None, registration.expected_recipients):
+        raise _conflict(message_id, f"the send row names {send.unique_recipients_count} recipients")
+    if stored is not None and not stored.same_as(registration):
+        raise _conflict(message_id, "it was registered with other recipients")
+    if stored is None:
+        store.append([registration])
+    kept = stored or registration
+    answer = MessageRegistration(
+        message_id=message_id,
+        expected_recipients=kept.expected_recipients,
+        recipients=list(kept.recipients) or None,
+        registered_at=kept.time,
+    )
+    return stored is None, answer
+
+
+def _conflict(message_id: str, why: str) -> Conflict:
+    return Conflict(
+        f"The registration of message {message_id} contradicts what is known: {why}.",
+        title="Registration conflicts",
+        fields={"messageId": message_id},
+    )
+
+
+def push_trace(services: Services, message_id: str) -> TraceResult:
+    """A message subscription's push: the answer ``GET /api/messages/{id}`` gives now (state first), and for a
+    message never seen at all the notFound trace (the definite end the timer pushes after the grace)."""
+    try:
+        return trace_message(services, TraceParams(message_id=message_id))
+    except NotFound:
+        return TraceResult(message_id=message_id, state="notFound", as_of=services.clock())

@@ -212,7 +212,7 @@ def test_first_seen_is_when_the_journal_got_it_not_when_it_was_folded(store: Sta
     from datetime import UTC, datetime
 
     mid = message_id()
-    early = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    early = datetime(2026, 3, 10, 10, 5, tzinfo=UTC)  # the event (10:01) arrived 4 min later
     store.clock = lambda: early
     try:
         store.append([status(mid, "a@x.com", "Delivered", 1)])

@@ -18,6 +18,7 @@ from shared.state.partition import (
     EngagementObservation,
     Observation,
     Partition,
+    RegistrationObservation,
     SendObservation,
     StatusObservation,
     partition_entities,
@@ -153,7 +154,7 @@ observation_strategy = st.one_of(
         ),
         st.sampled_from((*RECIPIENTS, None)),
         st.sampled_from(("Delivered", "Bounced", "Failed", "Expanded", "OutForDelivery", "Dropped", "Whatever")),
-        st.integers(0, 3),
+        st.sampled_from((0, 1, 2, 3, -30)),  # -30: before any send less the clock-skew allowance (set aside)
         st.sampled_from(("events", "logs")),
         st.sampled_from((None, "550", "250")),
     ),
@@ -165,6 +166,12 @@ observation_strategy = st.one_of(
         st.sampled_from((None, "https://c.com/1", "https://c.com/2")),
     ),
     st.builds(lambda n, t: send(MID, n, t), st.integers(1, 3), st.integers(0, 2)),
+    st.builds(
+        lambda n, t, named: RegistrationObservation(MID, T0 + timedelta(minutes=t), n, RECIPIENTS[:n] if named else ()),
+        st.integers(1, 3),
+        st.integers(0, 2),
+        st.booleans(),
+    ),
 )
 
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from shared import tracing
 from shared.api.http import Call, json_response, retry_after_header, text_response, wants
 from shared.api.render import bounces_csv, summaries_csv
-from shared.models import ComponentHealth, DailySummaryList, Health, TraceResult
+from shared.errors import InvalidInput, ServiceError
+from shared.models import ComponentHealth, DailySummaryList, Health, RegisterMessageBody, TraceResult
 from shared.services import Services
 from shared.signing import LinkSigningUnavailable
 
@@ -48,6 +49,12 @@ def trace_message(call: Call) -> func.HttpResponse:
     return _trace_answer(call, tracing.trace_message(call.services, call.params))
 
 
+def register_message(call: Call) -> func.HttpResponse:
+    """201 when the registration is new, 200 when the same one was stored already (409 raised on a conflict)."""
+    created, registration = tracing.register_message(call.services, call.params.message_id, call.body)
+    return json_response(registration, 201 if created else 200)
+
+
 def poll_message_trace(call: Call) -> func.HttpResponse:
     """The 202's Location: no function key, but a token signed for this one message that expires."""
     services = call.services
@@ -66,8 +73,19 @@ def search_messages(call: Call) -> BaseModel:
 
 
 def create_subscription(call: Call) -> func.HttpResponse:
-    """201 with the subscription (its secret shown this once) and a Location that deletes it."""
-    subscription = call.services.push.subscribe(call.body)
+    """201 with the subscription (its secret shown this once) and a Location that deletes it; with recipients,
+    the message is registered too (a conflicting registration: 409, and no subscription is left behind)."""
+    body = call.body
+    if body.recipients is not None and body.message_id is None:
+        raise InvalidInput.parameter("recipients", "registers a message's recipients: give it with messageId")
+    subscription = call.services.push.subscribe(body)
+    if body.recipients is not None:
+        assert body.message_id is not None
+        try:
+            tracing.register_message(call.services, body.message_id, RegisterMessageBody(recipients=body.recipients))
+        except ServiceError:
+            call.services.push.unsubscribe(subscription.id)
+            raise
     location = call.link(urlsplit(call.url).path.rstrip("/") + "/" + subscription.id)
     return json_response(subscription, 201, {"Location": location})
 
@@ -159,6 +177,7 @@ def health(call: Call) -> func.HttpResponse:
     table_store = ComponentHealth(name="tableStorage", reachable=store_ok, detail=store_detail)
     report_email = _report_email_health(services) if store_ok else None
     link_signing = _link_signing_health(services)
+    set_aside = _set_aside_count(services) if store_ok else None
     # A failed report email is shown, but the API still serves: it does not make the service degraded.
     healthy = ok and store_ok and not link_signing.startswith("missing")
     body = Health(
@@ -167,6 +186,7 @@ def health(call: Call) -> func.HttpResponse:
         table_store=table_store,
         report_email=report_email,
         link_signing=link_signing,
+        set_aside=set_aside,
     )
     return json_response(body, 200 if healthy else 503)
 
@@ -177,6 +197,14 @@ def _link_signing_health(services: Services) -> str:
     except LinkSigningUnavailable as exc:
         log.error("link signing refused: %s", exc.detail)  # names the setting, never its value
         return "missing: " + exc.detail
+
+
+def _set_aside_count(services: Services) -> int | None:
+    """Observations the delivery state set aside (shown, but they do not make the service degraded)."""
+    try:
+        return services.state.set_aside_count()
+    except Exception:  # the state store is reported by tableStorage already (the same account)
+        return None
 
 
 def _report_email_health(services: Services) -> ComponentHealth | None:

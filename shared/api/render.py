@@ -10,18 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.models import BOUNCE_CSV_COLUMNS, SUMMARY_CSV_COLUMNS, BounceList, DailySummary
-
-#: Top-level fields left out when they carry nothing (they only appear when they say something).
-_OPTIONAL_TOP_LEVEL = ("partial", "warning", "nextLink", "continuationToken")
+from shared.models import BOUNCE_CSV_COLUMNS, SUMMARY_CSV_COLUMNS, BounceList, DailySummary, contract_body
 
 
 def to_body(model: BaseModel) -> dict[str, Any]:
-    body: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
-    for key in _OPTIONAL_TOP_LEVEL:
-        if key in body and body[key] is None:
-            del body[key]
-    return body
+    return contract_body(model)
 
 
 def to_json(model: BaseModel, *, indent: int | None = None) -> str:

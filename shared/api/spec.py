@@ -98,7 +98,7 @@ class Webhook:
 @dataclass(frozen=True)
 class Operation:
     name: str  # function name; the operationId is its camelCase form
-    method: Literal["GET", "POST", "DELETE"]
+    method: Literal["GET", "PUT", "POST", "DELETE"]
     route: str
     auth: Auth
     tag: str
@@ -187,6 +187,27 @@ OPERATIONS: tuple[Operation, ...] = (
                 body="problem",
                 headers=("Retry-After",),
             ),
+        ),
+    ),
+    Operation(
+        "register_message",
+        "PUT",
+        "messages/{messageId}",
+        "function",
+        MESSAGES,
+        "Register a Sent Message",
+        "Tells the service whom a message was sent to (its recipients, or their number) right after the send, "
+        "so the trace lists them waiting from the first second and is final as soon as each has a final status, "
+        "without waiting for the send to be logged. Repeating the same registration is harmless (200); one that "
+        "contradicts the logged send or an earlier registration is refused (409).",
+        handler=lambda: handlers.register_message,
+        params=lambda: models.RegisterParams,
+        body=lambda: models.RegisterMessageBody,
+        response=lambda: models.MessageRegistration,
+        ok=Response(201, "Registered."),
+        responses=(
+            Response(200, "The same registration was stored already."),
+            Response(409, "It contradicts the logged send or an earlier registration.", body="problem"),
         ),
     ),
     Operation(

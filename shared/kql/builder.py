@@ -361,10 +361,10 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
             FinalDeliveryStatus in ("Quarantined", "FilteredSpam"), "content/spam",
             "other"),
         BounceType = case(
-            FinalDeliveryStatus == "Delivered", "Not Applicable",
+            FinalDeliveryStatus !in ("Bounced", "Failed"),
+                iff(isempty(FinalDeliveryStatus), "Unknown", "Not Applicable"),
             IsHardBounce =~ "true", "Hard Bounce",
             IsHardBounce =~ "false", "Soft Bounce",
-            FinalDeliveryStatus !in ("Bounced", "Failed"), "Unknown",
             EnhancedBounce == "hard", "Hard Bounce",
             EnhancedBounce == "soft", "Soft Bounce",
             EnhancedSubjectBounce == "hard", "Hard Bounce",
@@ -375,9 +375,10 @@ ENRICHMENT = r"""    | extend RecipientDomain = {RECIPIENT_DOMAIN},
             CodeClass == "4", "Soft Bounce",
             "Unknown"),
         BounceTypeSource = case(
-            FinalDeliveryStatus == "Delivered", "notApplicable",
+            FinalDeliveryStatus !in ("Bounced", "Failed"),
+                iff(isempty(FinalDeliveryStatus), "unknown", "notApplicable"),
             IsHardBounce in~ ("true", "false"), "reported",
-            FinalDeliveryStatus in ("Bounced", "Failed") and (EnhancedBounce in ("hard", "soft")
+            (EnhancedBounce in ("hard", "soft")
                 or EnhancedSubjectBounce in ("hard", "soft") or SmtpBounce in ("hard", "soft")
                 or CodeClass in ("5", "4")), "inferred",
             "unknown")""".replace("{RECIPIENT_DOMAIN}", RECIPIENT_DOMAIN)

@@ -3,7 +3,9 @@
 Who is told what:
 
 * a message subscription gets the message's trace (the ``TraceResult`` body ``GET /api/messages/{id}``
-  answers) once, when the message becomes final;
+  answers, built by the same state-first trace: no log query once the state is final) once, when the message
+  becomes final; a trace that is still pending when the attempt is made is not sent (the attempt counts as
+  failed and is retried on the schedule), so a pending body is never recorded as the delivered outcome;
 * a filter subscription gets a :class:`~shared.models.RecipientOutcome` for each recipient that becomes final
   and matches its sender and statuses (a later, different final status is a new outcome).
 
@@ -54,7 +56,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from shared.errors import Conflict, InvalidInput, ServiceError
-from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription
+from shared.models import CreateSubscriptionBody, RecipientOutcome, Subscription, contract_body
 from shared.push.callbacks import (
     ATTEMPT_HEADER,
     CALLBACK_TIMEOUT_SECONDS,
@@ -116,7 +118,8 @@ def outcome_body(partition: Partition, recipient: RecipientState) -> bytes:
 
 
 def model_bytes(model: BaseModel) -> bytes:
-    return json.dumps(model.model_dump(mode="json", by_alias=True), ensure_ascii=False).encode("utf-8")
+    """The body as the API renders the same model (a message push is byte for byte GET's body, bar ``asOf``)."""
+    return json.dumps(contract_body(model), ensure_ascii=False).encode("utf-8")
 
 
 def _sender_matches(wanted: str, sender: str | None) -> bool:
@@ -306,7 +309,7 @@ class Push:
             partition = None
         now = self.clock()
         started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
-        if not (partition is not None and partition.final) and now < started + self.status_grace:
+        if not (partition is not None and partition.final_at(now)) and now < started + self.status_grace:
             deadline = started + self.status_grace
             self.store.enqueue(subscription.id, subscription.message_id, "final", None, now, waiting_until=deadline)
             return []
@@ -390,6 +393,8 @@ class Push:
                 body = claimed.body if claimed.body is not None else self._build(claimed)
             except ServiceError as exc:  # the trace's log source is down: retried on the schedule
                 return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
+            if body is None:  # not final yet: nothing is sent, and the attempt is retried
+                return self._record(subscription, claimed, None, Attempt(None, "the message is not final yet"))
             attempt = post(
                 subscription.callback_url,
                 body,
@@ -420,9 +425,13 @@ class Push:
         if following is not None:
             self.submit(following)
 
-    def _build(self, entry: OutboxEntry) -> bytes:
-        """A message subscription's body: the trace, built at the first attempt and then kept for the retries."""
-        return model_bytes(self._trace(entry.message_id))
+    def _build(self, entry: OutboxEntry) -> bytes | None:
+        """A message subscription's body: the trace, built at the first attempt and then kept for the retries;
+        None while the trace is still pending (a definite end, final or expired, is the only thing pushed)."""
+        trace = self._trace(entry.message_id)
+        if getattr(trace, "state", None) == "pending":
+            return None
+        return model_bytes(trace)
 
     def _record(
         self, subscription: SubscriptionRecord, entry: OutboxEntry, body: bytes | None, attempt: Attempt

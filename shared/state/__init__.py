@@ -1,6 +1,7 @@
 """The delivery state: what Event Grid and the Log Analytics follower told us about each message, in Table Storage.
 
 events        Event Grid email events -> typed reports; the webhook body as the Functions host checks it
+rules         what final, resolved, bounced and a believable time mean (state, insights and tracing)
 partition     one message's state (message entity + one per recipient) and the monotone, idempotent merges
 journal       observations as they arrive, many to an entity, concurrent writers sharing requests
 store         the partitions (ETag-conditioned writes) and, for readers, the journal merged in

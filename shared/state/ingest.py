@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from azure.core.exceptions import HttpResponseError
+
 from shared.state.events import DeliveryReport, EventError, Report, parse_events
 from shared.state.journal import JournalEntry
 from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
-from shared.state.store import PartitionChange, StateStore
+from shared.state.store import PartitionChange, StateStore, StateStoreError, UnreadableState
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class WriteReport:
     messages: int = 0
     entities_written: int = 0
     became_final: list[str] = field(default_factory=list)
+    #: Messages whose observations were set aside (their state could not be written).
+    set_aside: int = 0
 
 
 @dataclass
@@ -115,14 +119,16 @@ def apply_observations(
     # only creates entities need not read the rest of its partition.
     whole = on_change is not None
 
-    def write(item: tuple[str, list[Observation]]) -> PartitionChange:
-        return store.apply(item[0], item[1], whole_partition=whole, seen_at=(seen_at or {}).get(item[0]))
+    def write(item: tuple[str, list[Observation]]) -> PartitionChange | None:
+        return _isolated(store, item, whole=whole, seen_at=(seen_at or {}).get(item[0]))
 
     if len(items) == 1:
-        changes = [write(items[0])]
+        written = [write(items[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(items)), thread_name_prefix="state-writer") as pool:
-            changes = list(pool.map(write, items))
+            written = list(pool.map(write, items))
+    changes = [change for change in written if change is not None]
+    report.set_aside += len(written) - len(changes)
     for change in changes:
         report.entities_written += change.written
         if change.became_final:
@@ -130,6 +136,33 @@ def apply_observations(
     if on_change is not None:
         on_change([change for change in changes if change.written])
     return report
+
+
+def _isolated(
+    store: StateStore, item: tuple[str, list[Observation]], *, whole: bool, seen_at: datetime | None
+) -> PartitionChange | None:
+    """One message's write; a message that cannot be written (not the store: the message) is set aside with its
+    observations and the reason, so one poisoned message never stops the rest. None when it was set aside."""
+    message_id, observations = item
+    try:
+        return store.apply(message_id, observations, whole_partition=whole, seen_at=seen_at)
+    except Exception as exc:
+        if not _this_message(exc):
+            raise  # the store itself (down, throttled, denied): the whole fold is retried
+        # The reason names the error class, never its text (which may hold an address).
+        reason = f"its message's state could not be written ({type(exc).__name__})"
+        logger.warning("state: message set aside: %s", reason)
+        store.set_aside([(observation, reason) for observation in observations])
+        return None
+
+
+def _this_message(exc: BaseException) -> bool:
+    """Whether a write failed for its message alone: state that cannot be read back, a value that cannot be
+    encoded, or an entity the service refuses as such (400, 413); never an outage or a credential."""
+    if isinstance(exc, UnreadableState | ValueError | TypeError | OverflowError):
+        return True
+    cause = exc.__cause__
+    return isinstance(exc, StateStoreError) and isinstance(cause, HttpResponseError) and cause.status_code in (400, 413)
 
 
 def log_event_errors(errors: Sequence[EventError]) -> None:

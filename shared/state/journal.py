@@ -42,6 +42,7 @@ from shared.settings import Settings
 from shared.state.partition import (
     EngagementObservation,
     Observation,
+    RegistrationObservation,
     SendObservation,
     StatusObservation,
     group_by_message,
@@ -61,6 +62,7 @@ _KINDS: Final[dict[str, type[Any]]] = {
     "status": StatusObservation,
     "send": SendObservation,
     "engagement": EngagementObservation,
+    "registration": RegistrationObservation,
 }
 _KIND_OF: Final = {cls: kind for kind, cls in _KINDS.items()}
 _TIMES: Final = frozenset({"time", "send_time"})

@@ -15,12 +15,18 @@ entities (``tests/test_state_store.py`` checks it with hypothesis):
   that status (``events``, ``logs`` or ``both``);
 * other statuses (``Expanded``, ``OutForDelivery``, values not yet documented) are kept as the latest
   non-final status and never count as final;
+* a registration (the app's ``PUT /api/messages/{id}``: the recipients or their number) is kept on the message
+  entity, the earliest if two disagree; its addresses are recipients waiting for a status until one comes;
 * engagement: the set of distinct engagement reports (a 12-hex-digit digest each, the smallest
   :data:`MAX_ENGAGEMENT_KEYS` kept), counts derived from it, first/last time, clicked URLs (the smallest
   :data:`MAX_CLICKED_URLS` kept), so a duplicate counts once;
 * send facts: the earliest send row (the trace query's ``arg_min``); sender, resource id: the smallest seen;
   first seen: the earliest write. A recipient's report writes only its recipient entity; the message
   entity holds what is said of the whole message (send row, message-level status, a trace's question).
+
+An observation whose time is not within reason of its arrival (:func:`shared.state.rules.time_fault`) is never
+merged: :meth:`Partition.apply` puts it in :attr:`Partition.set_aside` with its reason, and the store keeps it
+apart (``shared.state.store``). What is final, resolved and bounced is decided by :mod:`shared.state.rules`.
 """
 
 from __future__ import annotations
@@ -32,20 +38,18 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from shared.codes import infer_bounce
 from shared.models import MAX_CLICKED_URLS
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
+from shared.state import rules
 
 MESSAGE_ROW_KEY: Final = "message"
 RECIPIENT_PREFIX: Final = "r:"
 MAX_ENGAGEMENT_KEYS: Final = 1_000
-#: A recipient whose final status is one of these, or whose latest status is ``Expanded`` (its members are
-#: recipients of their own), is resolved for the message: the log trace's rule (shared.insights).
-RESOLVING_STATUSES: Final = frozenset(FINAL_STATUSES) | {"Expanded"}
 
 Source = Literal["events", "logs"]
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_BEFORE: Final = "dated before its message's send, beyond the clock-skew allowance"
 
 
 def recipient_row_key(address: str) -> str:
@@ -107,7 +111,32 @@ class EngagementObservation:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-Observation = StatusObservation | SendObservation | EngagementObservation
+@dataclass(frozen=True)
+class RegistrationObservation:
+    """The app's word on a sent message: its recipients (by address) or how many there are."""
+
+    message_id: str
+    time: datetime
+    expected_recipients: int
+    recipients: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Decoded from JSON (the journal) the addresses come as a list.
+        object.__setattr__(self, "recipients", tuple(self.recipients))
+
+    def order(self) -> tuple[Any, ...]:
+        return (self.time, self.expected_recipients, tuple(sorted(a.lower() for a in self.recipients)))
+
+    def same_as(self, other: RegistrationObservation) -> bool:
+        """The same registration (whenever made): the same count and the same addresses in any case and order."""
+        return self.order()[1:] == other.order()[1:]
+
+
+Observation = StatusObservation | SendObservation | EngagementObservation | RegistrationObservation
+
+
+def observation_time(observation: Observation) -> datetime:
+    return observation.send_time if isinstance(observation, SendObservation) else observation.time
 
 
 def group_by_message(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
@@ -181,23 +210,10 @@ def _max_time(current: datetime | None, incoming: datetime | None) -> datetime |
 
 
 def bounce_of(record: FinalRecord) -> tuple[str, str]:
-    """(bounce type, its source) as the correlation query's enrichment derives them."""
-    if record.status == "Delivered":
-        return "Not Applicable", "notApplicable"
-    reported = (record.is_hard_bounce or "").lower()
-    if reported in ("true", "false"):
-        return ("Hard Bounce" if reported == "true" else "Soft Bounce"), "reported"
-    if record.status not in ("Bounced", "Failed"):
-        return "Unknown", "unknown"
-    inferred = infer_bounce(record.smtp_status_code, record.enhanced_smtp_status_code)
-    if inferred is None:
-        for code in (record.enhanced_smtp_status_code, record.smtp_status_code):
-            if code and code.strip()[:1] in ("4", "5"):
-                inferred = "hard" if code.strip()[0] == "5" else "soft"
-                break
-    if inferred in ("hard", "soft"):
-        return ("Hard Bounce" if inferred == "hard" else "Soft Bounce"), "inferred"
-    return "Unknown", "unknown"
+    """(bounce type, its source): the one bounce rule (:func:`shared.state.rules.bounce_type`)."""
+    return rules.bounce_type(
+        record.status, record.is_hard_bounce, record.smtp_status_code, record.enhanced_smtp_status_code
+    )
 
 
 # --------------------------------------------------------------------------- entities as state
@@ -247,7 +263,22 @@ class RecipientState:
 
     @property
     def resolved(self) -> bool:
-        return self.final is not None or (self.latest is not None and self.latest[1] in RESOLVING_STATUSES)
+        """Has a final status (an expanded list never does: its members are recipients of their own)."""
+        return self.final is not None
+
+    @property
+    def expanded(self) -> bool:
+        """A distribution list: no final status, and its latest status is ``Expanded``."""
+        return self.final is None and self.latest is not None and self.latest[1] == rules.EXPANDED
+
+    def times(self, *, engagement: bool = True) -> list[datetime]:
+        """Every time observed of this recipient (``engagement=False``: of its delivery statuses only)."""
+        found = [record.time for record in (self.event_final, self.log_final) if record is not None]
+        if self.latest is not None:
+            found.append(self.latest[0])
+        if engagement:
+            found += [t for t in (self.first_engagement, self.last_engagement) if t is not None]
+        return found
 
     def views(self) -> int:
         return sum(1 for key in self.engagement_keys if key.startswith("view:"))
@@ -257,13 +288,16 @@ class RecipientState:
 
     # -- merges -------------------------------------------------------------------------------
 
-    def apply_status(self, observation: StatusObservation) -> None:
+    def apply_status(self, observation: StatusObservation, *, merge: bool = True) -> None:
+        """Merge a status (``merge=False``: only that it was seen; its status is set aside, see Partition)."""
         assert observation.recipient is not None
         self.address = min(self.address, observation.recipient)
         if observation.source == "events":
             self.seen_events = True
         else:
             self.seen_logs = True
+        if not merge:
+            return
         if observation.status in FINAL_STATUSES:
             record = FinalRecord.of(observation)
             if observation.source == "events":
@@ -274,6 +308,21 @@ class RecipientState:
             candidate = (observation.time, observation.status, observation.source)
             if self.latest is None or candidate > self.latest:
                 self.latest = candidate
+
+    def drop_before(self, bound: datetime) -> list[tuple[str, FinalRecord | tuple[datetime, str, str]]]:
+        """Forget statuses dated before *bound* (the send less the clock-skew allowance); what was dropped, by
+        source. A final record kept is the latest of its source, so a dropped one hid no believable one."""
+        dropped: list[tuple[str, FinalRecord | tuple[datetime, str, str]]] = []
+        if self.event_final is not None and self.event_final.time < bound:
+            dropped.append(("events", self.event_final))
+            self.event_final = None
+        if self.log_final is not None and self.log_final.time < bound:
+            dropped.append(("logs", self.log_final))
+            self.log_final = None
+        if self.latest is not None and self.latest[0] < bound:
+            dropped.append((self.latest[2], self.latest))
+            self.latest = None
+        return dropped
 
     def apply_engagement(self, observation: EngagementObservation) -> None:
         self.address = min(self.address, observation.recipient)
@@ -297,16 +346,25 @@ class MessageState:
     first_seen: datetime | None = None
     #: When a trace first asked for this message while nothing was known (the notFound rule).
     first_asked: datetime | None = None
+    #: The app's registration of the send (``PUT /api/messages/{id}``).
+    registration: RegistrationObservation | None = None
     etag: str | None = field(default=None, compare=False)
 
     @property
     def expected_recipients(self) -> int | None:
-        return None if self.send is None else self.send.unique_recipients_count
+        """From the send row when there is one, else from the registration; None while neither is known."""
+        if self.send is not None and self.send.unique_recipients_count is not None:
+            return self.send.unique_recipients_count
+        return None if self.registration is None else self.registration.expected_recipients
 
     @property
     def known(self) -> bool:
         """Whether anything but a trace's question is stored."""
         return self.send is not None or self.message_status is not None or self.first_seen is not None
+
+    def apply_registration(self, observation: RegistrationObservation) -> None:
+        if self.registration is None or observation.order() < self.registration.order():
+            self.registration = observation
 
     def apply_send(self, observation: SendObservation) -> None:
         if self.send is None or _send_order(observation) < _send_order(self.send):
@@ -341,26 +399,40 @@ class Partition:
 
     message: MessageState
     recipients: dict[str, RecipientState] = field(default_factory=dict)
+    #: Observations :meth:`apply` refused, with the reason (never stored here; the store keeps them apart).
+    set_aside: list[tuple[Observation, str]] = field(default_factory=list, compare=False)
 
     @property
     def message_id(self) -> str:
         return self.message.message_id
 
     def apply(self, observation: Observation, *, seen_at: datetime | None = None) -> None:
-        """Merge one observation (idempotent, commutative)."""
+        """Merge one observation (idempotent, commutative); ``seen_at``: when it arrived, against which its time
+        is checked (:func:`shared.state.rules.time_fault`; no check without it)."""
         if observation.message_id != self.message_id:
             raise ValueError("an observation of another message")
+        if seen_at is not None:
+            fault = rules.time_fault(observation_time(observation), seen_at)
+            if fault is not None:
+                self.set_aside.append((observation, fault))
+                return
         message = self.message
+        if isinstance(observation, RegistrationObservation):
+            message.first_seen = _min_time(message.first_seen, seen_at)
+            message.apply_registration(observation)
+            return
         if isinstance(observation, SendObservation) or observation.recipient is None:
             # The message entity holds what is said of the whole message; a recipient's report touches only
             # its recipient entity, so an event of a message not stored yet costs one write.
             message.first_seen = _min_time(message.first_seen, seen_at)
             if isinstance(observation, SendObservation):
                 message.apply_send(observation)
+                self._drop_before_send()
             else:
                 message.sender = _min_text(message.sender, observation.sender)
                 message.resource_id = _min_text(message.resource_id, observation.resource_id)
-                message.apply_message_status(observation)
+                if not self._before_send(observation):
+                    message.apply_message_status(observation)
             return
         key = recipient_row_key(observation.recipient)
         recipient = self.recipients.get(key)
@@ -370,9 +442,45 @@ class Partition:
         recipient.sender = _min_text(recipient.sender, observation.sender)
         recipient.resource_id = _min_text(recipient.resource_id, observation.resource_id)
         if isinstance(observation, StatusObservation):
-            recipient.apply_status(observation)
+            recipient.apply_status(observation, merge=not self._before_send(observation))
         else:
             recipient.apply_engagement(observation)
+
+    def _send_bound(self) -> datetime | None:
+        send = self.message.send
+        return None if send is None else send.send_time - rules.CLOCK_SKEW_ALLOWANCE
+
+    def _before_send(self, observation: StatusObservation) -> bool:
+        """A status dated before its send (less the allowance) is set aside, as when the send comes after it
+        (:meth:`_drop_before_send`): either order gives the same state."""
+        bound = self._send_bound()
+        if bound is None or observation.time >= bound:
+            return False
+        self.set_aside.append((observation, _BEFORE))
+        return True
+
+    def settle(self) -> None:
+        """Set aside what is dated before the send (less the allowance) but was stored before the send was known
+        to the write (a write that does not read the message entity cannot tell): readers never believe it, and
+        the next write of the partition removes it."""
+        if self.message.send is not None:
+            self._drop_before_send()
+
+    def _drop_before_send(self) -> None:
+        bound = self._send_bound()
+        assert bound is not None
+        status = self.message.message_status
+        if status is not None and status[0] < bound:
+            self.message.message_status = None
+            self.set_aside.append((StatusObservation(self.message_id, None, status[1], status[0], "events"), _BEFORE))
+        for recipient in self.recipients.values():
+            for source, dropped in recipient.drop_before(bound):
+                if isinstance(dropped, FinalRecord):
+                    values = {f.name: getattr(dropped, f.name) for f in fields(dropped)}
+                    observation = StatusObservation(self.message_id, recipient.address, source=source, **values)  # type: ignore[arg-type]
+                else:
+                    observation = StatusObservation(self.message_id, recipient.address, dropped[1], dropped[0], source)  # type: ignore[arg-type]
+                self.set_aside.append((observation, _BEFORE))
 
     # -- what the partition says -------------------------------------------------------------
 
@@ -400,34 +508,42 @@ class Partition:
     def resolved_count(self) -> int:
         return sum(1 for recipient in self.recipients.values() if recipient.resolved)
 
+    def roster(self) -> dict[str, RecipientState]:
+        """Every recipient known: those reported, and the registered ones no report has named yet."""
+        known = dict(self.recipients)
+        registration = self.message.registration
+        for address in registration.recipients if registration is not None else ():
+            known.setdefault(recipient_row_key(address), RecipientState(address=address))
+        return known
+
+    def final_at(self, now: datetime | None) -> bool:
+        """Final by :func:`shared.state.rules.message_final` (``now`` None: without a clock, a list never is)."""
+        roster = self.roster().values()
+        return rules.message_final(
+            terminal=self.terminal,
+            expected=self.message.expected_recipients,
+            finals=sum(1 for r in roster if r.resolved),
+            waiting=sum(1 for r in roster if not r.resolved and not r.expanded),
+            lists=sum(1 for r in roster if r.expanded),
+            latest=max(self._times(engagement=False), default=None),
+            now=now,
+        )
+
     @property
     def final(self) -> bool:
-        """Final: failed as a whole, or as many recipients resolved as the send expected.
+        """Final as a write sees it (no clock: a message with an expanded list waits for a reader's clock)."""
+        return self.final_at(None)
 
-        Events carry no recipient count, so a message is never final from events alone before its expected
-        recipients are known (from the follower or a log trace written back).
-        """
-        if self.terminal:
-            return True
-        expected = self.message.expected_recipients
-        return expected is not None and expected > 0 and self.resolved_count() >= expected
+    def _times(self, *, engagement: bool = True) -> list[datetime]:
+        times = [] if self.message.message_status is None else [self.message.message_status[0]]
+        for recipient in self.recipients.values():
+            times += recipient.times(engagement=engagement)
+        return times
 
     def send_time_bound(self) -> datetime | None:
         """The send time, or when unknown the earliest time observed (the send came before it)."""
-        if self.message.send is not None:
-            return self.message.send.send_time
-        times: list[datetime] = []
-        if self.message.message_status is not None:
-            times.append(self.message.message_status[0])
-        for recipient in self.recipients.values():
-            for record in (recipient.event_final, recipient.log_final):
-                if record is not None:
-                    times.append(record.time)
-            if recipient.latest is not None:
-                times.append(recipient.latest[0])
-            if recipient.first_engagement is not None:
-                times.append(recipient.first_engagement)
-        return min(times) if times else None
+        send_time = None if self.message.send is None else self.message.send.send_time
+        return rules.send_time_bound(send_time, self._times())
 
 
 # --------------------------------------------------------------------------- entity mapping
@@ -485,6 +601,12 @@ def message_entity(message: MessageState) -> dict[str, Any]:
         entity["MessageStatusTime"], entity["MessageStatus"] = message.message_status
     _put(entity, "FirstSeen", message.first_seen)
     _put(entity, "FirstAsked", message.first_asked)
+    registration = message.registration
+    if registration is not None:
+        entity["RegisteredAt"] = registration.time
+        entity["RegisteredRecipients"] = registration.expected_recipients
+        if registration.recipients:
+            entity["RegisteredAddresses"] = json.dumps(list(registration.recipients))
     return entity
 
 
@@ -510,9 +632,19 @@ def message_from_entity(entity: Mapping[str, Any]) -> MessageState:
     if entity.get("MessageStatus") is not None:
         status_time = _utc(entity.get("MessageStatusTime"))
         status = (status_time or _EPOCH, str(entity["MessageStatus"]))
+    registration = None
+    if entity.get("RegisteredRecipients") is not None:
+        addresses = json.loads(entity["RegisteredAddresses"]) if entity.get("RegisteredAddresses") else []
+        registration = RegistrationObservation(
+            message_id=message_id,
+            time=_utc(entity.get("RegisteredAt")) or _EPOCH,
+            expected_recipients=int(entity["RegisteredRecipients"]),
+            recipients=tuple(str(address) for address in addresses),
+        )
     return MessageState(
         message_id=message_id,
         send=send,
+        registration=registration,
         sender=entity.get("Sender"),
         resource_id=entity.get("ResourceId"),
         message_status=status,
@@ -603,6 +735,7 @@ def partition_from_entities(message_id: str, entities: Iterable[Mapping[str, Any
             partition.message = message_from_entity(entity)
         elif key.startswith(RECIPIENT_PREFIX):
             partition.recipients[key] = recipient_from_entity(entity)
+    partition.settle()
     return partition
 
 
@@ -615,4 +748,5 @@ def partition_entities(partition: Partition) -> dict[str, dict[str, Any]]:
 
 
 def copy_partition(partition: Partition) -> Partition:
-    return Partition(replace(partition.message), {key: replace(r) for key, r in partition.recipients.items()})
+    recipients = {key: replace(r) for key, r in partition.recipients.items()}
+    return Partition(replace(partition.message), recipients, list(partition.set_aside))

@@ -21,6 +21,9 @@ ingestion answers 5xx so Event Grid retries, and the trace falls back to the log
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,15 +42,17 @@ from azure.data.tables import UpdateMode
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
-from shared.state.journal import TABLE_SUFFIX, Journal
+from shared.state.journal import TABLE_SUFFIX, Journal, encode
 from shared.state.partition import (
     MESSAGE_ROW_KEY,
     MessageState,
     Observation,
     Partition,
     RecipientState,
+    StatusObservation,
     copy_partition,
     group_by_message,
+    observation_time,
     partition_entities,
     partition_from_entities,
 )
@@ -59,6 +64,10 @@ logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES: Final = 8
 #: Partition of bookkeeping entities (the follower's watermark); no message id starts with "~".
 SERVICE_PARTITION: Final = "~service"
+#: Partition of the observations set aside (``Reason``, ``MessageId``, ``Observation``: its journal form).
+SET_ASIDE_PARTITION: Final = "~setaside"
+#: Set-aside entities counted for /api/health at most (the count says "at least" beyond it).
+MAX_SET_ASIDE_COUNT: Final = 10_000
 
 _T = TypeVar("_T")
 
@@ -69,6 +78,13 @@ class StateStoreError(UpstreamFailure):
 
 class StateStoreUnavailable(Unavailable, StateStoreError):
     title = "Delivery state store unavailable"
+
+
+class UnreadableState(StateStoreError):
+    """One message's stored state cannot be read back (written by an older version, or by hand): that message
+    alone is answered from the logs, and the fold sets its observations aside."""
+
+    title = "Delivery state unreadable"
 
 
 class _Conflict(Exception):
@@ -152,7 +168,7 @@ class StateStore(TableStore):
     def read(self, message_id: str) -> Partition | None:
         """The message's state (its partition and its journaled observations), or None when nothing is stored."""
         entities = self._entities(message_id)
-        return self.overlay(partition_from_entities(message_id, entities) if entities else None, message_id)
+        return self.overlay(_decoded(message_id, entities) if entities else None, message_id)
 
     def overlay(self, partition: Partition | None, message_id: str) -> Partition | None:
         """*partition* with the message's observations still in the journal merged in (in memory only)."""
@@ -180,6 +196,8 @@ class StateStore(TableStore):
             return []
         except AzureError as exc:
             raise self.error("reading the delivery state", exc) from exc
+        except (ValueError, OverflowError, TypeError) as exc:  # the SDK cannot decode a property (year 1, ...)
+            raise _unreadable(exc) from exc
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -219,7 +237,7 @@ class StateStore(TableStore):
                 baseline = empty_partition(message_id)
         for _ in range(MAX_CONFLICT_RETRIES):
             entities = self._entities(message_id) if whole_partition else self._entities_touched(message_id, change)
-            before = partition_from_entities(message_id, entities)
+            before = _decoded(message_id, entities)
             after = copy_partition(before)
             change(after)
             stored = {str(entity["RowKey"]): entity for entity in entities}
@@ -231,6 +249,7 @@ class StateStore(TableStore):
                 # idempotent, so that is harmless; what changed is judged against the first read.
                 baseline = baseline or before
                 continue
+            self.set_aside(after.set_aside)
             return PartitionChange(message_id, written, baseline or before, after)
         raise StateStoreUnavailable(
             f"the delivery state of a message kept changing under {MAX_CONFLICT_RETRIES} attempts to write it",
@@ -264,7 +283,9 @@ class StateStore(TableStore):
         before = empty_partition(message_id)
         after = copy_partition(before)
         change(after)
-        return PartitionChange(message_id, self._write(after, {}), before, after)
+        written = self._write(after, {})
+        self.set_aside(after.set_aside)
+        return PartitionChange(message_id, written, before, after)
 
     def _with_rest(self, fresh: PartitionChange) -> PartitionChange:
         """A change made by creates only, completed with the partition's other entities (read once)."""
@@ -277,7 +298,12 @@ class StateStore(TableStore):
         if MESSAGE_ROW_KEY in created and fresh.written:
             after.message = fresh.after.message
         after.recipients.update(fresh.after.recipients)
-        return PartitionChange(fresh.message_id, fresh.written, before, after)
+        written = fresh.written
+        after.settle()
+        if after.set_aside:  # a send just created, statuses stored before it dated earlier: rewritten without them
+            written += self._write(after, {str(entity["RowKey"]): entity for entity in others})
+            self.set_aside(after.set_aside)
+        return PartitionChange(fresh.message_id, written, before, after)
 
     def _write(self, partition: Partition, stored: Mapping[str, Any]) -> int:
         operations: list[tuple[Any, ...]] = []
@@ -322,6 +348,52 @@ class StateStore(TableStore):
 
         change = self.update(message_id, ask)
         return change.after.message.first_asked or now
+
+    # -- observations set aside ----------------------------------------------------------------
+
+    def set_aside(self, items: Sequence[tuple[Observation, str]]) -> None:
+        """Keep *items* apart with their reasons (one entity each, the same observation once), never merged."""
+        if not items:
+            return
+        self.ensure_table()
+        now = self.clock()
+        for observation, reason in items:
+            text = json.dumps(encode(observation), separators=(",", ":"), sort_keys=True)
+            entity = {
+                "PartitionKey": SET_ASIDE_PARTITION,
+                "RowKey": _set_aside_key(observation),
+                "MessageId": observation.message_id,
+                "Reason": reason[:1024],
+                "Observation": text[:30_000],
+                "SetAsideAt": now,
+            }
+            try:
+                self.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            except AzureError as exc:
+                raise self.error("setting an observation aside", exc) from exc
+        logger.warning("delivery state: %d observation(s) set aside: %s", len(items), items[0][1])
+
+    def set_aside_entries(self) -> list[dict[str, Any]]:
+        """What was set aside: message id, reason, observation (its journal form), when."""
+        try:
+            found = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": SET_ASIDE_PARTITION})
+            return [dict(entity) for entity in itertools.islice(found, MAX_SET_ASIDE_COUNT)]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise self.error("reading what was set aside", exc) from exc
+
+    def set_aside_count(self) -> int:
+        """How many observations were set aside (counted up to :data:`MAX_SET_ASIDE_COUNT`)."""
+        try:
+            found = self.client.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": SET_ASIDE_PARTITION}, select=["RowKey"]
+            )
+            return sum(1 for _ in itertools.islice(found, MAX_SET_ASIDE_COUNT))
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as exc:
+            raise self.error("counting what was set aside", exc) from exc
 
     # -- bookkeeping (the follower's watermark) ------------------------------------------------
 
@@ -376,6 +448,27 @@ def _comparable(entity: Mapping[str, Any]) -> dict[str, Any]:
                 value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, UTC
             )
     return values
+
+
+def _set_aside_key(observation: Observation) -> str:
+    """The same report set aside twice (as it came, or as a stored record rebuilt) is one entity."""
+    identity = [type(observation).__name__, observation.message_id, observation_time(observation).isoformat()]
+    if isinstance(observation, StatusObservation):
+        identity += [(observation.recipient or "").lower(), observation.status, observation.source]
+    else:
+        identity.append(json.dumps(encode(observation), sort_keys=True))
+    return hashlib.sha256("\x1f".join(identity).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _unreadable(exc: Exception) -> UnreadableState:
+    return UnreadableState(f"a message's delivery state cannot be read back ({type(exc).__name__})")
+
+
+def _decoded(message_id: str, entities: Iterable[Mapping[str, Any]]) -> Partition:
+    try:
+        return partition_from_entities(message_id, entities)
+    except (ValueError, OverflowError, TypeError, KeyError) as exc:
+        raise _unreadable(exc) from exc
 
 
 def _apply_all(partition: Partition, observations: Iterable[Observation], now: datetime) -> None:
