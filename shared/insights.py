@@ -547,7 +547,7 @@ def conclude_trace(
             )
         return trace
     started = _send_time_bound(trace)
-    if now is not None and started is not None and now - started > status_grace:
+    if now is not None and started is not None and rules.expired(started, now, status_grace):
         trace.state = trace.outcome = "expired"
     else:
         trace.state = trace.outcome = "pending"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from test_tracing import Clock, CountingSource, delivery, get
 
+from local.embedded import DuckDbSource
 from shared.insights import Insights
-from shared.logs.embedded import DuckDbSource
 from shared.models import TraceParams
 from shared.services import Services
 from shared.state.ingest import fold_journal, ingest_events

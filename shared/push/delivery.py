@@ -69,6 +69,7 @@ from shared.push.callbacks import (
     push_headers,
 )
 from shared.push.subscriptions import OutboxEntry, SubscriptionRecord, SubscriptionStore, delivery_id
+from shared.state import rules
 from shared.state.partition import Partition, RecipientState, bounce_of, recipient_row_key
 from shared.state.store import PartitionChange, StateStore
 
@@ -245,7 +246,9 @@ class Push:
                 elif (sent := change.after.send_time_bound()) is not None and sent < subscription.created_at:
                     # The send is known now: the deadline counts from it, not from the subscription.
                     entry_id = delivery_id(subscription.id, "final")
-                    if self.store.advance(entry_id, now, sent + self.status_grace) and sent + self.status_grace <= now:
+                    if self.store.advance(entry_id, now, sent + self.status_grace) and rules.expired(
+                        sent, now, self.status_grace
+                    ):
                         queued.append(entry_id)
             if filters:
                 for recipient in change.recipients_became_final():
@@ -309,7 +312,9 @@ class Push:
             partition = None
         now = self.clock()
         started = (partition.send_time_bound() if partition is not None else None) or subscription.created_at
-        if not (partition is not None and partition.final_at(now)) and now < started + self.status_grace:
+        if not (partition is not None and partition.final_at(now)) and not rules.expired(
+            started, now, self.status_grace
+        ):
             deadline = started + self.status_grace
             self.store.enqueue(subscription.id, subscription.message_id, "final", None, now, waiting_until=deadline)
             return []

@@ -105,6 +105,13 @@ def send_time_bound(send_time: datetime | None, observed: Iterable[datetime]) ->
     return min(observed, default=None)
 
 
+def expired(started: datetime, now: datetime, status_grace: timedelta) -> bool:
+    """Whether a message not final by now never will be, for us: its status grace since the send has run out.
+    The trace's ``expired`` and the push's deadline (the outbox entry due at ``started + status_grace``) both ask
+    this, so the push leaves exactly when GET starts answering the definite end."""
+    return now >= started + status_grace
+
+
 def time_fault(time: datetime, arrived_at: datetime) -> str | None:
     """Why an observation's time cannot be believed, or None when it is within reason."""
     if time > arrived_at + FUTURE_TOLERANCE:
