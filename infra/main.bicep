@@ -122,6 +122,11 @@ param subscriptionsTable string = 'Subscriptions'
 @description('FOLLOW_SCHEDULE: six-field NCRONTAB schedule (UTC) of the Log Analytics follower timer.')
 param followSchedule string = '0 */1 * * * *'
 
+@minLength(3)
+@maxLength(56)
+@description('FOLD_QUEUE: storage queue of fold requests (lowercase); failed requests go to FOLD_QUEUE-poison.')
+param foldQueue string = 'journal-folds'
+
 @minValue(5)
 @maxValue(230)
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
@@ -198,6 +203,7 @@ module storage 'app/storage.bicep' = {
     summaryTableName: summaryTable
     stateTableName: stateTable
     subscriptionsTableName: subscriptionsTable
+    foldQueueName: foldQueue
     deadLetterContainerName: routeAcsLogs ? deadLetterContainer : ''
   }
 }
@@ -266,6 +272,7 @@ module api 'app/api.bicep' = {
     stateTable: stateTable
     subscriptionsTable: subscriptionsTable
     followSchedule: followSchedule
+    foldQueue: foldQueue
     linkSigningKey: linkSigningKey
     requestBudgetSeconds: requestBudgetSeconds
     reportSender: sender

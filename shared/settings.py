@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+#: The connection setting (prefix) of our storage queues: the queue trigger's ``connection`` and the sender's.
+QUEUE_CONNECTION: Final = "AzureWebJobsStorage"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("SUBSCRIPTIONS_TABLE", "Subscriptions", "Azure Table Storage table of webhook subscriptions."),
     SettingSpec("FOLLOW_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (UTC) of the Log Analytics follower timer."),
+    SettingSpec(
+        "FOLD_QUEUE",
+        "journal-folds",
+        "Storage queue (on AzureWebJobsStorage) of fold requests: each journal write asks for its shards to be "
+        "folded; failed requests go to FOLD_QUEUE-poison.",
+    ),
     SettingSpec(
         "LINK_SIGNING_KEY",
         None,
@@ -148,6 +158,7 @@ class Settings:
     report_sender: str | None = None
     acs_endpoint: str | None = None
     acs_connection_string: str | None = None
+    fold_queue: str = "journal-folds"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -179,4 +190,5 @@ class Settings:
             report_sender=value("REPORT_SENDER"),
             acs_endpoint=value("ACS_ENDPOINT"),
             acs_connection_string=value("ACS_CONNECTION_STRING"),
+            fold_queue=value("FOLD_QUEUE") or "journal-folds",
         )

@@ -40,6 +40,8 @@ NOT_IN_REFERENCE_DATA: dict[str, str] = {
     "Microsoft.Authorization/roleDefinitions@2022-04-01": (
         "the custom 'send email' role on the Communication Services resource (app/acs-sender.bicep)"
     ),
+    "Microsoft.Storage/storageAccounts/queueServices@2023-05-01": "the fold queues' service (app/storage.bicep)",
+    "Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01": "the fold queues (app/storage.bicep)",
 }
 
 pytestmark = pytest.mark.skipif(

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.services", "shared.tracing"),
     ("shared.report", "shared.summaries.job", "shared.push"),
     ("shared.insights",),
-    ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
+    ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage", "shared.queues"),
     ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),
     ("shared.deadline", "shared.kql.literals"),
 )

@@ -31,6 +31,8 @@ param logAnalyticsFunctions bool
 param stateTable string
 param subscriptionsTable string
 param followSchedule string
+@description('Storage queue of fold requests (FOLD_QUEUE), in the app\'s storage account.')
+param foldQueue string
 @secure()
 @description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
 param linkSigningKey string
@@ -65,6 +67,7 @@ var appLevelSettings = [
   { name: 'STATE_TABLE', value: stateTable }
   { name: 'SUBSCRIPTIONS_TABLE', value: subscriptionsTable }
   { name: 'FOLLOW_SCHEDULE', value: followSchedule }
+  { name: 'FOLD_QUEUE', value: foldQueue }
   // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
   { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
   { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }
