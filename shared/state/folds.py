@@ -152,16 +152,20 @@ class ShardLeases:
 
     def release(self, lease: Lease) -> bool:
         """Give the lease back: True, or False (still held, renewed) when a request came meanwhile: fold again."""
-        try:
-            self._update(lease.shard, {"Owner": "", "Until": _EPOCH, "Dirty": False}, lease.etag)
-            return True
-        except ResourceModifiedError:
-            pass
-        entity = self.client.get_entity(LEASE_PARTITION, lease.shard)
-        if entity.get("Owner") != lease.owner:
-            return True  # lapsed and taken: the new holder folds what is there
-        lease.etag = self._update(lease.shard, self._held(datetime.now(UTC)), str(entity.metadata["etag"]))
-        return False
+        while True:
+            try:
+                self._update(lease.shard, {"Owner": "", "Until": _EPOCH, "Dirty": False}, lease.etag)
+                return True
+            except ResourceModifiedError:
+                pass
+            entity = self.client.get_entity(LEASE_PARTITION, lease.shard)
+            if entity.get("Owner") != lease.owner:
+                return True  # lapsed and taken: the new holder folds what is there
+            try:
+                lease.etag = self._update(lease.shard, self._held(datetime.now(UTC)), str(entity.metadata["etag"]))
+                return False
+            except ResourceModifiedError:
+                continue  # marked again meanwhile
 
     def _held(self, now: datetime) -> dict[str, Any]:
         return {"Owner": self.owner, "Until": now + timedelta(seconds=self.seconds), "Dirty": False}
@@ -208,6 +212,7 @@ def fold_shard(
     result = ShardFold(shard=shard)
     if store.journal is None:
         return result
+    store.ensure_table()  # the leases live in the state table
     lease = leases.acquire(shard)
     if lease is None:
         result.busy = True
