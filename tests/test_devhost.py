@@ -433,5 +433,5 @@ def _exists(queue: Any) -> bool:
 
 
 def test_queue_options_from_host_json(tmp_path: Path) -> None:
-    assert QueueOptions.from_host_file(ROOT / "host.json") == QueueOptions(16, 5, 10.0, 2.0)
-    assert QueueOptions.from_host_file(None) == QueueOptions(16, 5, 0.0, 60.0)
+    assert QueueOptions.from_host_file(ROOT / "host.json") == QueueOptions(16, 8, 5, 10.0, 2.0)
+    assert QueueOptions.from_host_file(None) == QueueOptions(16, 8, 5, 0.0, 60.0)

@@ -8,9 +8,10 @@ in memory, not in storage). ``runOnStartup`` runs it once when the host starts.
 
 Queue triggers (:class:`QueueListener`): polls the queue named by ``queueName`` on the storage named by
 ``connection``, with the queue extension's rules and ``host.json`` ``extensions.queues`` options
-(:class:`QueueOptions`): up to ``batchSize`` messages a poll, run concurrently on the worker's pool; a poll
-that finds nothing waits twice as long as the last (from 100 ms up to ``maxPollingInterval``), one that finds
-work polls again at once. A message is held invisible while it runs; done, it is deleted; failed, it becomes
+(:class:`QueueOptions`): up to ``batchSize`` messages a poll, run concurrently on the worker's pool, and the
+next poll as soon as no more than ``newBatchThreshold`` of them are still running (a slow message does not
+hold up the rest); a poll that finds nothing waits twice as long as the last (from 100 ms up to
+``maxPollingInterval``). A message is held invisible while it runs; done, it is deleted; failed, it becomes
 visible again after ``visibilityTimeout``, and once it has been dequeued ``maxDequeueCount`` times it is moved
 to ``<queue>-poison`` instead. Bodies are base64 (the runtime's default ``messageEncoding``); one that is not
 fails like a failed invocation, so it ends in the poison queue too.
@@ -24,7 +25,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,8 @@ class QueueOptions:
     """``extensions.queues`` of host.json, with the extension's defaults."""
 
     batch_size: int = 16
+    #: Running messages at or below which the next batch is fetched (the extension's default: batchSize / 2).
+    new_batch_threshold: int = 8
     max_dequeue_count: int = 5
     visibility_timeout: float = 0.0
     max_polling_interval: float = 60.0
@@ -70,8 +73,10 @@ class QueueOptions:
             return cls()
         data = json.loads(Path(host_file).read_text(encoding="utf-8-sig"))
         queues = (data.get("extensions") or {}).get("queues") or {}
+        batch_size = max(1, min(32, int(queues.get("batchSize", 16))))
         return cls(
-            batch_size=max(1, min(32, int(queues.get("batchSize", 16)))),
+            batch_size=batch_size,
+            new_batch_threshold=max(0, int(queues.get("newBatchThreshold", batch_size // 2))),
             max_dequeue_count=max(1, int(queues.get("maxDequeueCount", 5))),
             visibility_timeout=_timespan(queues.get("visibilityTimeout"), 0.0),
             max_polling_interval=max(MIN_POLL_SECONDS, _timespan(queues.get("maxPollingInterval"), 60.0)),
@@ -162,6 +167,8 @@ class QueueListener:
     ) -> None:
         self.name, self.queue, self.poison, self.invoke, self.options = name, queue, poison, invoke, options
         self.pool = pool
+        self._running = 0
+        self._settled = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"devhost-queue-{name}", daemon=True)
 
@@ -177,6 +184,11 @@ class QueueListener:
     def _loop(self) -> None:
         delay = MIN_POLL_SECONDS
         while not self._stop.is_set():
+            with self._settled:
+                if not self._settled.wait_for(
+                    lambda: self._running <= self.options.new_batch_threshold or self._stop.is_set(), timeout=1.0
+                ):
+                    continue
             try:
                 batch = list(
                     self.queue.receive_messages(
@@ -197,7 +209,10 @@ class QueueListener:
                 delay = min(delay * 2, self.options.max_polling_interval)
                 continue
             delay = MIN_POLL_SECONDS
-            wait([self.pool.submit(self._handle, message) for message in batch])
+            with self._settled:
+                self._running += len(batch)
+            for message in batch:
+                self.pool.submit(self._handle, message)
 
     @staticmethod
     def _create(queue: QueueClient) -> None:
@@ -209,6 +224,14 @@ class QueueListener:
             log.warning("queue %s cannot be created: %s", queue.queue_name, type(exc).__name__)
 
     def _handle(self, message: QueueMessage) -> None:
+        try:
+            self._settle(message)
+        finally:
+            with self._settled:
+                self._running -= 1
+                self._settled.notify_all()
+
+    def _settle(self, message: QueueMessage) -> None:
         try:
             succeeded = self._run(message)
             if succeeded:
