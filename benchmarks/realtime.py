@@ -208,8 +208,8 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         elapsed = time.monotonic() - started
         print(
             f"  {hosts} host process(es): {len(events):,} events ingested in {ingested:.1f} s "
-            f"({len(events) / ingested:,.0f}/s), folded by {elapsed:.1f} s: {len(events) / elapsed:,.0f} observations/s "
-            "end to end"
+            f"({len(events) / ingested:,.0f}/s), folded by {elapsed:.1f} s: "
+            f"{len(events) / elapsed:,.0f} observations/s end to end"
         )
         return elapsed
     finally:

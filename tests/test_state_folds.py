@@ -276,3 +276,41 @@ def test_an_event_is_pushed_through_the_fold_queue_with_no_timer(
             client = StateStore.from_connection_string(azurite_server.connection_string, name).client
             client.delete_table()
         services.close()
+
+
+# --------------------------------------------------------------------------- partition writes
+
+
+def test_a_partition_write_of_three_entities_or_more_is_one_transaction(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: dict[str, int] = {"submit_transaction": 0, "create_entity": 0}
+    for name in calls:
+        real = getattr(store.client, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store.client, name, counted)
+    mid = str(uuid.uuid4())
+    store.apply(mid, [send(mid, 3), *(status(mid, f"r{n}@x.com", "Delivered", 1) for n in range(3))])
+    assert calls == {"submit_transaction": 1, "create_entity": 0}  # message + 3 recipients, all or nothing
+    other = str(uuid.uuid4())
+    store.apply(other, [status(other, "a@x.com", "Delivered", 1)])
+    assert calls == {"submit_transaction": 1, "create_entity": 1}  # one entity: one plain request
+
+
+def test_concurrent_transactions_on_one_partition_lose_nothing(store: StateStore) -> None:
+    """Eight writers, each adding three recipients to one message at once: a transaction that finds the
+    partition changed fails whole (409/412) and is merged again."""
+    mid = str(uuid.uuid4())
+
+    def write(index: int) -> None:
+        # Each write holds the message entity too (the send), which all eight create or update: conflicts.
+        store.apply(mid, [send(mid, 24), *(status(mid, f"w{index}-{n}@x.com", "Delivered", 1) for n in range(3))])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    partition = store.read(mid)
+    assert partition is not None and len(partition.recipients) == 24 and partition.final
