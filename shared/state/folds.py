@@ -8,7 +8,7 @@ shards (its partition keys ``j0`` ..). Each journal write asks for its shards to
 side by side, so shards fold in parallel; a failing shard's message is retried and, after the queue's
 ``maxDequeueCount``, set aside in ``<queue>-poison`` without holding up the others.
 
-One folder per shard (:class:`ShardLeases`): an entity per shard (partition ``~fold`` of the state table)
+One folder per shard (:class:`ShardLeases`): an entity per shard (partition ``~fold-<shard>`` of the state table)
 holds the owner and until when, taken and given back with ETag-conditioned writes, so of two instances only
 one wins. Why a Table entity rather than a blob lease: the state table is already there and reachable with
 the same identity and role; a lease needs no renewal here because a fold's run is bounded (its budget, then a
@@ -48,8 +48,10 @@ from shared.state.store import PartitionChange, StateStore
 
 logger = logging.getLogger(__name__)
 
-#: Partition of the lease entities in the state table (no message id starts with "~").
-LEASE_PARTITION: Final = "~fold"
+#: Lease entities: partition ``~fold-<shard>`` of the state table (no message id starts with "~"), one partition a
+#: shard, so the leases' requests (three or so a fold) spread like the folds (2,000 a second per partition).
+LEASE_PREFIX: Final = "~fold-"
+LEASE_ROW: Final = "lease"
 #: How long a folder holds a shard: far more than one run (its budget plus one chunk of the fold).
 LEASE_SECONDS: Final = 120.0
 #: Seconds one queue-triggered fold spends before handing the rest to a continuation message.
@@ -132,9 +134,9 @@ class ShardLeases:
         while True:
             now = datetime.now(UTC)
             try:
-                entity = self.client.get_entity(LEASE_PARTITION, shard)
+                entity = self.client.get_entity(LEASE_PREFIX + shard, LEASE_ROW)
             except ResourceNotFoundError:
-                values = {"PartitionKey": LEASE_PARTITION, "RowKey": shard, **self._held(now)}
+                values = {"PartitionKey": LEASE_PREFIX + shard, "RowKey": LEASE_ROW, **self._held(now)}
                 try:
                     return Lease(shard, self.owner, self.client.create_entity(values)["etag"])
                 except ResourceExistsError:
@@ -158,7 +160,7 @@ class ShardLeases:
                 return True
             except ResourceModifiedError:
                 pass
-            entity = self.client.get_entity(LEASE_PARTITION, lease.shard)
+            entity = self.client.get_entity(LEASE_PREFIX + lease.shard, LEASE_ROW)
             if entity.get("Owner") != lease.owner:
                 return True  # lapsed and taken: the new holder folds what is there
             try:
@@ -171,7 +173,7 @@ class ShardLeases:
         return {"Owner": self.owner, "Until": now + timedelta(seconds=self.seconds), "Dirty": False}
 
     def _update(self, shard: str, values: dict[str, Any], etag: str) -> str:
-        entity = {"PartitionKey": LEASE_PARTITION, "RowKey": shard, **values}
+        entity = {"PartitionKey": LEASE_PREFIX + shard, "RowKey": LEASE_ROW, **values}
         result = self.client.update_entity(
             entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
         )
