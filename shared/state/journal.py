@@ -1,5 +1,6 @@
 """The journal of the delivery state: observations as they arrive, many to an entity, folded into the message
-partitions afterwards (:func:`shared.state.ingest.fold_journal`, run by the follower's timer).
+partitions afterwards (:func:`shared.state.ingest.fold_journal`, run per shard by the queue-triggered fold of
+:mod:`shared.state.folds`, which each write asks for).
 
 Why a journal: a message partition costs at least one Table Storage request per message written, and the
 Python SDK spends about 1.6 ms of CPU on a request (0.6 ms on an entity inside a transaction), whatever the
