@@ -88,6 +88,11 @@ def test_one_holder_per_shard_and_a_request_meanwhile_makes_it_fold_again(store:
     taken = second.acquire("j3")
     assert taken is not None and first.acquire("j4") is not None  # another shard is free all along
     assert second.release(taken) is True
+    # A folder that stops (failed, or left a continuation) gives the lease back even when asked meanwhile.
+    stopping = first.acquire("j5")
+    assert stopping is not None and second.acquire("j5") is None
+    assert first.release(stopping, whatever=True) is True
+    assert second.acquire("j5") is not None
 
 
 def test_a_lapsed_lease_is_taken_over_and_its_old_holder_cannot_clobber_it(store: StateStore) -> None:

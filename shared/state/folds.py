@@ -152,19 +152,25 @@ class ShardLeases:
             except ResourceModifiedError:
                 continue
 
-    def release(self, lease: Lease) -> bool:
-        """Give the lease back: True, or False (still held, renewed) when a request came meanwhile: fold again."""
+    def release(self, lease: Lease, *, whatever: bool = False) -> bool:
+        """Give the lease back: True, or False (still held, renewed) when a request came meanwhile: fold again.
+        ``whatever=True`` gives it back even then (a folder that stops: failed, or left a continuation)."""
+        released: dict[str, Any] = {"Owner": "", "Until": _EPOCH, "Dirty": False}
         while True:
             try:
-                self._update(lease.shard, {"Owner": "", "Until": _EPOCH, "Dirty": False}, lease.etag)
+                self._update(lease.shard, released, lease.etag)
                 return True
             except ResourceModifiedError:
                 pass
             entity = self.client.get_entity(LEASE_PREFIX + lease.shard, LEASE_ROW)
             if entity.get("Owner") != lease.owner:
                 return True  # lapsed and taken: the new holder folds what is there
+            etag = str(entity.metadata["etag"])
+            if whatever:
+                lease.etag = etag
+                continue
             try:
-                lease.etag = self._update(lease.shard, self._held(datetime.now(UTC)), str(entity.metadata["etag"]))
+                lease.etag = self._update(lease.shard, self._held(datetime.now(UTC)), etag)
                 return False
             except ResourceModifiedError:
                 continue  # marked again meanwhile
@@ -237,7 +243,7 @@ def fold_shard(
     finally:
         if not released:
             try:
-                leases.release(lease)
+                leases.release(lease, whatever=True)
             except AzureError as exc:  # it lapses by itself
                 logger.warning("the lease of shard %s was not given back: %s", shard, type(exc).__name__)
     return result
