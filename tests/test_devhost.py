@@ -1,5 +1,6 @@
 """The dev host (tools/devhost), driven over real HTTP on loopback with a toy app: routes, admin timers, the Event
-Grid webhook, keys, errors, bursts and its log lines."""
+Grid webhook, keys, errors, bursts and its log lines; timers on their NCRONTAB schedules and queue triggers on
+Azurite's queue service (poison after maxDequeueCount)."""
 
 from __future__ import annotations
 
