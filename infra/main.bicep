@@ -132,6 +132,10 @@ param followSchedule string = '0 */1 * * * *'
 @maxValue(100000)
 @description('MAX_SUBSCRIPTIONS: most push subscriptions that may exist at once; creating one more answers 409.')
 param maxSubscriptions int = 1000
+@minLength(3)
+@maxLength(56)
+@description('FOLD_QUEUE: storage queue of fold requests (lowercase); failed requests go to FOLD_QUEUE-poison.')
+param foldQueue string = 'journal-folds'
 
 @minValue(5)
 @maxValue(230)
@@ -213,6 +217,7 @@ module storage 'app/storage.bicep' = {
     summaryTableName: summaryTable
     stateTableName: stateTable
     subscriptionsTableName: subscriptionsTable
+    foldQueueName: foldQueue
     deadLetterContainerName: routeAcsLogs ? deadLetterContainer : ''
   }
 }
@@ -282,6 +287,7 @@ module api 'app/api.bicep' = {
     subscriptionsTable: subscriptionsTable
     followSchedule: followSchedule
     maxSubscriptions: maxSubscriptions
+    foldQueue: foldQueue
     linkSigningKey: linkSigningKey
     requestBudgetSeconds: requestBudgetSeconds
     reportSender: sender

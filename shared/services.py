@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from shared.push.delivery import Push
     from shared.push.subscriptions import SubscriptionStore
+    from shared.state.folds import FoldRequests
     from shared.state.store import StateStore
     from shared.summaries.table import SummaryStore
     from shared.suppression.arm import SuppressionList
@@ -64,6 +65,7 @@ class Services:
         clock: Callable[[], datetime] | None = None,
         suppression_list: SuppressionList | None = None,
         suppression_records: SuppressionRecords | None = None,
+        folds: FoldRequests | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or (insights.clock if insights is not None else lambda: datetime.now(UTC))
@@ -75,6 +77,9 @@ class Services:
         self._push: Push | None = None
         self._suppression_list = suppression_list
         self._suppression_records = suppression_records
+        self._folds = folds
+        self._folds_built = folds is not None
+        self._state_wired = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -122,7 +127,38 @@ class Services:
                 from shared.state.store import StateStore
 
                 self._state = StateStore.from_settings(self.settings)
+            if not self._state_wired and self._state.journal is not None:
+                folds = self._fold_requests()
+                if folds is not None and self._state.journal.on_written is None:
+                    self._state.journal.on_written = folds.request
+                self._state_wired = True
             return self._state
+
+    @property
+    def folds(self) -> FoldRequests | None:
+        """The fold queue (``FOLD_QUEUE`` on AzureWebJobsStorage), or None when that storage has no queue service:
+        then the follower's timer folds the journal itself."""
+        with self._lock:
+            return self._fold_requests()
+
+    def _fold_requests(self) -> FoldRequests | None:
+        if not self._folds_built:
+            import os
+
+            from shared.queues import connect_queue
+            from shared.settings import QUEUE_CONNECTION
+            from shared.state.folds import FoldRequests
+            from shared.storage import StorageUnavailable
+
+            self._folds_built = True
+            try:
+                queue = connect_queue(
+                    QUEUE_CONNECTION, self.settings.fold_queue, client_id=self.settings.client_id, environ=os.environ
+                )
+            except StorageUnavailable:
+                queue = None
+            self._folds = None if queue is None else FoldRequests(queue)
+        return self._folds
 
     @property
     def subscriptions(self) -> SubscriptionStore:
@@ -197,7 +233,7 @@ class Services:
                 closer = getattr(self._insights.source, "close", None)
                 if callable(closer):
                     closer()
-            for store in (self._summaries, self._state, self._subscriptions):
+            for store in (self._summaries, self._state, self._subscriptions, self._folds):
                 if store is not None:
                     store.close()
             self._insights, self._summaries, self._state = None, None, None

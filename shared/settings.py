@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+#: The connection setting (prefix) of our storage queues: the queue trigger's ``connection`` and the sender's.
+QUEUE_CONNECTION: Final = "AzureWebJobsStorage"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("SUBSCRIPTIONS_TABLE", "Subscriptions", "Azure Table Storage table of webhook subscriptions."),
     SettingSpec("FOLLOW_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (UTC) of the Log Analytics follower timer."),
+    SettingSpec(
+        "FOLD_QUEUE",
+        "journal-folds",
+        "Storage queue (on AzureWebJobsStorage) of fold requests: each journal write asks for its shards to be "
+        "folded; failed requests go to FOLD_QUEUE-poison.",
+    ),
     SettingSpec(
         "LINK_SIGNING_KEY",
         None,
@@ -184,6 +194,8 @@ class Settings:
         (``shared.signing.link_signer``) and callbacks must resolve to public addresses only."""
         return bool(self.workspace_id) or self.azure_instance
 
+    fold_queue: str = "journal-folds"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings from the process environment (or *environ*)."""
@@ -218,4 +230,5 @@ class Settings:
             arm_endpoint=value("ARM_ENDPOINT"),
             max_subscriptions=number("MAX_SUBSCRIPTIONS"),
             azure_instance=bool((os.environ if environ is None else environ).get(AZURE_INSTANCE_VARIABLE)),
+            fold_queue=value("FOLD_QUEUE") or "journal-folds",
         )

@@ -24,6 +24,7 @@ def settings(**overrides: Any) -> Settings:
 @contextmanager
 def serve(services: Services | Callable[[], Services], **host_options: Any) -> Iterator[DevHost]:
     provider = services if callable(services) else (lambda: services)
-    options = {"settings_file": None, "host_file": ROOT / "host.json", **host_options}
+    # Timers off unless a test asks (it runs them through the admin endpoint); queue triggers on.
+    options = {"settings_file": None, "host_file": ROOT / "host.json", "timers": False, **host_options}
     with DevHost(create_app(provider), **options) as host:
         yield host

@@ -1,9 +1,12 @@
-"""Start (and stop) Azurite's Table service for tests; not a test module.
+"""Start (and stop) Azurite's Table and Queue services for tests; not a test module.
 
-Uses the Azurite pinned in ``tools/azurite`` (``npm ci --prefix tools/azurite``), started on a free
-loopback port with in-memory persistence. Set ``AZURITE_TABLE_ENDPOINT`` (e.g.
-``http://127.0.0.1:10002/devstoreaccount1``) or ``AZURITE_CONNECTION_STRING`` to reuse an Azurite
-that is already running (CI may start one); then nothing is started or stopped here.
+Uses the Azurite pinned in ``tools/azurite`` (``npm ci --prefix tools/azurite``): ``azurite-table`` and
+``azurite-queue``, each on a free loopback port with in-memory persistence. ``connection_string`` names the
+Table endpoint only (stores built from it work without a queue: the timer folds the journal in line);
+``storage_connection_string`` names both (the fold is queued, as in Azure). Set ``AZURITE_TABLE_ENDPOINT``
+(e.g. ``http://127.0.0.1:10002/devstoreaccount1``) or ``AZURITE_CONNECTION_STRING`` (and
+``AZURITE_QUEUE_ENDPOINT``) to reuse an Azurite that is already running (CI may start one); then nothing is
+started or stopped here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from shared.summaries.table import DEV_ACCOUNT, DEV_KEY
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_DIR = ROOT / "tools" / "azurite"
 AZURITE_TABLE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-table"
+AZURITE_QUEUE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-queue"
 
 
 FLAGS = (
@@ -44,8 +48,11 @@ class AzuriteUnavailable(RuntimeError):
     """Azurite is not installed or did not start."""
 
 
-def connection_string(endpoint: str, account: str = DEV_ACCOUNT, key: str = DEV_KEY) -> str:
-    return f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};TableEndpoint={endpoint}"
+def connection_string(
+    endpoint: str, account: str = DEV_ACCOUNT, key: str = DEV_KEY, queue_endpoint: str | None = None
+) -> str:
+    text = f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};TableEndpoint={endpoint}"
+    return f"{text};QueueEndpoint={queue_endpoint}" if queue_endpoint else text
 
 
 @dataclass
@@ -58,6 +65,16 @@ class Azurite:
     log_path: Path | None = None
     started_seconds: float = 0.0
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    #: The Queue service (None: not started, or an external Azurite without AZURITE_QUEUE_ENDPOINT).
+    queue_endpoint: str | None = None
+    queue: Azurite | None = field(default=None, repr=False)
+
+    @property
+    def storage_connection_string(self) -> str:
+        """Table and Queue endpoints (the Functions app's AzureWebJobsStorage, folds queued)."""
+        if self.queue_endpoint is None:
+            raise AzuriteUnavailable("Azurite's Queue service is not running (set AZURITE_QUEUE_ENDPOINT)")
+        return connection_string(self.endpoint, queue_endpoint=self.queue_endpoint)
 
     @property
     def external(self) -> bool:
@@ -69,6 +86,9 @@ class Azurite:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        if self.queue is not None:
+            self.queue.stop()
+            self.queue = None
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             with suppress(ProcessLookupError):
@@ -119,6 +139,9 @@ def _external() -> Azurite | None:
     host_port = endpoint.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = host_port.rpartition(":")
     azurite = Azurite(endpoint=endpoint, connection_string=conn, host=host or host_port, port=int(port or 80))
+    queue = os.environ.get("AZURITE_QUEUE_ENDPOINT", "").strip().rstrip("/")
+    if queue:
+        azurite.queue_endpoint = queue if queue.endswith(DEV_ACCOUNT) else f"{queue}/{DEV_ACCOUNT}"
     if not _answers(azurite.host, azurite.port):
         raise AzuriteUnavailable(
             f"the Azurite at {endpoint} (AZURITE_TABLE_ENDPOINT/AZURITE_CONNECTION_STRING) does not answer"
@@ -127,14 +150,23 @@ def _external() -> Azurite | None:
 
 
 def start(timeout: float = 30.0, host: str = "127.0.0.1") -> Azurite:
-    """An Azurite Table service for this test session (or the external one, if configured)."""
+    """Azurite's Table and Queue services for this test session (or the external one, if configured)."""
     external = _external()
     if external is not None:
         return external
-    if not AZURITE_TABLE_BIN.exists():
-        raise AzuriteUnavailable(
-            f"Azurite is not installed ({AZURITE_TABLE_BIN} is missing): run `npm ci --prefix tools/azurite`"
-        )
+    table = _start_service(AZURITE_TABLE_BIN, "table", timeout, host)
+    try:
+        table.queue = _start_service(AZURITE_QUEUE_BIN, "queue", timeout, host)
+    except AzuriteUnavailable:
+        table.stop()
+        raise
+    table.queue_endpoint = table.queue.endpoint
+    return table
+
+
+def _start_service(binary: Path, service: str, timeout: float, host: str) -> Azurite:
+    if not binary.exists():
+        raise AzuriteUnavailable(f"Azurite is not installed ({binary} is missing): run `npm ci --prefix tools/azurite`")
     if shutil.which("node") is None:
         raise AzuriteUnavailable("Azurite needs Node.js (`node` is not on PATH)")
     began = time.monotonic()
@@ -145,7 +177,7 @@ def start(timeout: float = 30.0, host: str = "127.0.0.1") -> Azurite:
         log_path = Path(workdir.name) / "azurite.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(AZURITE_TABLE_BIN), "--tableHost", host, "--tablePort", str(port), *FLAGS],
+                [str(binary), f"--{service}Host", host, f"--{service}Port", str(port), *FLAGS],
                 cwd=workdir.name,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -1,8 +1,10 @@
 """The dev host (tools/devhost), driven over real HTTP on loopback with a toy app: routes, admin timers, the Event
-Grid webhook, keys, errors, bursts and its log lines."""
+Grid webhook, keys, errors, bursts and its log lines; timers on their NCRONTAB schedules and queue triggers on
+Azurite's queue service (poison after maxDequeueCount)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -10,17 +12,25 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
+from shared.queues import queue_with_string
 from tools.devhost import DevHost, HostConfigError, Keys
+from tools.devhost.schedule import Schedule, ScheduleError
+from tools.devhost.triggers import QueueOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTING = "DEVHOST_TEST_SETTING"
@@ -258,3 +268,171 @@ def test_cli_exits_2_with_one_line(tmp_path: Path) -> None:
             timeout=60,
         )
     assert taken.returncode == 2 and taken.stderr.count("\n") == 1 and str(port) in taken.stderr
+
+
+# --------------------------------------------------------------------------- timers on their schedules
+
+
+def test_ncrontab_schedules_as_the_timer_trigger_reads_them() -> None:
+    at = datetime(2026, 3, 10, 10, 20, 5, 500_000, tzinfo=UTC)  # a Tuesday
+    assert Schedule.parse("*/2 * * * * *").next_after(at) == datetime(2026, 3, 10, 10, 20, 6, tzinfo=UTC)
+    assert Schedule.parse("0 */1 * * * *").next_after(at) == datetime(2026, 3, 10, 10, 21, tzinfo=UTC)
+    assert Schedule.parse("0 30 1 * * *").next_after(at) == datetime(2026, 3, 11, 1, 30, tzinfo=UTC)
+    assert Schedule.parse("0 0 9 * * Mon-Fri").next_after(at) == datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+    assert Schedule.parse("0 0 12 * * 0").next_after(at) == datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # Sunday
+    assert Schedule.parse("0 0 0 29 Feb *").next_after(at) == datetime(2028, 2, 29, tzinfo=UTC)
+    assert Schedule.parse("*/5 * * * *").next_after(at) == datetime(2026, 3, 10, 10, 25, tzinfo=UTC)  # five fields
+    for bad in ("* * * *", "61 * * * * *", "*/0 * * * * *", "0 0 0 * * Xyz", "0 0 0 31 2 *"):
+        with pytest.raises(ScheduleError):
+            Schedule.parse(bad).next_after(at)
+
+
+def test_website_time_zone_moves_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    monkeypatch.setenv("WEBSITE_TIME_ZONE", "Europe/Paris")  # UTC+2 in July
+    assert Schedule.parse("0 30 1 * * *").next_after(at) == datetime(2026, 7, 1, 23, 30, tzinfo=UTC)
+    monkeypatch.setenv("WEBSITE_TIME_ZONE", "Not/AZone")
+    with pytest.raises(ScheduleError):
+        Schedule.parse("0 30 1 * * *")
+
+
+def ticking_app(ticks: list[func.TimerRequest], *, on_startup: bool = False) -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    @app.timer_trigger(schedule="%DEVHOST_TEST_TICK%", arg_name="timer", run_on_startup=on_startup)
+    def tick(timer: func.TimerRequest) -> None:
+        ticks.append(timer)
+
+    return app
+
+
+def test_timers_fire_on_their_schedule_and_not_with_timers_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVHOST_TEST_TICK", "*/2 * * * * *")
+    ticks: list[func.TimerRequest] = []
+    with DevHost(ticking_app(ticks), settings_file=None, host_file=None):
+        time.sleep(5.2)
+    assert 2 <= len(ticks) <= 3
+    seconds = [datetime.fromisoformat(t.schedule_status["Next"]).second for t in ticks]
+    assert all(second % 2 == 0 for second in seconds)  # the occurrences are the even seconds
+    assert not any(t.past_due for t in ticks)
+    quiet: list[func.TimerRequest] = []
+    with DevHost(ticking_app(quiet), settings_file=None, host_file=None, timers=False):
+        time.sleep(2.5)
+    assert quiet == []
+
+
+def test_run_on_startup_runs_the_timer_once_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVHOST_TEST_TICK", "0 30 1 1 1 *")  # once a year: only the startup run can come
+    ticks: list[func.TimerRequest] = []
+    with DevHost(ticking_app(ticks, on_startup=True), settings_file=None, host_file=None):
+        deadline = time.monotonic() + 10
+        while not ticks and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(ticks) == 1
+
+
+def test_a_timer_whose_schedule_setting_is_missing_does_not_start(caplog: pytest.LogCaptureFixture) -> None:
+    os.environ.pop("DEVHOST_TEST_TICK", None)
+    ticks: list[func.TimerRequest] = []
+    with caplog.at_level(logging.WARNING, "devhost"), DevHost(ticking_app(ticks), settings_file=None, host_file=None):
+        pass
+    assert "tick was unable to start" in caplog.text
+
+
+def test_cli_no_timers_is_honoured(tmp_path: Path) -> None:
+    (tmp_path / "tickapp.py").write_text(
+        "import azure.functions as func\n"
+        "app = func.FunctionApp()\n"
+        "@app.timer_trigger(schedule='*/1 * * * * *', arg_name='timer')\n"
+        "def tick(timer: func.TimerRequest) -> None:\n"
+        "    open('ticks.txt', 'a').write('tick\\n')\n"
+    )
+
+    def run(*flags: str) -> int:
+        (tmp_path / "ticks.txt").unlink(missing_ok=True)
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+        command = [sys.executable, "-m", "tools.devhost", "--app", "tickapp:app", "--port", "0", *flags]
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(4.0)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+        path = tmp_path / "ticks.txt"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    assert run() >= 1
+    assert run("--no-timers") == 0
+
+
+# --------------------------------------------------------------------------- queue triggers on Azurite
+
+
+def queue_app(seen: list[func.QueueMessage]) -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="message", queue_name="%DEVHOST_TEST_QUEUE%", connection="DevhostTestStorage")
+    def consume(message: func.QueueMessage) -> None:
+        seen.append(message)
+        if message.get_body() == b"poison":
+            raise ValueError("cannot take this one")
+
+    return app
+
+
+def test_queue_trigger_consumes_and_sets_poison_aside(
+    azurite_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "devhost-" + uuid.uuid4().hex[:12]
+    monkeypatch.setenv("DEVHOST_TEST_QUEUE", name)
+    monkeypatch.setenv("DevhostTestStorage", azurite_server.storage_connection_string)
+    host_file = tmp_path / "host.json"
+    options = {"maxDequeueCount": 3, "visibilityTimeout": "00:00:00", "maxPollingInterval": "00:00:00.5"}
+    host_file.write_text(json.dumps({"version": "2.0", "extensions": {"queues": options}}))
+    sender = queue_with_string(azurite_server.storage_connection_string, name)
+    raw = queue_with_string(azurite_server.storage_connection_string, name, encoded=False)
+    poison = queue_with_string(azurite_server.storage_connection_string, f"{name}-poison", encoded=False)
+    assert sender is not None and raw is not None and poison is not None
+    sender.create_queue()
+    for body in ("one", "poison", "two"):
+        sender.send_message(body)
+    raw.send_message("%%% not base64 %%%")
+    seen: list[func.QueueMessage] = []
+    with DevHost(queue_app(seen), settings_file=None, host_file=host_file, timers=False) as host:
+        assert [listener.name for listener in host.listeners] == ["consume"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            parked = [m.content for m in poison.peek_messages(max_messages=32)] if _exists(poison) else []
+            if len(parked) == 2 and sum(m.get_body() == b"poison" for m in seen) == 3:
+                break
+            time.sleep(0.2)
+        # Sent in the meantime: the listener goes on after the poisoned message.
+        sender.send_message("three")
+        deadline = time.monotonic() + 30
+        while b"three" not in [m.get_body() for m in seen] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    bodies = [m.get_body() for m in seen]
+    assert {b"one", b"two", b"three"} <= set(bodies) and bodies.count(b"one") == 1
+    assert bodies.count(b"poison") == 3  # maxDequeueCount attempts, then set aside
+    assert sorted(m.dequeue_count or 0 for m in seen if m.get_body() == b"poison") == [1, 2, 3]
+    # Set aside as they were stored: the base64 text, and the text that was not base64.
+    parked = sorted(m.content for m in poison.peek_messages(max_messages=32))
+    assert parked == sorted([base64.b64encode(b"poison").decode(), "%%% not base64 %%%"])
+    assert raw.peek_messages(max_messages=32) == []  # nothing left behind in the queue itself
+    for client in (raw, poison):
+        client.delete_queue()
+    for client in (sender, raw, poison):
+        client.close()
+
+
+def _exists(queue: Any) -> bool:
+    try:
+        queue.get_queue_properties()
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+def test_queue_options_from_host_json(tmp_path: Path) -> None:
+    assert QueueOptions.from_host_file(ROOT / "host.json") == QueueOptions(16, 8, 5, 10.0, 2.0)
+    assert QueueOptions.from_host_file(None) == QueueOptions(16, 8, 5, 0.0, 60.0)

@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "shared.summaries",
         "shared.state",
         "shared.storage",
+        "shared.queues",
         # the suppression list's ARM client, its records and its answers' models (its use cases sit above)
         "shared.suppression.arm",
         "shared.suppression.records",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: Azurite + the embedded log store with sample data + the local Functions host.
-# Ctrl-C stops everything this script started.
+# `make run`: Azurite (blob, queue, table) + the embedded log store with sample data + the local Functions host,
+# which runs its timers on their schedules (the follower every minute) and its queue trigger (the shard folds),
+# so it follows, folds and pushes by itself. Ctrl-C stops everything this script started.
 set -euo pipefail
 PY="$1"; PORT="$2"; MESSAGES="$3"; DAYS="$4"
 STORE="${ACS_LOCAL_STORE:-.data/acs-logs.duckdb}"
@@ -54,7 +55,8 @@ fi
 DEMO_PORT=$((PORT + 1)); EMPTY_STORE=.data/empty-logs.duckdb; DEMO_TABLE=EventsDemo$(date +%s)
 rm -f "$EMPTY_STORE"
 "$PY" -c "from local.store import open_store; open_store('$EMPTY_STORE').close()"
-ACS_LOCAL_STORE="$EMPTY_STORE" STATE_TABLE="$DEMO_TABLE" "$PY" -m tools.devhost --port "$DEMO_PORT" >/dev/null &
+ACS_LOCAL_STORE="$EMPTY_STORE" STATE_TABLE="$DEMO_TABLE" FOLD_QUEUE="demo-folds-$(date +%s)" \
+  "$PY" -m tools.devhost --port "$DEMO_PORT" --no-timers >/dev/null &
 demo_pid=$!
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$DEMO_PORT) 2>/dev/null && break; sleep 0.2; done
 # The events of 50 messages keep `make run` quick (the whole file: `python -m shared events send` it by hand).

@@ -32,6 +32,8 @@ param stateTable string
 param subscriptionsTable string
 param followSchedule string
 param maxSubscriptions int
+@description('Storage queue of fold requests (FOLD_QUEUE), in the app\'s storage account.')
+param foldQueue string
 @secure()
 @description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
 param linkSigningKey string
@@ -70,6 +72,7 @@ var appLevelSettings = [
   { name: 'SUBSCRIPTIONS_TABLE', value: subscriptionsTable }
   { name: 'FOLLOW_SCHEDULE', value: followSchedule }
   { name: 'MAX_SUBSCRIPTIONS', value: string(maxSubscriptions) }
+  { name: 'FOLD_QUEUE', value: foldQueue }
   // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
   { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
   { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }

@@ -12,6 +12,8 @@ param summaryTableName string
 param stateTableName string
 @description('Table of webhook subscriptions (SUBSCRIPTIONS_TABLE).')
 param subscriptionsTableName string
+@description('Queue of fold requests (FOLD_QUEUE); the queue trigger sets failed ones aside in its -poison queue.')
+param foldQueueName string
 @description('Blob container for Event Grid events that could not be delivered. Empty: none.')
 param deadLetterContainerName string = ''
 
@@ -116,6 +118,24 @@ resource stateJournalTable 'Microsoft.Storage/storageAccounts/tableServices/tabl
 resource subscriptionsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: subscriptionsTableName
+}
+
+// Fold requests: each journal write asks for its shards to be folded by the queue-triggered fold
+// (shared/state/folds.py); requests that keep failing are moved to the poison queue by the Functions host.
+// The app's identity holds Storage Queue Data Contributor on the account (rbac.bicep).
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource foldQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: foldQueueName
+}
+
+resource foldPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${foldQueueName}-poison'
 }
 
 output name string = storage.name

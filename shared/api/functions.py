@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import azure.functions as func
 
-from shared.api.spec import OPERATIONS, TRIGGERS, EventGridTrigger, Operation, Timer
+from shared.api.spec import OPERATIONS, TRIGGERS, EventGridTrigger, Operation, QueueTrigger, Timer
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -56,6 +56,14 @@ def _event_function(trigger: EventGridTrigger, services: ServicesProvider) -> Ca
     return run
 
 
+def _queue_function(trigger: QueueTrigger, services: ServicesProvider) -> Callable[[func.QueueMessage], None]:
+    def run(message: func.QueueMessage) -> None:
+        trigger.handler()(message, services())
+
+    run.__name__ = run.__qualname__ = trigger.name
+    return run
+
+
 def build_blueprint(services: ServicesProvider = default_services) -> func.Blueprint:
     bp = func.Blueprint()  # type: ignore[no-untyped-call]
     for operation in OPERATIONS:
@@ -66,6 +74,10 @@ def build_blueprint(services: ServicesProvider = default_services) -> func.Bluep
             schedule = f"%{trigger.schedule_setting}%"
             decorator = bp.timer_trigger(arg_name="timer", schedule=schedule, run_on_startup=False, use_monitor=True)
             bp.function_name(name=trigger.name)(decorator(_timer_function(trigger, services)))
+        elif isinstance(trigger, QueueTrigger):
+            queue = f"%{trigger.queue_setting}%"
+            decorator = bp.queue_trigger(arg_name="message", queue_name=queue, connection=trigger.connection)
+            bp.function_name(name=trigger.name)(decorator(_queue_function(trigger, services)))
         else:
             decorator = bp.event_grid_trigger(arg_name="event")
             bp.function_name(name=trigger.name)(decorator(_event_function(trigger, services)))

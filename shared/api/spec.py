@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.settings import QUEUE_CONNECTION
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -139,6 +141,17 @@ class Timer:
     name: str
     #: App setting holding the NCRONTAB schedule (the host reads it as %NAME%).
     schedule_setting: str
+    handler: Callable[[], Callable[..., Any]]
+    description: str
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    name: str
+    #: App setting holding the queue's name (the host reads it as %NAME%).
+    queue_setting: str
+    #: Connection setting (prefix) of the storage account holding the queue.
+    connection: str
     handler: Callable[[], Callable[..., Any]]
     description: str
 
@@ -462,7 +475,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
 )
 
-TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
+TRIGGERS: tuple[Timer | EventGridTrigger | QueueTrigger, ...] = (
     Timer(
         "daily_summary",
         "DAILY_SUMMARY_SCHEDULE",
@@ -478,7 +491,16 @@ TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
         "follow_status_updates",
         "FOLLOW_SCHEDULE",
         handler=lambda: triggers.follow_status_updates,
-        description="Brings what reached Log Analytics since the last run into the delivery state (one query).",
+        description="Brings what reached Log Analytics since the last run into the journal (one query), asks for "
+        "every shard with a backlog to be folded (the safety net) and delivers pushes that are due.",
+    ),
+    QueueTrigger(
+        "fold_journal_shard",
+        "FOLD_QUEUE",
+        QUEUE_CONNECTION,
+        handler=lambda: triggers.fold_journal_shard,
+        description="Folds one shard of the delivery state journal into message partitions and pushes what "
+        "became final (one folder per shard at a time).",
     ),
     Timer(
         "suppress_hard_bounces",

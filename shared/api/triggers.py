@@ -26,7 +26,8 @@ def daily_summary(timer: func.TimerRequest, services: Services) -> None:
 def ingest_email_events(event: func.EventGridEvent, services: Services) -> None:
     """One Event Grid event into the delivery state's journal (shared with the concurrent invocations of the
     same delivery). A malformed event is logged (no address) and skipped; the store being down raises, so
-    the host answers 5xx and Event Grid delivers the event again. Push follows when the timer folds it."""
+    the host answers 5xx and Event Grid delivers the event again. The journal write asks for its shard to be
+    folded (``fold_journal_shard``), and push follows that fold within seconds."""
     from shared.state.events import event_from_function
     from shared.state.ingest import ingest_events
 
@@ -34,14 +35,31 @@ def ingest_email_events(event: func.EventGridEvent, services: Services) -> None:
 
 
 def follow_status_updates(timer: func.TimerRequest, services: Services) -> None:
-    """What reached the logs since the last run, into the delivery state: one log query per run; then the
-    journal (those rows and Event Grid's events) folded into message partitions, what became final queued
-    for its subscribers, and what is due delivered. Subscriptions are read first: if they cannot be, nothing
-    is folded (the journal waits for the next run), so no outcome is missed."""
+    """What reached the logs since the last run, into the journal: one log query per run (the journal write
+    asks for its shards' folds); then the safety net: every shard with a backlog asked for again, so a lost
+    request delays a fold by a minute at most (with no queue service, those shards are folded here); then
+    what is due delivered. Subscriptions are read first: if they cannot be, nothing is folded here (the
+    journal waits), so no outcome is missed. The safety net runs even when the log query fails."""
+    from shared.state.folds import fold_backlog
     from shared.state.follower import Follower
 
     push = services.push
-    # The follower's positions are arrival times (ingestion_time() / _IngestedAt), which only the wall clock
-    # gives: not the services' clock, which tests (and replays) may set to the logs' own days.
-    Follower(services.insights.source, services.state, on_change=push.hook()).run()
+    hook = push.hook()
+    try:
+        # The follower's positions are arrival times (ingestion_time() / _IngestedAt), which only the wall clock
+        # gives: not the services' clock, which tests (and replays) may set to the logs' own days.
+        Follower(services.insights.source, services.state, fold=False).run()
+    finally:
+        fold_backlog(services.state, requests=services.folds, on_change=hook)
     push.run_due()
+
+
+def fold_journal_shard(message: func.QueueMessage, services: Services) -> None:
+    """One fold request: the shard it names folded under its lease, what became final pushed. A malformed
+    request or a failing fold raises, so the queue retries it and, after maxDequeueCount, sets it aside in
+    the poison queue; the other shards' requests go on."""
+    from shared.state.folds import ShardLeases, fold_shard, read_fold_request
+
+    shard = read_fold_request(message.get_body())
+    state, push = services.state, services.push
+    fold_shard(state, shard, leases=ShardLeases.of(state), on_change=push.hook(), requests=services.folds)

@@ -6,6 +6,7 @@ partition     one message's state (message entity + one per recipient) and the m
 journal       observations as they arrive, many to an entity, concurrent writers sharing requests
 store         the partitions (ETag-conditioned writes) and, for readers, the journal merged in
 ingest        events -> the journal; the fold: journal -> partitions, changes handed to push
-follower      the Log Analytics (or embedded store) rows since a watermark -> the journal, then the fold
+folds         the fold scaled out: one queued request per journal write and shard, one folder per shard (lease)
+follower      the Log Analytics (or embedded store) rows since a watermark -> the journal
 sample_events Event Grid events derived from the embedded store's rows (local runs, benchmarks)
 """

@@ -38,7 +38,7 @@ from typing import Any, Final
 from shared.kql.follower import INGESTED_AT, LOG_ANALYTICS_TIME_SLACK, EmbeddedArrival, build_follow_query
 from shared.logs.source import LogSource
 from shared.schemas import STATUS_UPDATE_TABLE
-from shared.state.ingest import fold_journal
+from shared.state.ingest import FoldReport, fold_journal
 from shared.state.partition import Observation, SendObservation, StatusObservation
 from shared.state.store import PartitionChange, StateStore
 
@@ -157,6 +157,7 @@ class Follower:
         max_rows: int = DEFAULT_MAX_ROWS,
         on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
         run_seconds: float = RUN_BUDGET_SECONDS,
+        fold: bool = True,
     ) -> None:
         self.source = source
         self.store = store
@@ -164,6 +165,8 @@ class Follower:
         self.max_rows = max_rows
         self.on_change = on_change
         self.run_seconds = run_seconds
+        #: Whether a run folds the journal after journaling (False: the queued folds do, :mod:`shared.state.folds`).
+        self.fold = fold
         self._arrival: EmbeddedArrival | None = None
 
     @property
@@ -212,7 +215,7 @@ class Follower:
         complete = len(records) < self.max_rows
         self._save_position(records, complete, watermark, now)
         left = self.run_seconds - (time.monotonic() - run_started)
-        fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=left)
+        fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=left) if self.fold else FoldReport()
         logger.info(
             "follower: %d rows, complete=%s; fold: %d observations, %d messages, %d journal entries left",
             len(records),

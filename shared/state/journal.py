@@ -1,5 +1,6 @@
 """The journal of the delivery state: observations as they arrive, many to an entity, folded into the message
-partitions afterwards (:func:`shared.state.ingest.fold_journal`, run by the follower's timer).
+partitions afterwards (:func:`shared.state.ingest.fold_journal`, run per shard by the queue-triggered fold of
+:mod:`shared.state.folds`, which each write asks for).
 
 Why a journal: a message partition costs at least one Table Storage request per message written, and the
 Python SDK spends about 1.6 ms of CPU on a request (0.6 ms on an entity inside a transaction), whatever the
@@ -9,11 +10,12 @@ which does pay per message, runs off the delivery path, groups every observation
 write, and may lag behind a burst without losing anything, because readers look at both:
 :meth:`shared.state.store.StateStore.read` merges the message's journaled observations into its partition.
 
-Layout (table ``STATE_TABLE`` + ``Journal``): ``PartitionKey`` ``j0`` .. ``j7`` (chosen by the writer, to
-spread writes), ``RowKey`` the write time in nanoseconds (20 digits) and a random suffix, so entities list in
-arrival order; ``WrittenAt`` (an observation's "first seen"), ``Count``, and ``Body0`` .. ``BodyN``: one JSON
-array of observations (ASCII), cut in chunks of :data:`CHUNK_CHARS` (a string property holds 32 K UTF-16
-characters; an entity at most 1 MiB). Entities are immutable; the fold deletes them once folded. A write
+Layout (table ``STATE_TABLE`` + ``Journal``): ``PartitionKey`` ``j0`` .. ``j15``, the shards (chosen by the
+writer at random, to spread writes; each folded by one folder at a time, :mod:`shared.state.folds`),
+``RowKey`` the write time in nanoseconds (20 digits) and a random suffix, so entities list in arrival order;
+``WrittenAt`` (an observation's "first seen"), ``Count``, and ``Body0`` .. ``BodyN``: one JSON array of
+observations (ASCII), cut in chunks of :data:`CHUNK_CHARS` (a string property holds 32 K UTF-16 characters;
+an entity at most 1 MiB). Entities are immutable; the fold deletes them once folded. A write
 retried after a timeout may store its observations twice: merges are idempotent, so that changes nothing.
 
 Concurrent writers in one process share requests (:class:`GroupCommit`): the Functions host runs the events
@@ -53,7 +55,8 @@ from shared.storage import TableStore
 CHUNK_CHARS: Final = 30_000
 #: Body characters per entity (an entity holds at most 1 MiB).
 ENTITY_CHARS: Final = 15 * CHUNK_CHARS
-PARTITIONS: Final = 8
+#: Shards: how many folders can work side by side (see ``docs/scale.md``).
+PARTITIONS: Final = 16
 TABLE_SUFFIX: Final = "Journal"
 #: New entries a reader fetches one by one; more are read with one query of the whole journal.
 POINT_READS: Final = 16
@@ -236,6 +239,10 @@ class Journal(TableStore):
     #: Entries read by :meth:`pending`, each with its observations by message id.
     _cache: dict[tuple[str, str], _Cached] = field(default_factory=dict, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Only this shard's entries are listed (a folder's view of the journal); None: every shard.
+    shard: str | None = None
+    #: Called with the shards each write wrote to, once it is stored (the fold requests); it must not raise.
+    on_written: Callable[[list[str]], object] | None = field(default=None, repr=False)
 
     what: ClassVar[str] = "delivery state journal"
     failed: ClassVar[type[ServiceError]] = JournalError
@@ -256,24 +263,43 @@ class Journal(TableStore):
 
     def _write(self, observations: list[Observation]) -> None:
         self.ensure_table()
+        shards: dict[str, None] = {}
         try:
             for entity in _entities(observations, self.clock()):
                 self.client.create_entity(entity)
+                shards[entity["PartitionKey"]] = None
         except ResourceNotFoundError as exc:
             self._table_ready = False
             raise self.error("writing the delivery state journal", exc) from exc
         except AzureError as exc:
             raise self.error("writing the delivery state journal", exc) from exc
+        finally:
+            if shards and self.on_written is not None:
+                self.on_written(list(shards))
 
     def entries(self) -> list[JournalEntry]:
-        """Every entry, oldest first."""
+        """Every entry (of :attr:`shard`, when set), oldest first."""
         try:
-            found = [_entry(entity) for entity in self.client.list_entities()]
+            if self.shard is None:
+                listed = self.client.list_entities()
+            else:
+                listed = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": self.shard})
+            found = [_entry(entity) for entity in listed]
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
             raise self.error("reading the delivery state journal", exc) from exc
         return sorted(found, key=lambda entry: entry.row_key)
+
+    def shards(self) -> list[str]:
+        """The shards holding entries (one query of keys only)."""
+        try:
+            keys = {str(e["PartitionKey"]) for e in self.client.list_entities(select=["PartitionKey"])}
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise self.error("reading the delivery state journal", exc) from exc
+        return sorted(keys)
 
     def delete(self, entries: Iterable[JournalEntry]) -> None:
         """Remove folded entries (one already gone, or rewritten, is left as it is)."""

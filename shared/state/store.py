@@ -5,9 +5,12 @@ ETags, observations are merged in memory, and only entities whose content change
 conditioned on its ETag (``create`` for new entities). A concurrent writer makes a write fail (412 or
 409); the partition is then read again and the merge redone, so no observation is lost and none counts
 twice. An exact duplicate changes nothing and writes nothing. A message not stored yet is first tried
-with plain creates and no read (most event batches are of new messages). Entity-group transactions are
-not used: on Azurite and through the SDK one costs several single requests, and idempotent merges make
-a half-written partition harmless (the next attempt completes it).
+with plain creates and no read (most event batches are of new messages). A write of
+:data:`TRANSACTION_MIN` entities or more goes as entity-group transactions (one partition, up to 100
+operations each, all or nothing); fewer go one request each: measured on Azurite through the SDK, two
+entities in a transaction cost more client CPU than two requests (7.4 vs 4.6 ms a message), four the same
+CPU in half the wall time. Idempotent merges make a half-written partition harmless either way (the next
+attempt completes it).
 
 Event Grid events and the follower's log rows reach the partitions through the journal
 (:mod:`shared.state.journal`, table ``STATE_TABLE`` + ``Journal``), folded by the follower's timer; until then
@@ -62,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 #: Attempts of one partition write against concurrent writers before giving up (503, retried by the caller).
 MAX_CONFLICT_RETRIES: Final = 8
+#: Entities a partition write needs before it is sent as entity-group transactions (see the module docstring).
+TRANSACTION_MIN: Final = 3
+#: Operations in one entity-group transaction (the service's limit).
+TRANSACTION_MAX: Final = 100
 #: Partition of bookkeeping entities (the follower's watermark); no message id starts with "~".
 SERVICE_PARTITION: Final = "~service"
 #: Partition of the observations set aside (``Reason``, ``MessageId``, ``Observation``: its journal form).
@@ -320,12 +327,18 @@ class StateStore(TableStore):
                 )
         done = 0
         try:
-            for operation in operations:
-                if operation[0] == "create":
-                    self.client.create_entity(operation[1])
-                else:
-                    self.client.update_entity(operation[1], **operation[2])
-                done += 1
+            if len(operations) >= TRANSACTION_MIN:
+                for start in range(0, len(operations), TRANSACTION_MAX):
+                    batch = operations[start : start + TRANSACTION_MAX]
+                    self.client.submit_transaction(batch)  # type: ignore[arg-type]
+                    done += len(batch)
+            else:
+                for operation in operations:
+                    if operation[0] == "create":
+                        self.client.create_entity(operation[1])
+                    else:
+                        self.client.update_entity(operation[1], **operation[2])
+                    done += 1
         except (ResourceExistsError, ResourceModifiedError):
             raise _Conflict(done) from None
         except HttpResponseError as exc:

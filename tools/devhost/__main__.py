@@ -2,7 +2,8 @@
 
 Settings from ``local.settings.json`` are loaded before the app is imported (module-level code sees them).
 A bind address beyond loopback needs ``--function-key`` and ``--master-key`` (or DEVHOST_FUNCTION_KEY /
-DEVHOST_MASTER_KEY). Exit 2 with one line when it cannot start (bad option, port in use, no keys).
+DEVHOST_MASTER_KEY). Timers run on their schedules unless ``--no-timers``; queue triggers poll the storage
+queues of their connection setting. Exit 2 with one line when it cannot start (bad option, port in use, no keys).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="local.settings.json")
     parser.add_argument("--function-key", default=os.environ.get("DEVHOST_FUNCTION_KEY"))
     parser.add_argument("--master-key", default=os.environ.get("DEVHOST_MASTER_KEY"))
+    parser.add_argument("--no-timers", action="store_true", help="do not run timers on their schedules")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
     sys.path.insert(0, str(Path.cwd()))
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         module, _, attribute = args.app.partition(":")
         app = getattr(importlib.import_module(module), attribute or "app")
         keys = Keys(function=args.function_key, master=args.master_key)
-        host = DevHost(app, args.host, args.port, keys=keys, settings_file=None).start()
+        host = DevHost(app, args.host, args.port, keys=keys, settings_file=None, timers=not args.no_timers).start()
     except (HostConfigError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ app needs:
 
 * HTTP functions at ``/<routePrefix>/<route>`` (prefix from ``host.json``, default ``api``), routes with plain
   ``{name}`` segments; a real ``func.HttpRequest`` goes to the function's own code;
+* timers on their NCRONTAB schedules and queue triggers fed from Azurite's queue service
+  (:mod:`tools.devhost.triggers`; ``timers=False`` / ``--no-timers`` turns the timers off, as for tests);
 * ``POST /admin/functions/<name>`` runs a timer function now (202), as the admin API does;
 * ``POST /runtime/webhooks/eventgrid?functionName=<name>`` delivers Event Grid schema events to an Event Grid
   trigger function one event per invocation, the invocations of a delivery running concurrently on a thread
@@ -32,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +47,8 @@ import azure.functions as func
 from azure.functions.timer import TimerRequest
 
 from shared.settings import load_local_settings
+from tools.devhost.schedule import Schedule, ScheduleError
+from tools.devhost.triggers import QueueListener, QueueOptions, TimerRunner
 
 log = logging.getLogger("devhost")
 
@@ -98,12 +102,14 @@ class Keys:
 @dataclass(frozen=True)
 class Function:
     name: str
-    trigger: str  # httpTrigger | timerTrigger | eventGridTrigger
+    trigger: str  # httpTrigger | timerTrigger | eventGridTrigger | queueTrigger
     argument: str
     code: Callable[..., Any]
     route: tuple[str, ...] = ()
     methods: frozenset[str] = frozenset()
     auth_level: str = "function"
+    #: The trigger binding as the app declares it (schedule, queueName, connection, ...).
+    binding: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def template(self) -> str:
@@ -134,7 +140,7 @@ def discover(app: func.FunctionApp, route_prefix: str) -> list[Function]:
         trigger = next(b for b in bindings if str(b.get("type", "")).endswith("Trigger"))
         name, kind = str(fn.get_function_name()), str(trigger["type"])
         if kind != "httpTrigger":
-            found.append(Function(name, kind, trigger["name"], fn.get_user_function()))
+            found.append(Function(name, kind, trigger["name"], fn.get_user_function(), binding=trigger))
             continue
         route = [part for part in f"{route_prefix}/{trigger.get('route') or name}".split("/") if part]
         methods = frozenset(str(m).upper() for m in trigger.get("methods") or SUPPORTED_METHODS)
@@ -219,6 +225,8 @@ class DevHost:
         keys: Keys | None = None,
         settings_file: str | Path | None = "local.settings.json",
         host_file: str | Path | None = "host.json",
+        timers: bool = True,
+        queues: bool = True,
     ) -> None:
         keys = keys or Keys()
         if not is_loopback(host) and not (keys.function and keys.master):
@@ -228,6 +236,10 @@ class DevHost:
         self.host, self.port, self.keys = host, port, keys
         self.enforce_keys = bool(keys.function or keys.master)
         self.settings_file = settings_file
+        self.run_timers, self.run_queues = timers, queues
+        self.queue_options = QueueOptions.from_host_file(host_file)
+        self.timers: list[TimerRunner] = []
+        self.listeners: list[QueueListener] = []
         self.functions = discover(app, read_route_prefix(host_file))
         # Literal segments win over parameters (messages/{id}/poll before messages/{id}), as in the real host.
         self.http = sorted(
@@ -251,9 +263,60 @@ class DevHost:
         self._server.dev_host = self
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="devhost", daemon=True).start()
+        self._start_triggers()
         return self
 
+    def _start_triggers(self) -> None:
+        """Timers and queue listeners; one that cannot start is logged and left out, as the host does."""
+        assert self._invokers is not None
+        for function in self.functions:
+            try:
+                if function.trigger == "timerTrigger" and self.run_timers:
+                    self.timers.append(self._timer(function))
+                elif function.trigger == "queueTrigger" and self.run_queues:
+                    listener = self._listener(function)
+                    if listener is not None:
+                        self.listeners.append(listener)
+            except (ScheduleError, KeyError) as exc:
+                log.warning("the listener for function %s was unable to start: %s", function.name, exc)
+        for runner in self.timers:
+            runner.start()
+        for listener in self.listeners:
+            listener.start()
+
+    def _timer(self, function: Function) -> TimerRunner:
+        schedule = Schedule.parse(resolve(str(function.binding["schedule"])))
+
+        def invoke(timer: TimerRequest) -> None:
+            function.code(**{function.argument: timer})
+
+        return TimerRunner(function.name, schedule, invoke, on_startup=bool(function.binding.get("runOnStartup")))
+
+    def _listener(self, function: Function) -> QueueListener | None:
+        from shared.queues import connect_queue
+
+        name = resolve(str(function.binding["queueName"])).lower()
+        prefix = str(function.binding.get("connection") or "AzureWebJobsStorage")
+        queue = connect_queue(prefix, name, environ=os.environ, encoded=False)
+        poison = connect_queue(prefix, f"{name}-poison", environ=os.environ, encoded=False)
+        if queue is None or poison is None:
+            log.warning(
+                "the listener for function %s was unable to start: %s names no queue service", function.name, prefix
+            )
+            return None
+
+        def invoke(message: func.QueueMessage) -> None:
+            function.code(**{function.argument: message})
+
+        assert self._invokers is not None
+        return QueueListener(function.name, queue, poison, invoke, self.queue_options, self._invokers)
+
     def stop(self) -> None:
+        for runner in self.timers:
+            runner.stop()
+        for listener in self.listeners:
+            listener.stop()
+        self.timers, self.listeners = [], []
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -280,6 +343,8 @@ class DevHost:
                 lines.append(
                     f"\t{f.name}: eventGridTrigger ({self.base_url}/runtime/webhooks/eventgrid?functionName={f.name})"
                 )
+            elif f.trigger == "queueTrigger":
+                lines.append(f"\t{f.name}: queueTrigger ({f.binding.get('queueName')})")
             else:
                 lines.append(f"\t{f.name}: {f.trigger} (POST {self.base_url}/admin/functions/{f.name})")
         return "\n".join(lines)
@@ -418,6 +483,14 @@ class DevHost:
             log.warning("function %s failed on an event: %s", function.name, type(exc).__name__)
             return False
         return True
+
+
+def resolve(value: str) -> str:
+    """A binding value with ``%NAME%`` replaced by the app setting NAME (KeyError when it is not set)."""
+    parts = value.split("%")
+    if len(parts) < 3:
+        return value
+    return "".join(os.environ[part] if index % 2 else part for index, part in enumerate(parts))
 
 
 def _event_time(value: Any) -> datetime | None:
