@@ -127,6 +127,17 @@ param followSchedule string = '0 */1 * * * *'
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
 param requestBudgetSeconds int = 25
 
+@minValue(1)
+@description('SEND_LIMIT_PER_MINUTE: emails (send requests) per minute the ACS resource may send (custom-domain default 30; Azure-managed 5).')
+param sendLimitPerMinute int = 30
+
+@minValue(1)
+@description('SEND_LIMIT_PER_HOUR: emails (send requests) per hour the ACS resource may send (custom-domain default 100; Azure-managed 10).')
+param sendLimitPerHour int = 100
+
+@description('SUPPRESSION_LIST_ID: resource id of the suppression list hard bounces are synced to; empty: no sync.')
+param suppressionListId string = ''
+
 @description('DAILY_SUMMARY_SCHEDULE: six-field NCRONTAB schedule (UTC) of the daily summary timer.')
 param dailySummarySchedule string = '0 30 1 * * *'
 
@@ -271,6 +282,9 @@ module api 'app/api.bicep' = {
     reportSender: sender
     reportRecipients: recipients
     acsEndpoint: routeAcsLogs ? diagnostics.outputs.endpoint : ''
+    sendLimitPerMinute: sendLimitPerMinute
+    sendLimitPerHour: sendLimitPerHour
+    suppressionListId: suppressionListId
   }
   // The host starts with identity-based storage: grant the roles first. Its queries call the workspace functions.
   dependsOn: [

@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.errors import InvalidInput, ParameterError
 from shared.kql.literals import is_control_char
+from shared.providers import provider_of
 
 MAX_TOP = 1000
 DEFAULT_TOP = 100
@@ -514,6 +515,18 @@ class CorrelatedFields(_Out):
     sender_username: str | None = None
     sender_domain: str | None = None
     clock_skew: bool = False
+    provider: str | None = Field(
+        None,
+        description="Mailbox provider (Google, Microsoft 365, ...): by the mail server's host name, else the "
+        "recipient domain; Other or Unknown (docs/semantics.md).",
+    )
+
+    @model_validator(mode="after")
+    def _provider(self) -> CorrelatedFields:
+        """The one catalog (shared/providers) the provider statistics' KQL reads too."""
+        if self.provider is None:
+            self.provider = provider_of(self.recipient_mail_server_host_name, self.recipient_domain)
+        return self
 
     @model_validator(mode="before")
     @classmethod

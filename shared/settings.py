@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,45 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "Communication Services connection string (local runs and tests); wins over ACS_ENDPOINT.",
         deployed=False,
     ),
+    # Deliverability: the quota the volume is compared with, and the sender health verdict's thresholds.
+    SettingSpec(
+        "SEND_LIMIT_PER_MINUTE",
+        "30",
+        "Emails (send requests) per minute the ACS resource may send: the default custom-domain limit is 30 "
+        "(Azure-managed domains: 5).",
+    ),
+    SettingSpec(
+        "SEND_LIMIT_PER_HOUR",
+        "100",
+        "Emails (send requests) per hour the ACS resource may send: the default custom-domain limit is 100 "
+        "(Azure-managed domains: 10).",
+    ),
+    SettingSpec(
+        "SUPPRESSION_LIST_ID",
+        None,
+        "Resource id of the customer suppression list hard bounces are synced to; set means hard-bounce "
+        "handling is in place (the quota-increase evidence says so).",
+    ),
+    SettingSpec("HEALTH_HARD_BOUNCE_WATCH_PERCENT", "2", "Hard-bounce rate (%) from which a sender domain is watched."),
+    SettingSpec(
+        "HEALTH_HARD_BOUNCE_AT_RISK_PERCENT", "5", "Hard-bounce rate (%) from which a sender domain is at risk."
+    ),
+    SettingSpec(
+        "HEALTH_SPAM_WATCH_PERCENT", "0.1", "Spam / quarantine rate (%) from which a sender domain is watched."
+    ),
+    SettingSpec(
+        "HEALTH_SPAM_AT_RISK_PERCENT", "0.5", "Spam / quarantine rate (%) from which a sender domain is at risk."
+    ),
+    SettingSpec(
+        "HEALTH_FAILURE_WATCH_PERCENT",
+        "2",
+        "Failure rate (%) from which a sender domain is watched (ACS grants quota increases only below 2 %).",
+    ),
+    SettingSpec(
+        "HEALTH_MIN_RECIPIENTS",
+        "20",
+        "Recipients with a final status a sender domain needs in the window before it can be judged at risk.",
+    ),
 )
 
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}
@@ -127,6 +167,66 @@ def recipient_list(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.strip() for a in (text or "").replace(";", ",").split(",") if a.strip()))
 
 
+def get_positive_int(name: str, environ: Mapping[str, str] | None = None) -> int:
+    number = get_int(name, environ)
+    if number < 1:
+        raise ValueError(f"setting {name} must be at least 1, got {number}")
+    return number
+
+
+def get_float(name: str, environ: Mapping[str, str] | None = None) -> float:
+    value = get(name, environ)
+    try:
+        number = float(value or "")
+    except ValueError:
+        raise ValueError(f"setting {name} must be a number, got {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"setting {name} must be a number of at least 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """One reason a sender domain is watched or at risk: ``metric`` (a rate in percent) at or above ``percent``."""
+
+    metric: Literal["HardBounceRate", "SpamRate", "FailureRate"]
+    verdict: Literal["watch", "atRisk"]
+    percent: float
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """The sender health verdict's thresholds (HEALTH_* settings; defaults near Amazon SES's review levels and
+    ACS's 2 % quota bar). The verdict rules of the API, the daily report and the alert rule all come from here."""
+
+    hard_bounce_watch: float = 2.0
+    hard_bounce_at_risk: float = 5.0
+    spam_watch: float = 0.1
+    spam_at_risk: float = 0.5
+    failure_watch: float = 2.0
+    min_recipients: int = 20
+
+    def rules(self) -> tuple[VerdictRule, ...]:
+        return (
+            VerdictRule("HardBounceRate", "atRisk", self.hard_bounce_at_risk),
+            VerdictRule("SpamRate", "atRisk", self.spam_at_risk),
+            VerdictRule("HardBounceRate", "watch", self.hard_bounce_watch),
+            VerdictRule("SpamRate", "watch", self.spam_watch),
+            VerdictRule("FailureRate", "watch", self.failure_watch),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HealthThresholds:
+        return cls(
+            hard_bounce_watch=get_float("HEALTH_HARD_BOUNCE_WATCH_PERCENT", environ),
+            hard_bounce_at_risk=get_float("HEALTH_HARD_BOUNCE_AT_RISK_PERCENT", environ),
+            spam_watch=get_float("HEALTH_SPAM_WATCH_PERCENT", environ),
+            spam_at_risk=get_float("HEALTH_SPAM_AT_RISK_PERCENT", environ),
+            failure_watch=get_float("HEALTH_FAILURE_WATCH_PERCENT", environ),
+            min_recipients=get_int("HEALTH_MIN_RECIPIENTS", environ),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     workspace_id: str | None
@@ -148,6 +248,10 @@ class Settings:
     report_sender: str | None = None
     acs_endpoint: str | None = None
     acs_connection_string: str | None = None
+    send_limit_per_minute: int = 30
+    send_limit_per_hour: int = 100
+    suppression_list_id: str | None = None
+    health: HealthThresholds = HealthThresholds()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -179,4 +283,8 @@ class Settings:
             report_sender=value("REPORT_SENDER"),
             acs_endpoint=value("ACS_ENDPOINT"),
             acs_connection_string=value("ACS_CONNECTION_STRING"),
+            send_limit_per_minute=get_positive_int("SEND_LIMIT_PER_MINUTE", environ),
+            send_limit_per_hour=get_positive_int("SEND_LIMIT_PER_HOUR", environ),
+            suppression_list_id=value("SUPPRESSION_LIST_ID"),
+            health=HealthThresholds.from_env(environ),
         )

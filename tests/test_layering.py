@@ -26,10 +26,19 @@ LONG_REASON = "# long:"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
     ("shared.services", "shared.tracing"),
-    ("shared.report", "shared.summaries.job", "shared.push"),
+    ("shared.report", "shared.summaries.job", "shared.push", "shared.deliverability"),
     ("shared.insights",),
     ("shared.kql", "shared.logs", "shared.summaries", "shared.state", "shared.storage"),
-    ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),
+    (
+        "shared.models",
+        "shared.deliverability.models",
+        "shared.codes",
+        "shared.providers",
+        "shared.schemas",
+        "shared.settings",
+        "shared.errors",
+        "shared.signing",
+    ),
     ("shared.deadline", "shared.kql.literals"),
 )
 

@@ -41,6 +41,12 @@ param reportSender string = ''
 param reportRecipients string = ''
 @description('https://<host name> of the Communication Services resource (ACS_ENDPOINT); empty: none.')
 param acsEndpoint string = ''
+@description('SEND_LIMIT_PER_MINUTE: the ACS resource\'s emails per minute.')
+param sendLimitPerMinute int
+@description('SEND_LIMIT_PER_HOUR: the ACS resource\'s emails per hour.')
+param sendLimitPerHour int
+@description('SUPPRESSION_LIST_ID: the suppression list hard bounces are synced to; empty: none.')
+param suppressionListId string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -71,6 +77,16 @@ var appLevelSettings = [
   { name: 'REPORT_SENDER', value: reportSender }
   { name: 'REPORT_RECIPIENTS', value: reportRecipients }
   { name: 'ACS_ENDPOINT', value: acsEndpoint }
+  { name: 'SEND_LIMIT_PER_MINUTE', value: string(sendLimitPerMinute) }
+  { name: 'SEND_LIMIT_PER_HOUR', value: string(sendLimitPerHour) }
+  { name: 'SUPPRESSION_LIST_ID', value: suppressionListId }
+  // Sender health thresholds (percent; docs/semantics.md): the defaults of shared/settings.py.
+  { name: 'HEALTH_HARD_BOUNCE_WATCH_PERCENT', value: '2' }
+  { name: 'HEALTH_HARD_BOUNCE_AT_RISK_PERCENT', value: '5' }
+  { name: 'HEALTH_SPAM_WATCH_PERCENT', value: '0.1' }
+  { name: 'HEALTH_SPAM_AT_RISK_PERCENT', value: '0.5' }
+  { name: 'HEALTH_FAILURE_WATCH_PERCENT', value: '2' }
+  { name: 'HEALTH_MIN_RECIPIENTS', value: '20' }
 ]
 
 // Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated
