@@ -50,7 +50,8 @@ def _stats(record: Mapping[str, Any], codes: list[ProviderFailureCode]) -> Provi
 def provider_stats(insights: Insights, params: ProviderStatsParams) -> ProviderStatsResult:
     query = kql.build_provider_stats_query(Filters.from_scope(params), insights.send_window(params))
     result = insights.source.run(query)
-    providers, codes = [], {}
+    providers: list[dict[str, Any]] = []
+    codes: dict[str, list[ProviderFailureCode]] = {}
     for record in result.records():
         if record.get("RowKind") == "provider":
             providers.append(record)

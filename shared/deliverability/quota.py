@@ -78,7 +78,7 @@ def _period(record: Mapping[str, Any] | None, limit: int) -> QuotaPeriod:
     )
 
 
-def _last_hour(rows: list[Mapping[str, Any]], start: datetime, limit: int) -> LastHour:
+def _last_hour(rows: Sequence[Mapping[str, Any]], start: datetime, limit: int) -> LastHour:
     per_minute = {row["Time"]: int(row.get("Messages") or 0) for row in rows}
     messages = sum(per_minute.values())
     minutes = minutes_to_limit(per_minute, start, limit)
@@ -168,7 +168,7 @@ def quota(insights: Insights, params: QuotaParams, settings: Settings) -> QuotaR
     rows: dict[str, list[dict[str, Any]]] = {}
     for record in volume.records():
         rows.setdefault(str(record.get("RowKind")), []).append(record)
-    minute_row = (rows.get("minute") or [None])[0]
+    minute_row = next(iter(rows.get("minute", [])), None)
     busiest = sorted(rows.get("busiest", []), key=lambda r: (-int(r.get("Messages") or 0), r["Time"]))
     return QuotaResult(
         from_=start,
@@ -176,7 +176,7 @@ def quota(insights: Insights, params: QuotaParams, settings: Settings) -> QuotaR
         messages=int((minute_row or {}).get("TotalMessages") or 0),
         recipients=int((minute_row or {}).get("TotalRecipients") or 0),
         minute=_period(minute_row, minute_limit),
-        hour=_period((rows.get("hour") or [None])[0], hour_limit),
+        hour=_period(next(iter(rows.get("hour", [])), None), hour_limit),
         busiest_minutes=[
             BusyMinute(time=r["Time"], messages=int(r.get("Messages") or 0), recipients=int(r.get("Recipients") or 0))
             for r in busiest[: kql.BUSIEST_MINUTES]

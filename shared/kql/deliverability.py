@@ -13,7 +13,6 @@ from shared.kql.builder import (
     HARD_BOUNCE,
     PLACEHOLDER_WINDOW,
     Filters,
-    KqlQuery,
     Window,
     _Bindings,
     _query,
@@ -22,6 +21,7 @@ from shared.kql.builder import (
     correlated,
 )
 from shared.kql.literals import timespan_literal
+from shared.kql.query import KqlQuery
 from shared.providers import PROVIDER_ENRICHMENT
 from shared.settings import VerdictRule
 

@@ -103,7 +103,9 @@ def _host_table(depth: int) -> str:
 
 @cache
 def _tables() -> dict[str, tuple[str, ...]]:
-    tables = {_host_table(d): (f"ProviderHost{d}", f"HostProvider{d}") for d in host_depths()}
+    tables: dict[str, tuple[str, ...]] = {
+        _host_table(d): (f"ProviderHost{d}", f"HostProvider{d}") for d in host_depths()
+    }
     tables["MailboxProviderDomains"] = ("RecipientDomain", "DomainProvider")
     return tables
 
@@ -139,8 +141,7 @@ def kql_provider_lets() -> str:
 def kql_provider_functions() -> dict[str, str]:
     """Workspace function alias -> its body (one provider table)."""
     return {
-        PROVIDER_FUNCTIONS[name]: _datatable(columns, provider_rows(name))
-        for name, columns in PROVIDER_TABLES.items()
+        PROVIDER_FUNCTIONS[name]: _datatable(columns, provider_rows(name)) for name, columns in PROVIDER_TABLES.items()
     }
 
 
