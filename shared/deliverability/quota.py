@@ -145,26 +145,31 @@ def _evidence(peaks: QueryResult, failures: QueryResult, end: datetime, settings
     )
 
 
+def quota_queries(
+    insights: Insights, params: QuotaParams, settings: Settings, window: tuple[datetime, datetime] | None = None
+) -> list[KqlQuery]:
+    """Volume in the window, peaks over 7 and 30 days, and failures per sender domain over 7 days."""
+    start, end = window or params.window(insights.clock())
+    f = Filters.from_scope(params)
+    week, month = (end - span for span in EVIDENCE_SPANS)
+    return [
+        kql.build_quota_query(
+            f,
+            insights.window(start, end),
+            minute_limit=settings.send_limit_per_minute,
+            hour_limit=settings.send_limit_per_hour,
+            last_hour_start=max(start, end - HOUR),
+        ),
+        kql.build_quota_evidence_query(f, insights.window(month, end), week_start=week),
+        kql.build_sender_health_query(f, Window(week, end, insights.status_grace), current_start=week),
+    ]
+
+
 def quota(insights: Insights, params: QuotaParams, settings: Settings) -> QuotaResult:
     start, end = params.window(insights.clock())
-    f = Filters.from_scope(params)
+    queries = quota_queries(insights, params, settings, (start, end))
     minute_limit, hour_limit = settings.send_limit_per_minute, settings.send_limit_per_hour
-    last_hour_start = max(start, end - HOUR)
-    week, month = (end - span for span in EVIDENCE_SPANS)
-    volume, peaks, failures = run_all(
-        insights,
-        [
-            kql.build_quota_query(
-                f,
-                insights.window(start, end),
-                minute_limit=minute_limit,
-                hour_limit=hour_limit,
-                last_hour_start=last_hour_start,
-            ),
-            kql.build_quota_evidence_query(f, insights.window(month, end), week_start=week),
-            kql.build_sender_health_query(f, Window(week, end, insights.status_grace), current_start=week),
-        ],
-    )
+    volume, peaks, failures = run_all(insights, queries)
     rows: dict[str, list[dict[str, Any]]] = {}
     for record in volume.records():
         rows.setdefault(str(record.get("RowKind")), []).append(record)
@@ -181,7 +186,7 @@ def quota(insights: Insights, params: QuotaParams, settings: Settings) -> QuotaR
             BusyMinute(time=r["Time"], messages=int(r.get("Messages") or 0), recipients=int(r.get("Recipients") or 0))
             for r in busiest[: kql.BUSIEST_MINUTES]
         ],
-        last_hour=_last_hour(rows.get("lastHour", []), last_hour_start, hour_limit),
+        last_hour=_last_hour(rows.get("lastHour", []), max(start, end - HOUR), hour_limit),
         evidence=_evidence(peaks, failures, end, settings),
         **_partial_of(volume, peaks, failures),
     )
