@@ -358,7 +358,9 @@ def _report(services: Services, args: argparse.Namespace, out: Any) -> int:
 
     day = _parse_day(args.date, "--date")
     assert day is not None
-    report = build_daily_report(services.summaries, services.insights, day, now=services.clock())
+    report = build_daily_report(
+        services.summaries, services.insights, day, now=services.clock(), health=services.settings.health
+    )
     print(to_json(report, indent=2) if args.format == "json" else render_report_html(report), file=out)
     return 0
 

@@ -975,6 +975,19 @@ class ReportCompleteness(_Out):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ReportSenderHealth(_Out):
+    """One sender domain's health verdict on the day (GET /api/senders/health's rules, from the day's summaries)."""
+
+    sender_domain: str | None
+    recipients: int = Field(description="Recipients with a final status.")
+    failure_rate: float | None
+    hard_bounce_rate: float | None
+    spam_rate: float | None
+    previous_day_hard_bounce_rate: float | None = None
+    verdict: Literal["ok", "watch", "atRisk"]
+    reasons: list[str] = Field(default_factory=list)
+
+
 class DailyReport(_Out):
     """The daily delivery report of one UTC day, built from the persisted summaries (plus one log query)."""
 
@@ -987,6 +1000,9 @@ class DailyReport(_Out):
     hard_bounces: ReportHardBounces
     pending: ReportPending
     completeness: ReportCompleteness
+    sender_health: list[ReportSenderHealth] = Field(
+        default_factory=list, description="Each sender domain's health verdict on the day, worst first."
+    )
 
 
 # --------------------------------------------------------------------------- push subscriptions (issue 9)

@@ -356,3 +356,44 @@ def test_cli_bad_input_exits_2_with_one_line(services: Services, capsys: pytest.
         assert cli.run(argv, io.StringIO(), services=services) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1, err
+
+
+# --------------------------------------------------------------------------- the daily report
+
+
+@pytest.fixture
+def summary_store(azurite_connection_string: str) -> Iterator[Any]:
+    import uuid
+
+    from shared.summaries.table import SummaryStore
+
+    store = SummaryStore.from_connection_string(azurite_connection_string, "Health" + uuid.uuid4().hex[:12])
+    store.ensure_table()
+    yield store
+    store.client.delete_table()
+    store.close()
+
+
+def test_the_daily_report_shows_each_sender_domains_verdict(insights: Insights, summary_store: Any) -> None:
+    from datetime import date
+
+    from shared.report.daily import build_daily_report
+    from shared.report.html import render_report_html, render_report_text
+    from shared.summaries.job import summarize_one_day
+
+    for day in (date(2026, 3, 31), date(2026, 4, 1)):
+        summarize_one_day(insights, summary_store, day, today=date(2026, 4, 3))
+    report = build_daily_report(summary_store, None, date(2026, 4, 1), now=NOW)
+    verdicts = {e.sender_domain: (e.verdict, e.recipients, e.hard_bounce_rate) for e in report.sender_health}
+    # the summaries give the API's numbers: contoso.com watched (11 recipients < 20), notify.contoso.com ok
+    assert verdicts == {"contoso.com": ("watch", 11, 9.09), "notify.contoso.com": ("ok", 3, 0.0)}
+    assert report.sender_health[0].previous_day_hard_bounce_rate == 0.0
+    api = {d["senderDomain"]: d["verdict"] for d in health(insights)["value"]}
+    assert {domain: v[0] for domain, v in verdicts.items()} == api
+    strict = build_daily_report(
+        summary_store, None, date(2026, 4, 1), now=NOW, health=HealthThresholds(min_recipients=5)
+    )
+    assert strict.sender_health[0].verdict == "atRisk"
+    html = render_report_html(strict)
+    assert "Sender health" in html and 'data-verdict="atRisk"' in html and "contoso.com" in html
+    assert "Sender health contoso.com: atRisk" in render_report_text(strict)
