@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.codes import explain_enhanced, explain_smtp
 from shared.deliverability.models import (
     TOP_PROVIDER_CODES,
     ProviderFailureCode,
@@ -24,6 +25,15 @@ def _rate(part: int, whole: int) -> float:
 
 def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _details(record: Mapping[str, Any]) -> str | None:
+    """What the code means (the code catalog: the enhanced code, else the SMTP code); null without a code."""
+    enhanced, smtp = _text(record.get("EnhancedSmtpStatusCode")), _text(record.get("SmtpStatusCode"))
+    info = explain_enhanced(enhanced)
+    if info.matched == "unknown":
+        info = explain_smtp(smtp)
+    return None if info.matched == "unknown" else info.meaning
 
 
 def _stats(record: Mapping[str, Any], codes: list[ProviderFailureCode]) -> ProviderStats:
@@ -61,7 +71,7 @@ def provider_stats(insights: Insights, params: ProviderStatsParams) -> ProviderS
                     final_delivery_status=_text(record.get("FinalDeliveryStatus")),
                     smtp_status_code=_text(record.get("SmtpStatusCode")),
                     enhanced_smtp_status_code=_text(record.get("EnhancedSmtpStatusCode")),
-                    enhanced_smtp_status_code_details=_text(record.get("EnhancedSmtpStatusCodeDetails")),
+                    enhanced_smtp_status_code_details=_details(record),
                     count=int(record.get("Count") or 0),
                 )
             )

@@ -190,7 +190,7 @@ def build_provider_stats_query(f: Filters, window: Window) -> KqlQuery:
         "    (Providers",
         '    | where FinalDeliveryStatus != "Delivered"',
         "    | summarize Count = count() by MailboxProvider, FinalDeliveryStatus, SmtpStatusCode,",
-        "        EnhancedSmtpStatusCode, EnhancedSmtpStatusCodeDetails",
+        "        EnhancedSmtpStatusCode",
         '    | extend RowKind = "code")',
     ]
     return _query("stats-providers", b, body, window)

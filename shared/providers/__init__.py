@@ -161,9 +161,9 @@ def _enrichment() -> str:
         *(f"    | lookup kind=leftouter {_host_table(d)} on ProviderHost{d}" for d in depths),
         "    | lookup kind=leftouter MailboxProviderDomains on RecipientDomain",
         "    | extend MailboxProvider = case(",
-        *(f'        isnotnull(HostProvider{d}) and HostProvider{d} != "", HostProvider{d},' for d in depths),
-        '        isnotnull(DomainProvider) and DomainProvider != "", DomainProvider,',
-        f'        isnotnull(ProviderHostName) and ProviderHostName != "", "{OTHER}",',
+        *(f"        isnotempty(HostProvider{d}), HostProvider{d}," for d in depths),
+        "        isnotempty(DomainProvider), DomainProvider,",
+        f'        isnotempty(ProviderHostName), "{OTHER}",',
         f'        "{UNKNOWN}")',
     ]
     return "\n".join(lines)
