@@ -293,6 +293,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=lambda: deliverability.get_senders_health,
         params=lambda: deliverability_models.SenderHealthParams,
         response=lambda: deliverability_models.SenderHealthResult,
+        visibility="important",
     ),
     Operation(
         "get_stats",
