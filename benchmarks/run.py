@@ -8,6 +8,8 @@ Targets (2-core machine):
   http          warm HTTP trace latency through the local host at 1 M messages, p50 <= 100 ms
   summary       daily summary of a 1,000,000-message day, Table writes (Azurite) included, <= 10 s
   startup       import time of function_app relative to azure.functions alone, <= 1.5x
+  quota, health, providers   the deliverability aggregates over the week, <= 2x hand-written DuckDB SQL of the
+                same aggregate, <= 8 KB of KQL with the workspace functions (benchmarks/deliverability.py)
 
 Data is generated under benchmarks/.data (git-ignored) and reused between runs.
 """
@@ -366,6 +368,25 @@ BENCHMARKS = {
     "summary": bench_summary,
     "startup": bench_startup,
 }
+
+
+def _deliverability(kind: str) -> Callable[[], None]:
+    """Quota volume, sender health and provider statistics over the benchmark week (benchmarks/deliverability.py)."""
+
+    def run() -> None:
+        from deliverability import bench
+
+        ensure_store()
+        start = datetime.combine(END - timedelta(days=DAYS - 1), datetime.min.time(), UTC)
+        end = datetime.combine(END + timedelta(days=1), datetime.min.time(), UTC)
+        RESULTS[kind] = bench(
+            kind, _insights(), start, end, HAND_SQL, store=STORE, timer=_time, load=_load_catalog_tables
+        )
+
+    return run
+
+
+BENCHMARKS.update({kind: _deliverability(kind) for kind in ("quota", "health", "providers")})
 
 
 def main(names: list[str]) -> None:

@@ -142,6 +142,14 @@ param foldQueue string = 'journal-folds'
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
 param requestBudgetSeconds int = 25
 
+@minValue(1)
+@description('SEND_LIMIT_PER_MINUTE: emails (send requests) per minute the ACS resource may send (custom-domain default 30; Azure-managed 5).')
+param sendLimitPerMinute int = 30
+
+@minValue(1)
+@description('SEND_LIMIT_PER_HOUR: emails (send requests) per hour the ACS resource may send (custom-domain default 100; Azure-managed 10).')
+param sendLimitPerHour int = 100
+
 @description('DAILY_SUMMARY_SCHEDULE: six-field NCRONTAB schedule (UTC) of the daily summary timer.')
 param dailySummarySchedule string = '0 30 1 * * *'
 
@@ -295,6 +303,8 @@ module api 'app/api.bicep' = {
     acsEndpoint: routeAcsLogs ? diagnostics.outputs.endpoint : ''
     suppressionListId: suppressionList
     suppressionSchedule: suppressionSchedule
+    sendLimitPerMinute: sendLimitPerMinute
+    sendLimitPerHour: sendLimitPerHour
   }
   // The host starts with identity-based storage: grant the roles first. Its queries call the workspace functions.
   dependsOn: [

@@ -36,10 +36,12 @@ _CACHE_SIZE = 256
 def embedded_kusto_schema() -> dict[str, dict[str, str]]:
     """Table -> column -> Kusto type of what the embedded engine holds: the ACS tables and the code catalog."""
     from shared.codes import CATALOG_TABLES
+    from shared.providers import PROVIDER_TABLES
     from shared.schemas import kusto_schema
 
     schema = kusto_schema()
-    schema.update({name: dict.fromkeys(columns, "string") for name, columns in CATALOG_TABLES.items()})
+    tables = {**CATALOG_TABLES, **PROVIDER_TABLES}
+    schema.update({name: dict.fromkeys(columns, "string") for name, columns in tables.items()})
     return schema
 
 
@@ -170,17 +172,19 @@ def _create_catalog_tables(connection: duckdb.DuckDBPyConnection) -> None:
     """The code catalog as tables of an in-memory database attached beside the store (queries see them
     through the search path); the Log Analytics form sends the same rows as datatables instead."""
     from shared.codes import CATALOG_TABLES, catalog_rows
+    from shared.providers import PROVIDER_TABLES, provider_rows
 
     attached = connection.execute(
         "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [_CATALOG_DB]
     ).fetchone()
     if not attached or not attached[0]:
         connection.execute(f"ATTACH ':memory:' AS {_CATALOG_DB}")
-    for name, columns in CATALOG_TABLES.items():
+    rows = dict.fromkeys(CATALOG_TABLES, catalog_rows) | dict.fromkeys(PROVIDER_TABLES, provider_rows)
+    for name, columns in {**CATALOG_TABLES, **PROVIDER_TABLES}.items():
         definition = ", ".join(f'"{column}" VARCHAR' for column in columns)
         connection.execute(f'CREATE OR REPLACE TABLE {_CATALOG_DB}.main."{name}" ({definition})')
         placeholders = ", ".join("?" for _ in columns)
-        connection.executemany(f'INSERT INTO {_CATALOG_DB}.main."{name}" VALUES ({placeholders})', catalog_rows(name))
+        connection.executemany(f'INSERT INTO {_CATALOG_DB}.main."{name}" VALUES ({placeholders})', rows[name](name))
 
 
 class DuckDbSource:

@@ -133,6 +133,42 @@ def _query_commands(commands: Any) -> None:
     stats.add_argument("--bin")
 
     _aggregate_commands(commands)
+    _deliverability_commands(commands)
+
+
+def _deliverability_commands(commands: Any) -> None:
+    """Quota headroom, sender health and mailbox providers (GET /api/sending/quota, /api/senders/health,
+    /api/stats/providers)."""
+    quota = commands.add_parser("quota", help="sends per minute and hour against the ACS limits, with evidence")
+    _window_options(quota)
+    _scope_options(quota)
+
+    health = commands.add_parser("health", help="sender health: failure, hard-bounce and spam rates and a verdict")
+    _window_options(health)
+    _scope_options(health)
+    health.add_argument("--window", help="24h (default) or 7d, counted back from --to")
+
+    providers = commands.add_parser("providers", help="delivery, bounces, spam and latency per mailbox provider")
+    _window_options(providers)
+    _scope_options(providers)
+    providers.add_argument("--top")
+
+
+def _deliverability(services: Services, args: argparse.Namespace, out: Any) -> int:
+    from shared.deliverability.health import sender_health
+    from shared.deliverability.models import ProviderStatsParams, QuotaParams, SenderHealthParams
+    from shared.deliverability.providers import provider_stats
+    from shared.deliverability.quota import quota
+
+    raw, insights, settings = _raw_params(args), services.insights, services.settings
+    if args.command == "quota":
+        result: Any = quota(insights, parse_params(QuotaParams, raw), settings)
+    elif args.command == "health":
+        result = sender_health(insights, parse_params(SenderHealthParams, raw), settings.health)
+    else:
+        result = provider_stats(insights, parse_params(ProviderStatsParams, raw))
+    print(to_json(result, indent=2), file=out)
+    return 0
 
 
 def _aggregate_commands(commands: Any) -> None:
@@ -210,9 +246,24 @@ def _query_for(insights: Insights, args: argparse.Namespace) -> KqlQuery:
         return insights.engagement_query(parse_params(EngagementParams, raw))
     if args.command == "recipient":
         return insights.recipient_query(parse_params(RecipientParams, raw))
+    if args.command in ("health", "providers"):
+        return _deliverability_query(insights, args.command, raw)
     raise UsageError(
-        f"kql: no query for `{args.command}`; use trace, search, stats, bounces, timeseries, engagement or recipient"
+        f"kql: no query for `{args.command}`; use trace, search, stats, bounces, timeseries, engagement, recipient, "
+        "health or providers"
     )
+
+
+def _deliverability_query(insights: Insights, command: str, raw: dict[str, Any]) -> KqlQuery:
+    from shared.deliverability.health import health_query
+    from shared.deliverability.models import ProviderStatsParams, SenderHealthParams
+    from shared.kql.builder import Filters
+    from shared.kql.deliverability import build_provider_stats_query
+
+    if command == "health":
+        return health_query(insights, parse_params(SenderHealthParams, raw))
+    params = parse_params(ProviderStatsParams, raw)
+    return build_provider_stats_query(Filters.from_scope(params), insights.send_window(params))
 
 
 def _parse_day(text: str | None, option: str) -> date | None:
@@ -276,6 +327,8 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
 
     if args.command in suppression.COMMANDS:
         return suppression.run_command(services, args, _raw_params(args), out)
+    if args.command in ("quota", "health", "providers"):
+        return _deliverability(services, args, out)
     insights = services.insights
     if args.command == "kql":
         return _kql(parser, insights, settings, args, out)
@@ -327,7 +380,9 @@ def _report(services: Services, args: argparse.Namespace, out: Any) -> int:
 
     day = _parse_day(args.date, "--date")
     assert day is not None
-    report = build_daily_report(services.summaries, services.insights, day, now=services.clock())
+    report = build_daily_report(
+        services.summaries, services.insights, day, now=services.clock(), health=services.settings.health
+    )
     print(to_json(report, indent=2) if args.format == "json" else render_report_html(report), file=out)
     return 0
 

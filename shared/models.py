@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.errors import InvalidInput, ParameterError
 from shared.kql.literals import is_control_char
+from shared.providers import provider_of
 
 MAX_TOP = 1000
 DEFAULT_TOP = 100
@@ -527,6 +528,18 @@ class CorrelatedFields(_Out):
     sender_username: str | None = None
     sender_domain: str | None = None
     clock_skew: bool = False
+    provider: str | None = Field(
+        None,
+        description="Mailbox provider (Google, Microsoft 365, ...): by the mail server's host name, else the "
+        "recipient domain; Other or Unknown (docs/semantics.md).",
+    )
+
+    @model_validator(mode="after")
+    def _provider(self) -> CorrelatedFields:
+        """The one catalog (shared/providers) the provider statistics' KQL reads too."""
+        if self.provider is None:
+            self.provider = provider_of(self.recipient_mail_server_host_name, self.recipient_domain)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -986,6 +999,19 @@ class ReportCompleteness(_Out):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ReportSenderHealth(_Out):
+    """One sender domain's health verdict on the day (GET /api/senders/health's rules, from the day's summaries)."""
+
+    sender_domain: str | None
+    recipients: int = Field(description="Recipients with a final status.")
+    failure_rate: float | None
+    hard_bounce_rate: float | None
+    spam_rate: float | None
+    previous_day_hard_bounce_rate: float | None = None
+    verdict: Literal["ok", "watch", "atRisk"]
+    reasons: list[str] = Field(default_factory=list)
+
+
 class DailyReport(_Out):
     """The daily delivery report of one UTC day, built from the persisted summaries (plus one log query)."""
 
@@ -998,6 +1024,9 @@ class DailyReport(_Out):
     hard_bounces: ReportHardBounces
     pending: ReportPending
     completeness: ReportCompleteness
+    sender_health: list[ReportSenderHealth] = Field(
+        default_factory=list, description="Each sender domain's health verdict on the day, worst first."
+    )
 
 
 # --------------------------------------------------------------------------- push subscriptions (issue 9)

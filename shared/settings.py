@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 #: The connection setting (prefix) of our storage queues: the queue trigger's ``connection`` and the sender's.
 QUEUE_CONNECTION: Final = "AzureWebJobsStorage"
@@ -115,6 +115,39 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "Azure Resource Manager base URL for the suppression list; default the public cloud's (tests: a stand-in).",
         deployed=False,
     ),
+    # Deliverability: the quota the volume is compared with, and the sender health verdict's thresholds.
+    SettingSpec(
+        "SEND_LIMIT_PER_MINUTE",
+        "30",
+        "Emails (send requests) per minute the ACS resource may send: the default custom-domain limit is 30 "
+        "(Azure-managed domains: 5).",
+    ),
+    SettingSpec(
+        "SEND_LIMIT_PER_HOUR",
+        "100",
+        "Emails (send requests) per hour the ACS resource may send: the default custom-domain limit is 100 "
+        "(Azure-managed domains: 10).",
+    ),
+    SettingSpec("HEALTH_HARD_BOUNCE_WATCH_PERCENT", "2", "Hard-bounce rate (%) from which a sender domain is watched."),
+    SettingSpec(
+        "HEALTH_HARD_BOUNCE_AT_RISK_PERCENT", "5", "Hard-bounce rate (%) from which a sender domain is at risk."
+    ),
+    SettingSpec(
+        "HEALTH_SPAM_WATCH_PERCENT", "0.1", "Spam / quarantine rate (%) from which a sender domain is watched."
+    ),
+    SettingSpec(
+        "HEALTH_SPAM_AT_RISK_PERCENT", "0.5", "Spam / quarantine rate (%) from which a sender domain is at risk."
+    ),
+    SettingSpec(
+        "HEALTH_FAILURE_WATCH_PERCENT",
+        "2",
+        "Failure rate (%) from which a sender domain is watched (ACS grants quota increases only below 2 %).",
+    ),
+    SettingSpec(
+        "HEALTH_MIN_RECIPIENTS",
+        "20",
+        "Recipients with a final status a sender domain needs in the window before it can be judged at risk.",
+    ),
 )
 
 _SPECS = {spec.name: spec for spec in APP_SETTINGS}
@@ -161,6 +194,66 @@ def recipient_list(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.strip() for a in (text or "").replace(";", ",").split(",") if a.strip()))
 
 
+def get_positive_int(name: str, environ: Mapping[str, str] | None = None) -> int:
+    number = get_int(name, environ)
+    if number < 1:
+        raise ValueError(f"setting {name} must be at least 1, got {number}")
+    return number
+
+
+def get_float(name: str, environ: Mapping[str, str] | None = None) -> float:
+    value = get(name, environ)
+    try:
+        number = float(value or "")
+    except ValueError:
+        raise ValueError(f"setting {name} must be a number, got {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"setting {name} must be a number of at least 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """One reason a sender domain is watched or at risk: ``metric`` (a rate in percent) at or above ``percent``."""
+
+    metric: Literal["HardBounceRate", "SpamRate", "FailureRate"]
+    verdict: Literal["watch", "atRisk"]
+    percent: float
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """The sender health verdict's thresholds (HEALTH_* settings; defaults near Amazon SES's review levels and
+    ACS's 2 % quota bar). The verdict rules of the API, the daily report and the alert rule all come from here."""
+
+    hard_bounce_watch: float = 2.0
+    hard_bounce_at_risk: float = 5.0
+    spam_watch: float = 0.1
+    spam_at_risk: float = 0.5
+    failure_watch: float = 2.0
+    min_recipients: int = 20
+
+    def rules(self) -> tuple[VerdictRule, ...]:
+        return (
+            VerdictRule("HardBounceRate", "atRisk", self.hard_bounce_at_risk),
+            VerdictRule("SpamRate", "atRisk", self.spam_at_risk),
+            VerdictRule("HardBounceRate", "watch", self.hard_bounce_watch),
+            VerdictRule("SpamRate", "watch", self.spam_watch),
+            VerdictRule("FailureRate", "watch", self.failure_watch),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HealthThresholds:
+        return cls(
+            hard_bounce_watch=get_float("HEALTH_HARD_BOUNCE_WATCH_PERCENT", environ),
+            hard_bounce_at_risk=get_float("HEALTH_HARD_BOUNCE_AT_RISK_PERCENT", environ),
+            spam_watch=get_float("HEALTH_SPAM_WATCH_PERCENT", environ),
+            spam_at_risk=get_float("HEALTH_SPAM_AT_RISK_PERCENT", environ),
+            failure_watch=get_float("HEALTH_FAILURE_WATCH_PERCENT", environ),
+            min_recipients=get_int("HEALTH_MIN_RECIPIENTS", environ),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     workspace_id: str | None
@@ -195,6 +288,9 @@ class Settings:
         return bool(self.workspace_id) or self.azure_instance
 
     fold_queue: str = "journal-folds"
+    send_limit_per_minute: int = 30
+    send_limit_per_hour: int = 100
+    health: HealthThresholds = HealthThresholds()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -231,4 +327,7 @@ class Settings:
             max_subscriptions=number("MAX_SUBSCRIPTIONS"),
             azure_instance=bool((os.environ if environ is None else environ).get(AZURE_INSTANCE_VARIABLE)),
             fold_queue=value("FOLD_QUEUE") or "journal-folds",
+            send_limit_per_minute=get_positive_int("SEND_LIMIT_PER_MINUTE", environ),
+            send_limit_per_hour=get_positive_int("SEND_LIMIT_PER_HOUR", environ),
+            health=HealthThresholds.from_env(environ),
         )

@@ -58,10 +58,11 @@ def _node() -> str:
 
 
 def _default_functions() -> dict[str, str]:
-    """The workspace functions we deploy (the code catalog), by alias -> body."""
+    """The workspace functions we deploy (the code and provider catalogs), by alias -> body."""
     from shared.codes import kql_catalog_functions
+    from shared.providers import kql_provider_functions
 
-    return kql_catalog_functions()
+    return {**kql_catalog_functions(), **kql_provider_functions()}
 
 
 def run_checker(

@@ -95,9 +95,13 @@ WORKBOOK_QUERIES = {
     "size-distribution",
     "p95-latency-by-domain",
 }
-ALERT_QUERIES = {"alert-hard-bounce-rate": "HardBounceRate", "alert-p95-latency": "P95DurationSeconds"}
+ALERT_QUERIES = {
+    "alert-hard-bounce-rate": "HardBounceRate",
+    "alert-p95-latency": "P95DurationSeconds",
+    "alert-sender-health": "AtRiskDomains",
+}
 #: Queries that join the code catalog: a second form calls its workspace functions (queries/with-functions/).
-CATALOG_QUERIES = WORKBOOK_QUERIES - {"size-distribution"} | {"alert-hard-bounce-rate"}
+CATALOG_QUERIES = WORKBOOK_QUERIES - {"size-distribution"} | {"alert-hard-bounce-rate", "alert-sender-health"}
 WITH_FUNCTIONS = QUERIES / "with-functions"
 FUNCTIONS = INFRA / "functions"
 
@@ -412,16 +416,18 @@ def _module(name: str) -> tree_sitter.Node:
 
 def test_workspace_functions_are_the_code_catalog() -> None:
     from shared.codes import CATALOG_FUNCTIONS
+    from shared.providers import PROVIDER_FUNCTIONS
 
     path = INFRA / "app" / "workspace-functions.bicep"
     (searches,) = [r for r in resources(path) if r.type == "Microsoft.OperationalInsights/workspaces/savedSearches"]
     assert searches.get("properties", "functionAlias") == Expr("fn.alias")
     assert searches.get("properties", "query") == Expr("fn.query")
     functions = variable(path, "functions")
-    assert [fn["alias"] for fn in functions] == list(CATALOG_FUNCTIONS.values())
+    aliases = [*CATALOG_FUNCTIONS.values(), *PROVIDER_FUNCTIONS.values()]
+    assert [fn["alias"] for fn in functions] == aliases
     for fn in functions:
         assert fn["query"] == Expr(f"loadTextContent('../functions/{fn['alias']}.kql')")
-    assert {p.stem for p in FUNCTIONS.glob("*.kql")} == set(CATALOG_FUNCTIONS.values())
+    assert {p.stem for p in FUNCTIONS.glob("*.kql")} == set(aliases)
 
 
 def test_workspace_functions_come_before_their_callers() -> None:
@@ -502,7 +508,7 @@ def test_diagnostic_setting_routes_the_email_categories() -> None:
 def test_alert_rules_are_identity_based_and_measure_the_query_columns() -> None:
     path = INFRA / "app" / "alerts.bicep"
     rules = [r for r in resources(path) if r.type == "Microsoft.Insights/scheduledQueryRules"]
-    assert len(rules) == 2
+    assert len(rules) == 3
     identity = variable(path, "ruleIdentity")
     assert identity["type"] == "UserAssigned"
     measured = {}

@@ -117,6 +117,24 @@ def all_queries(insights: Insights) -> list[KqlQuery]:
         queries.append(insights.engagement_query(EngagementParams.model_validate({"by": by, **scope})))
     for address in ["alice@contoso.com", *HOSTILE_ADDRESSES]:
         queries.append(insights.recipient_query(RecipientParams.model_validate({"address": address})))
+    return queries + deliverability_queries(insights)
+
+
+def deliverability_queries(insights: Insights) -> list[KqlQuery]:
+    """Quota (volume, evidence, failures), sender health and mailbox providers, with hostile scopes."""
+    from shared.deliverability.health import health_query
+    from shared.deliverability.models import ProviderStatsParams, QuotaParams, SenderHealthParams
+    from shared.deliverability.quota import quota_queries
+    from shared.kql.deliverability import build_provider_stats_query
+    from shared.settings import Settings
+
+    queries: list[KqlQuery] = []
+    for sender, scope in zip(HOSTILE_SENDERS, SCOPES, strict=True):
+        raw = {"sender": sender, **scope}
+        queries += quota_queries(insights, QuotaParams.model_validate(raw), Settings.from_env({}))
+        queries.append(health_query(insights, SenderHealthParams.model_validate({**raw, "window": "7d"})))
+        params = ProviderStatsParams.model_validate(raw)
+        queries.append(build_provider_stats_query(Filters.from_scope(params), insights.send_window(params)))
     return queries
 
 

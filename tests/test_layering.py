@@ -26,7 +26,7 @@ LONG_REASON = "# long:"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
     ("shared.services", "shared.tracing"),
-    ("shared.report", "shared.summaries.job", "shared.push", "shared.suppression"),
+    ("shared.report", "shared.summaries.job", "shared.push", "shared.suppression", "shared.deliverability"),
     ("shared.insights",),
     (
         "shared.kql",
@@ -40,7 +40,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "shared.suppression.records",
         "shared.suppression.models",
     ),
-    ("shared.models", "shared.codes", "shared.schemas", "shared.settings", "shared.errors", "shared.signing"),
+    (
+        "shared.models",
+        "shared.deliverability.models",
+        "shared.codes",
+        "shared.providers",
+        "shared.schemas",
+        "shared.settings",
+        "shared.errors",
+        "shared.signing",
+    ),
     ("shared.deadline", "shared.kql.literals"),
 )
 

@@ -295,7 +295,24 @@ USE_CASES: dict[str, UseCase] = {
     "stats-domains": lambda i: i.stats("domains", StatsParams()),
     "bounces-all": lambda i: i.bounces(BouncesParams()),
     "bounces-soft": lambda i: i.bounces(BouncesParams(type="soft", recipient_domain="contoso.com")),
+    "quota": lambda i: _deliverability("quota", i),
+    "sender-health": lambda i: _deliverability("health", i),
+    "stats-providers": lambda i: _deliverability("providers", i),
 }
+
+
+def _deliverability(kind: str, insights: Insights) -> Any:
+    from shared.deliverability.health import sender_health
+    from shared.deliverability.models import ProviderStatsParams, QuotaParams, SenderHealthParams
+    from shared.deliverability.providers import provider_stats
+    from shared.deliverability.quota import quota
+    from shared.settings import HealthThresholds, Settings
+
+    if kind == "quota":
+        return quota(insights, QuotaParams.model_validate({"from": T0 - timedelta(days=1)}), Settings.from_env({}))
+    if kind == "health":
+        return sender_health(insights, SenderHealthParams.model_validate({"window": "7d"}), HealthThresholds())
+    return provider_stats(insights, ProviderStatsParams())
 
 
 def _dump(value: Any) -> Any:
@@ -335,11 +352,20 @@ def _queries_of(name: str) -> list[KqlQuery]:
         ],
         "bounces": [insights.bounces_query(BouncesParams(type="hard", recipient_domain="fabrikam.com"))],
         "daily": [insights.daily_summary_query(T0.date())],
+        "deliverability": _deliverability_queries(insights),
     }
     return queries[name]
 
 
-@pytest.mark.parametrize("name", ["trace", "search", "stats", "bounces", "daily"])
+def _deliverability_queries(insights: Insights) -> list[KqlQuery]:
+    from shared.deliverability.models import QuotaParams
+    from shared.deliverability.quota import quota_queries
+    from shared.settings import Settings
+
+    return quota_queries(insights, QuotaParams(sender_domain="mail.example.com"), Settings.from_env({}))
+
+
+@pytest.mark.parametrize("name", ["trace", "search", "stats", "bounces", "daily", "deliverability"])
 def test_log_analytics_text_reads_back_to_the_embedded_form(name: str) -> None:
     """The stand-in's reading of the Log Analytics text gives exactly the embedded text and values."""
     for query in _queries_of(name):
@@ -360,7 +386,7 @@ def test_same_results_through_log_analytics_and_embedded(
     assert standin.requests and all(request.status == 200 for request in standin.requests)
     # Not vacuous: every case finds something in the store.
     first = direct[0] if isinstance(direct, list) else direct
-    assert first.get("value") or first.get("recipients") or first.get("messageEvents")
+    assert first.get("value") or first.get("recipients") or first.get("messageEvents") or first.get("messages")
 
 
 def test_expected_content(embedded: DuckDbSource) -> None:

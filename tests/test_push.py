@@ -323,7 +323,9 @@ def test_a_filter_subscription_gets_each_outcome_once_signed(
     # The timer's follower also brings the fixture's logged outcomes (its rows arrived "now"); only this message
     # matters here.
     mine = [(h, b) for h, b in receiver.received if json.loads(b)["messageId"] == mid]
-    assert len(mine) == 1, [(h.get("x-delivery-id"), h.get("x-subscription-id"), json.loads(b).get("finalDeliveryStatus")) for h, b in mine]
+    assert len(mine) == 1, [
+        (h.get("x-delivery-id"), h.get("x-subscription-id"), json.loads(b).get("finalDeliveryStatus")) for h, b in mine
+    ]
     [(headers, body)] = mine
     verify(sub["secret"], headers, body)
     assert headers["x-subscription-id"] == sub["id"] and headers["x-delivery-attempt"] == "1"

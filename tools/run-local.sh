@@ -85,6 +85,35 @@ curl -s "http://127.0.0.1:$DEMO_PORT/api/messages/$EVENTS_MESSAGE_ID" | "$PY" -c
 kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true
 
 TODAY=$(date -u +%F); WEEK_AGO=$(date -u -d "-7 days" +%F); YESTERDAY=$(date -u -d "-1 day" +%F)
+echo "Quota headroom and sender health of yesterday's sample sends (python -m shared quota / health):"
+"$PY" - "${YESTERDAY}T00:00:00Z" "${TODAY}T00:00:00Z" <<'PY'
+import io, json, sys
+from shared import cli
+
+def answer(*argv):
+    out = io.StringIO()
+    if cli.run(list(argv), out) != 0:
+        sys.exit(1)
+    return json.loads(out.getvalue())
+
+start, end = sys.argv[1:3]
+quota = answer("quota", "--from", start, "--to", end)
+for period in ("minute", "hour"):
+    p = quota[period]
+    print(f"  per {period}: peak {p['peakMessages']} messages ({p['peakRecipients']} recipients), p95 "
+          f"{p['p95Messages']}, limit {p['limit']}, headroom {p['headroomPercent']} %, "
+          f"{p['periodsOverLimit']} {period}s over the limit")
+print("  " + quota["lastHour"]["note"])
+evidence = quota["evidence"]
+print(f"  quota-increase evidence: every sender domain under 2 % failures: {evidence['allDomainsUnderBar']}; "
+      f"hard bounces synced to a suppression list: {evidence['suppressionSync']}")
+health = answer("health", "--to", end)
+print(f"  sender health: {health['verdict']}")
+for domain in health["value"]:
+    c = domain["current"]
+    print(f"    {domain['senderDomain']}: {domain['verdict']} (failures {c['failureRate']} %, hard bounces "
+          f"{c['hardBounceRate']} %, spam/quarantine {c['spamRate']} %)")
+PY
 cat <<MSG
 
 ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE). Try:
@@ -94,6 +123,9 @@ ACS Email Insights is serving on http://localhost:$PORT (embedded store: $STORE)
   curl -s "http://localhost:$PORT/api/stats/domains?from=${WEEK_AGO}T00:00:00Z&to=${TODAY}T23:59:59Z"
   curl -s "http://localhost:$PORT/api/bounces?type=hard&format=csv&from=${WEEK_AGO}T00:00:00Z"
   curl -s "http://localhost:$PORT/api/summaries/daily?from=$WEEK_AGO&to=$TODAY&dimension=total&format=csv"
+  curl -s "http://localhost:$PORT/api/sending/quota?from=${YESTERDAY}T00:00:00Z&to=${TODAY}T00:00:00Z"
+  curl -s "http://localhost:$PORT/api/senders/health?window=7d"
+  curl -s "http://localhost:$PORT/api/stats/providers?from=${WEEK_AGO}T00:00:00Z"
 
 The daily report of yesterday (open it in a browser):
   http://localhost:$PORT/api/reports/daily/$YESTERDAY

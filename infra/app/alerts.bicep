@@ -129,5 +129,46 @@ resource p95LatencyAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   ]
 }
 
+resource senderHealthAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-acsmail-sender-health-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  identity: ruleIdentity
+  properties: {
+    displayName: 'ACS email: a sender domain is at risk'
+    description: 'Over the last 24 hours a sender domain reached the atRisk verdict of GET /api/senders/health (hard-bounce or spam / quarantine rate at the default thresholds). See docs/semantics.md#sender-health.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: evaluationFrequency
+    // The query looks back 24 h (shared/monitoring.py ALERT_LOOKBACKS): a reputation is a day's, not an hour's.
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: catalogFunctions ? loadTextContent('../queries/with-functions/alert-sender-health.kql') : loadTextContent('../queries/alert-sender-health.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'AtRiskDomains'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: ruleActions
+  }
+  dependsOn: [
+    actionGroup
+  ]
+}
+
 output hardBounceRateAlertId string = hardBounceRateAlert.id
 output p95LatencyAlertId string = p95LatencyAlert.id
+output senderHealthAlertId string = senderHealthAlert.id

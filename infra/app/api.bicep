@@ -47,6 +47,10 @@ param acsEndpoint string = ''
 @description('ARM id of the suppression list fed with hard bounces (SUPPRESSION_LIST_ID); empty: none.')
 param suppressionListId string = ''
 param suppressionSchedule string
+@description('SEND_LIMIT_PER_MINUTE: the ACS resource\'s emails per minute.')
+param sendLimitPerMinute int
+@description('SEND_LIMIT_PER_HOUR: the ACS resource\'s emails per hour.')
+param sendLimitPerHour int
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -81,6 +85,15 @@ var appLevelSettings = [
   { name: 'ACS_ENDPOINT', value: acsEndpoint }
   { name: 'SUPPRESSION_LIST_ID', value: suppressionListId }
   { name: 'SUPPRESSION_SCHEDULE', value: suppressionSchedule }
+  { name: 'SEND_LIMIT_PER_MINUTE', value: string(sendLimitPerMinute) }
+  { name: 'SEND_LIMIT_PER_HOUR', value: string(sendLimitPerHour) }
+  // Sender health thresholds (percent; docs/semantics.md): the defaults of shared/settings.py.
+  { name: 'HEALTH_HARD_BOUNCE_WATCH_PERCENT', value: '2' }
+  { name: 'HEALTH_HARD_BOUNCE_AT_RISK_PERCENT', value: '5' }
+  { name: 'HEALTH_SPAM_WATCH_PERCENT', value: '0.1' }
+  { name: 'HEALTH_SPAM_AT_RISK_PERCENT', value: '0.5' }
+  { name: 'HEALTH_FAILURE_WATCH_PERCENT', value: '2' }
+  { name: 'HEALTH_MIN_RECIPIENTS', value: '20' }
 ]
 
 // Settings the Functions host reads. Storage is identity-based; Application Insights accepts Entra-authenticated

@@ -145,7 +145,9 @@ def get_daily_report(call: Call) -> BaseModel | func.HttpResponse:
     from shared.report.daily import build_daily_report
 
     services = call.services
-    report = build_daily_report(services.summaries, services.insights, call.params.day, now=services.clock())
+    report = build_daily_report(
+        services.summaries, services.insights, call.params.day, now=services.clock(), health=services.settings.health
+    )
     if call.params.format == "json":
         return report
     from shared.report.html import render_report_html

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from shared import models
-    from shared.api import handlers, triggers
+    from shared.api import deliverability, handlers, triggers
     from shared.api import suppression as suppression_handlers
+    from shared.deliverability import models as deliverability_models
     from shared.suppression import models as suppression_models
 else:
 
@@ -48,6 +49,8 @@ else:
     triggers = _Deferred("shared.api.triggers")
     suppression_handlers = _Deferred("shared.api.suppression")
     suppression_models = _Deferred("shared.suppression.models")
+    deliverability = _Deferred("shared.api.deliverability")
+    deliverability_models = _Deferred("shared.deliverability.models")
 
 Auth = Literal["function", "anonymous", "admin"]
 #: What a response body is: the operation's model, another model, problem+json, or a media type's text.
@@ -163,6 +166,7 @@ class EventGridTrigger:
     description: str
 
 
+DELIVERABILITY = "Deliverability"
 MESSAGES, STATISTICS, BOUNCES, SUMMARIES, SUBSCRIPTIONS, OPERATIONS_TAG, RECIPIENTS = (
     "Messages",
     "Statistics",
@@ -285,6 +289,49 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=lambda: handlers.get_stats_engagement,
         params=lambda: models.EngagementParams,
         response=lambda: models.EngagementResult,
+    ),
+    Operation(
+        "get_stats_providers",
+        "GET",
+        "stats/providers",
+        "function",
+        STATISTICS,
+        "Get Mailbox Provider Statistics",
+        "Returns per mailbox provider (Google, Microsoft 365, Outlook.com, Yahoo/AOL, Apple iCloud, filtering "
+        "gateways, ...: told by the receiving mail server's host name, else the recipient domain) the delivery, "
+        "bounce, hard-bounce and spam rates, p50/p95 send-to-final latency and the most frequent failure codes.",
+        handler=lambda: deliverability.get_stats_providers,
+        params=lambda: deliverability_models.ProviderStatsParams,
+        response=lambda: deliverability_models.ProviderStatsResult,
+    ),
+    Operation(
+        "get_sending_quota",
+        "GET",
+        "sending/quota",
+        "function",
+        DELIVERABILITY,
+        "Get Quota Headroom",
+        "Returns send requests (and recipients) per minute and per hour in the send window against the ACS limits "
+        "(SEND_LIMIT_PER_MINUTE, SEND_LIMIT_PER_HOUR): peaks, p95, the busiest minutes and the headroom, when the "
+        "hourly limit is reached at the last hour's rate, and the evidence a quota-increase request asks for.",
+        handler=lambda: deliverability.get_sending_quota,
+        params=lambda: deliverability_models.QuotaParams,
+        response=lambda: deliverability_models.QuotaResult,
+    ),
+    Operation(
+        "get_senders_health",
+        "GET",
+        "senders/health",
+        "function",
+        DELIVERABILITY,
+        "Check Sender Health",
+        "Returns per sender domain (and sender) the failure, hard-bounce and spam / quarantine rates of the window "
+        "and of the one before it, and a verdict about reputation: ok, watch or atRisk, with the reasons. A flow "
+        "can hold a campaign while the verdict is atRisk.",
+        handler=lambda: deliverability.get_senders_health,
+        params=lambda: deliverability_models.SenderHealthParams,
+        response=lambda: deliverability_models.SenderHealthResult,
+        visibility="important",
     ),
     Operation(
         "get_stats",

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from shared import settings
 from shared.codes import kql_catalog_function_lets, kql_catalog_lets
 from shared.kql.literals import literal, parse_literal
+from shared.providers import kql_provider_function_lets, kql_provider_lets
 from shared.schemas import ENGAGEMENT, SEND_MAIL, STATUS_UPDATE, TableSchema
 
 #: View name used in query bodies -> the table it reads.
@@ -50,6 +51,11 @@ class KqlQuery:
         """Whether the body joins the code catalog (SmtpCodeCatalog, EnhancedCodeCatalog, ...)."""
         return "CodeCatalog" in self.body or "SubjectCatalog" in self.body
 
+    @property
+    def uses_providers(self) -> bool:
+        """Whether the body joins the mailbox provider catalog (shared.providers)."""
+        return "MailboxProvider" in self.body
+
     def _views_used(self) -> list[str]:
         return [name for name in VIEWS if re.search(rf"\b{name}\b", self.body)]
 
@@ -73,6 +79,8 @@ class KqlQuery:
             # Log Analytics has no tables of ours: the catalog is a set of workspace functions when infra/
             # deployed them, else it travels with the query as datatables (~42 KB).
             lines.append((kql_catalog_function_lets() if catalog_functions else kql_catalog_lets()).rstrip("\n"))
+        if self.uses_providers:
+            lines.append((kql_provider_function_lets() if catalog_functions else kql_provider_lets()).rstrip("\n"))
         return "\n".join([*lines, self.body])
 
     def embedded_text(self) -> str:
@@ -143,4 +151,5 @@ def from_log_analytics_text(text: str, timespan: tuple[datetime, datetime]) -> K
     for view in VIEWS:
         body = body.replace(log_analytics_view(view) + "\n", "", 1)
     body = body.replace(kql_catalog_lets(), "", 1).replace(kql_catalog_function_lets(), "", 1)
+    body = body.replace(kql_provider_lets(), "", 1).replace(kql_provider_function_lets(), "", 1)
     return KqlQuery("adhoc", body, tuple(params), timespan)

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
 from shared.codes import explain_enhanced, explain_smtp
+from shared.deliverability.health import judge, rates
 from shared.errors import ServiceError
 from shared.insights import Insights, snake
 from shared.models import (
@@ -29,8 +30,10 @@ from shared.models import (
     ReportHardBounces,
     ReportMetric,
     ReportPending,
+    ReportSenderHealth,
     StatsParams,
 )
+from shared.settings import HealthThresholds
 from shared.summaries.table import SummaryStore
 
 logger = logging.getLogger(__name__)
@@ -215,6 +218,44 @@ def _pending(totals: dict[date, DailySummary], day: date, now: datetime, grace: 
     )
 
 
+_VERDICT_ORDER: Final = {"atRisk": 0, "watch": 1, "ok": 2}
+
+
+def _sender_health(store: SummaryStore, day: date, thresholds: HealthThresholds) -> list[ReportSenderHealth]:
+    """Per sender domain (the part after the sender key's "@", lowercased) the day's rates and verdict, from the
+    day's and the day before's sender summaries (one read)."""
+    counts: dict[tuple[date, str], dict[str, int]] = {}
+    for summary in store.read(day - timedelta(days=1), day, dimension="sender"):
+        domain = (summary.key or "").rpartition("@")[2].lower()
+        totals = counts.setdefault(
+            (summary.date, domain), {"recipients": 0, "delivered": 0, "hard_bounces": 0, "spam": 0}
+        )
+        totals["recipients"] += summary.total
+        totals["delivered"] += summary.delivered
+        totals["hard_bounces"] += summary.hard_bounces
+        totals["spam"] += summary.quarantined + summary.filtered_spam
+    entries = []
+    for (when, domain), totals in counts.items():
+        if when != day:
+            continue
+        current, previous = rates(totals), rates(counts.get((day - timedelta(days=1), domain), {}))
+        verdict, reasons = judge(current, previous, thresholds)
+        entries.append(
+            ReportSenderHealth(
+                sender_domain=domain or None,
+                recipients=current.recipients,
+                failure_rate=current.failure_rate,
+                hard_bounce_rate=current.hard_bounce_rate,
+                spam_rate=current.spam_rate,
+                previous_day_hard_bounce_rate=previous.hard_bounce_rate,
+                verdict=verdict,
+                reasons=reasons,
+            )
+        )
+    entries.sort(key=lambda e: (_VERDICT_ORDER[e.verdict], -e.recipients, e.sender_domain or ""))
+    return entries
+
+
 def build_daily_report(
     store: SummaryStore,
     insights: Insights | None,
@@ -223,6 +264,7 @@ def build_daily_report(
     now: datetime | None = None,
     top_domains: int = TOP_DOMAINS,
     top_failures: int = TOP_FAILURES,
+    health: HealthThresholds | None = None,
 ) -> DailyReport:
     """The report of UTC *day* from the summaries of the 14 days up to it and one failure-reason query.
 
@@ -270,4 +312,5 @@ def build_daily_report(
             failure_reasons_source="log" if answered else "unavailable",
             warnings=warnings,
         ),
+        sender_health=_sender_health(store, day, health or HealthThresholds()),
     )

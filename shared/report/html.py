@@ -261,6 +261,51 @@ def _bounces_section(report: DailyReport) -> str:
     return _section("New hard bounces", body)
 
 
+_VERDICT_STYLE = {"atRisk": ("At risk", "#b42318"), "watch": ("Watch", "#b54708"), "ok": ("OK", "#067647")}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} %"
+
+
+def _health_section(report: DailyReport) -> str:
+    if not report.sender_health:
+        return ""
+    rows = []
+    for entry in report.sender_health:
+        label, colour = _VERDICT_STYLE[entry.verdict]
+        verdict = f'<span data-verdict="{entry.verdict}" style="font-weight:600;color:{colour};">{label}</span>'
+        rows.append(
+            (
+                escape(entry.sender_domain or "(unknown)"),
+                f"{entry.recipients:,}",
+                _percent(entry.failure_rate),
+                _percent(entry.hard_bounce_rate),
+                _percent(entry.spam_rate),
+                verdict,
+                escape("; ".join(entry.reasons)) or "-",
+            )
+        )
+    table = _table(
+        [
+            ("Sender domain", "left"),
+            ("Recipients", "right"),
+            ("Failure rate", "right"),
+            ("Hard bounces", "right"),
+            ("Spam / quarantine", "right"),
+            ("Verdict", "left"),
+            ("Why", "left"),
+        ],
+        rows,
+    )
+    return _section(
+        "Sender health",
+        table,
+        "Reputation verdicts as GET /api/senders/health gives them; ACS grants quota increases only under 2 %"
+        " failures.",
+    )
+
+
 def _days(days: Sequence[date]) -> str:
     """``2026-11-28`` or ``2026-11-17 to 2026-11-27 (11 days)``."""
     if len(days) == 1:
@@ -343,6 +388,7 @@ def render_report(report: DailyReport, images: ImageMode = "inline-data") -> Ren
             _latency_section(report, latency, images),
             _failures_section(report),
             _bounces_section(report),
+            _health_section(report),
             _pending_section(report),
             _completeness_section(report),
         ]
@@ -375,6 +421,11 @@ def render_report_text(report: DailyReport) -> str:
     lines += [
         "",
         f"New hard bounces: {report.hard_bounces.count:,}",
+        *(
+            f"Sender health {entry.sender_domain or '(unknown)'}: {entry.verdict}"
+            for entry in report.sender_health
+            if entry.verdict != "ok"
+        ),
         f"Still pending: {report.pending.still_pending:,}; expired (last 14 days): {report.pending.expired:,}",
         f"Days summarised: {report.completeness.days_summarised} of 14",
     ]
