@@ -122,6 +122,13 @@ param subscriptionsTable string = 'Subscriptions'
 @description('FOLLOW_SCHEDULE: six-field NCRONTAB schedule (UTC) of the Log Analytics follower timer.')
 param followSchedule string = '0 */1 * * * *'
 
+@minValue(1)
+@description('STATE_RETENTION_DAYS: days a message\'s delivery state is kept after it was first seen.')
+param stateRetentionDays int = 30
+
+@description('RETENTION_SCHEDULE: six-field NCRONTAB schedule (UTC) of the retention timer (expired state, notFound markers).')
+param retentionSchedule string = '0 */10 * * * *'
+
 @minValue(5)
 @maxValue(230)
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
@@ -266,6 +273,8 @@ module api 'app/api.bicep' = {
     stateTable: stateTable
     subscriptionsTable: subscriptionsTable
     followSchedule: followSchedule
+    stateRetentionDays: stateRetentionDays
+    retentionSchedule: retentionSchedule
     linkSigningKey: linkSigningKey
     requestBudgetSeconds: requestBudgetSeconds
     reportSender: sender

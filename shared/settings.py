@@ -62,6 +62,16 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SUBSCRIPTIONS_TABLE", "Subscriptions", "Azure Table Storage table of webhook subscriptions."),
     SettingSpec("FOLLOW_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (UTC) of the Log Analytics follower timer."),
     SettingSpec(
+        "STATE_RETENTION_DAYS",
+        "30",
+        "Days a message's delivery state is kept after it was first seen (then the retention timer deletes it).",
+    ),
+    SettingSpec(
+        "RETENTION_SCHEDULE",
+        "0 */10 * * * *",
+        "NCRONTAB schedule (UTC) of the retention timer (expired state, notFound markers past their window).",
+    ),
+    SettingSpec(
         "LINK_SIGNING_KEY",
         None,
         "HMAC key (at least 32 characters) that signs continuation tokens and poll links; a development key "
@@ -143,6 +153,7 @@ class Settings:
     subscriptions_table: str = "Subscriptions"
     link_signing_key: str | None = None
     request_budget_seconds: float = 25.0
+    state_retention_days: int = 30
     log_analytics_functions: bool = False
     report_recipients: tuple[str, ...] = ()
     report_sender: str | None = None
@@ -174,6 +185,7 @@ class Settings:
             subscriptions_table=value("SUBSCRIPTIONS_TABLE") or "Subscriptions",
             link_signing_key=value("LINK_SIGNING_KEY"),
             request_budget_seconds=float(number("REQUEST_BUDGET_SECONDS")),
+            state_retention_days=number("STATE_RETENTION_DAYS"),
             log_analytics_functions=(value("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true",
             report_recipients=recipient_list(value("REPORT_RECIPIENTS")),
             report_sender=value("REPORT_SENDER"),

@@ -31,6 +31,10 @@ param logAnalyticsFunctions bool
 param stateTable string
 param subscriptionsTable string
 param followSchedule string
+@description('Days a message\'s delivery state is kept after it was first seen (STATE_RETENTION_DAYS).')
+param stateRetentionDays int
+@description('Six-field NCRONTAB schedule (UTC) of the retention timer (RETENTION_SCHEDULE).')
+param retentionSchedule string
 @secure()
 @description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
 param linkSigningKey string
@@ -65,6 +69,8 @@ var appLevelSettings = [
   { name: 'STATE_TABLE', value: stateTable }
   { name: 'SUBSCRIPTIONS_TABLE', value: subscriptionsTable }
   { name: 'FOLLOW_SCHEDULE', value: followSchedule }
+  { name: 'STATE_RETENTION_DAYS', value: string(stateRetentionDays) }
+  { name: 'RETENTION_SCHEDULE', value: retentionSchedule }
   // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
   { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
   { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }

@@ -417,6 +417,13 @@ TRIGGERS: tuple[Timer | EventGridTrigger, ...] = (
         handler=lambda: triggers.follow_status_updates,
         description="Brings what reached Log Analytics since the last run into the delivery state (one query).",
     ),
+    Timer(
+        "expire_state",
+        "RETENTION_SCHEDULE",
+        handler=lambda: triggers.expire_state,
+        description="Deletes delivery state first seen more than STATE_RETENTION_DAYS ago, and notFound markers "
+        "past their 30-minute window.",
+    ),
 )
 
 OPERATIONS_BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}

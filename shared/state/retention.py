@@ -1,0 +1,245 @@
+"""How long the delivery state keeps what it holds, and the bookkeeping that lets a timer find what is old.
+
+Two kinds of entity would otherwise stay for ever:
+
+* **Message partitions** are deleted once every entity of the partition was first stored
+  (``FirstSeen``) more than ``STATE_RETENTION_DAYS`` ago: "older" is first seen, so a message's state lives
+  that long from the last time something new of it (the message, one of its recipients) arrived. Later
+  updates of an entity (a status, an open, a click) do not extend it: a message's outcome is known within
+  ``STATUS_GRACE_HOURS``, and the log trace covers the logs' own retention. A write after the deletion
+  (a very late open) starts a small partition of its own, which lives its own ``STATE_RETENTION_DAYS``.
+* **"First asked" markers** (a 404 for an id nobody has reported: the notFound ``Retry-After`` rule's clock)
+  are one small entity per id, ``PartitionKey`` :data:`ASKED_PARTITION`, ``RowKey`` the id, ``FirstAsked``;
+  they are pruned once the 30-minute window is over (``NOT_FOUND_RETRY_WINDOW``), not kept for the
+  retention period. An id asked again after its marker was pruned starts a new window.
+
+Finding what is old without scanning the table: Table Storage indexes only ``PartitionKey`` + ``RowKey``, so
+a filter on a property (``FirstSeen lt ...``) reads every entity of the table on every run; and Azurite
+answers any query by scanning the whole table. So each write that creates entities first records its
+message in a **day index**: ``PartitionKey`` ``~day:YYYY-MM-DD`` (the store clock's day), ``RowKey`` the
+message id, nothing else (one upsert per message and day, remembered per process so repeats cost nothing).
+The timer reads the index partitions of days before the cutoff (a ``PartitionKey`` range: what the
+service's index serves directly), checks each message's partition (one partition query), deletes it if old,
+and deletes the index entry either way: a message with a younger entity was written on a later day, so a
+later day's index holds it. Markers live in one partition whose size is bounded by the questions of the
+last window, so their filtered single-partition query stays small.
+
+The index is written before the entities (an index entry without entities is harmless; entities without an
+entry would never be found). Each run works in bounded batches within its time budget and resumes where
+it stopped on the next run: what it processed is gone from the index.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+
+from shared import deadline
+
+if TYPE_CHECKING:
+    from shared.state.store import StateStore
+
+#: Partition of the "first asked" markers (no message id starts with "~").
+ASKED_PARTITION: Final = "~asked"
+#: Prefix of the day index partitions ("~day:2026-03-10"); "~day;" is the first key after every one of them.
+DAY_PREFIX: Final = "~day:"
+_DAY_END: Final = "~day;"
+#: Index rows read per page, and so the most messages one look at the budget covers.
+BATCH: Final = 100
+#: Seconds of a run's budget left unused (the last partition's deletes end before it).
+RUN_MARGIN: Final = 2.0
+#: A retention run's time budget: the timer's other work (none) and its next tick are far off.
+RUN_SECONDS: Final = 60.0
+#: (table, day) -> message ids this process indexed on that day: repeats cost no request.
+_INDEXED: dict[tuple[str, str], set[str]] = {}
+_INDEXED_LOCK = threading.Lock()
+#: Ids remembered per day before the memory is cleared (a day's first write of each id then costs one upsert).
+_MAX_REMEMBERED: Final = 200_000
+
+
+def day_partition(day: datetime) -> str:
+    return DAY_PREFIX + day.astimezone(UTC).date().isoformat()
+
+
+# --------------------------------------------------------------------------- on the write path
+
+
+def index_message(store: StateStore, message_id: str) -> None:
+    """Record that *message_id* is written today (before its entities are), once per process and day."""
+    partition = day_partition(store.clock())
+    key = (store.client.table_name, partition)
+    with _INDEXED_LOCK:
+        if message_id in _INDEXED.get(key, ()):
+            return
+    try:
+        store.client.upsert_entity({"PartitionKey": partition, "RowKey": message_id}, mode=UpdateMode.MERGE)
+    except ResourceNotFoundError as exc:
+        store._table_ready = False
+        raise store.error("indexing the delivery state by day", exc) from exc
+    except AzureError as exc:
+        raise store.error("indexing the delivery state by day", exc) from exc
+    with _INDEXED_LOCK:
+        for other in [k for k in _INDEXED if k[0] == key[0] and k != key]:
+            del _INDEXED[other]  # an earlier day's ids are not written under today's partition
+        remembered = _INDEXED.setdefault(key, set())
+        if len(remembered) >= _MAX_REMEMBERED:
+            remembered.clear()
+        remembered.add(message_id)
+
+
+def record_asked(store: StateStore, message_id: str) -> datetime:
+    """When a trace first asked for *message_id* (one small marker, created now if there is none)."""
+    now = store.clock()
+    store.ensure_table()
+    for _ in range(2):
+        try:
+            return _utc(store.client.get_entity(ASKED_PARTITION, message_id)["FirstAsked"]) or now
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise store.error("reading when the message was first asked for", exc) from exc
+        try:
+            store.client.create_entity({"PartitionKey": ASKED_PARTITION, "RowKey": message_id, "FirstAsked": now})
+            return now
+        except ResourceExistsError:
+            continue  # another trace asked at the same moment: its time stands
+        except AzureError as exc:
+            raise store.error("recording when the message was first asked for", exc) from exc
+    return now
+
+
+# --------------------------------------------------------------------------- the timer
+
+
+@dataclass
+class Expiry:
+    """What one run did."""
+
+    markers: int = 0
+    partitions: int = 0
+    entities: int = 0
+    kept: int = 0
+    #: False when the budget ended first (the next run goes on).
+    complete: bool = True
+
+
+def expire_state(
+    store: StateStore,
+    *,
+    now: datetime,
+    retention: timedelta,
+    asked_window: timedelta,
+    budget_seconds: float = RUN_SECONDS,
+) -> Expiry:
+    """Prune "first asked" markers older than *asked_window*, then delete message partitions first seen more
+    than *retention* before *now*, oldest days first, until done or the budget is spent."""
+    run = Expiry()
+    with deadline.budget(budget_seconds):
+        run.complete = _prune_markers(store, now - asked_window, run) and _expire_partitions(
+            store, now - retention, run
+        )
+    return run
+
+
+def _time_left() -> bool:
+    left = deadline.remaining()
+    return left is None or left > RUN_MARGIN
+
+
+def _pages(store: StateStore, query: str, parameters: dict[str, Any], what: str) -> Iterator[list[Any]]:
+    try:
+        pages = store.client.query_entities(
+            query, parameters=parameters, select=["PartitionKey", "RowKey"], results_per_page=BATCH
+        ).by_page()
+        for page in pages:
+            yield list(page)
+    except ResourceNotFoundError:
+        return
+    except AzureError as exc:
+        raise store.error(f"reading {what}", exc) from exc
+
+
+def _delete(store: StateStore, partition: str, row: str, etag: str | None = None) -> bool:
+    """Delete one entity (conditioned on *etag* if given); False if it changed meanwhile."""
+    try:
+        if etag:
+            store.client.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+        else:
+            store.client.delete_entity(partition, row)
+    except ResourceNotFoundError:
+        return True
+    except ResourceModifiedError:
+        return False
+    except AzureError as exc:
+        if getattr(exc, "status_code", None) == 412:
+            return False
+        raise store.error("deleting expired delivery state", exc) from exc
+    return True
+
+
+def _prune_markers(store: StateStore, cutoff: datetime, run: Expiry) -> bool:
+    if not _time_left():
+        return False
+    query = "PartitionKey eq @pk and FirstAsked lt @cutoff"
+    for page in _pages(store, query, {"pk": ASKED_PARTITION, "cutoff": cutoff}, "first-asked markers"):
+        for entity in page:
+            if not _time_left():
+                return False
+            _delete(store, ASKED_PARTITION, str(entity["RowKey"]))
+            run.markers += 1
+    return True
+
+
+def _expire_partitions(store: StateStore, cutoff: datetime, run: Expiry) -> bool:
+    # Days wholly before the cutoff: every write indexed there happened before it.
+    bound = min(day_partition(cutoff), _DAY_END)
+    if not _time_left():
+        return False
+    query = "PartitionKey ge @first and PartitionKey lt @bound"
+    for page in _pages(store, query, {"first": DAY_PREFIX, "bound": bound}, "the delivery state's day index"):
+        for entry in page:
+            if not _time_left():
+                return False
+            _expire_message(store, str(entry["RowKey"]), cutoff, run)
+            _delete(store, str(entry["PartitionKey"]), str(entry["RowKey"]))
+    return True
+
+
+def _expire_message(store: StateStore, message_id: str, cutoff: datetime, run: Expiry) -> None:
+    """Delete the message's partition if every entity of it was first seen before *cutoff*."""
+    try:
+        entities = list(store.client.query_entities("PartitionKey eq @pk", parameters={"pk": message_id}))
+    except ResourceNotFoundError:
+        return
+    except AzureError as exc:
+        raise store.error("reading the delivery state", exc) from exc
+    if not entities:
+        return
+    seen = [_utc(entity.get("FirstSeen")) for entity in entities]
+    if any(first is not None and first >= cutoff for first in seen):
+        run.kept += 1
+        return
+    deleted = 0
+    for entity in entities:
+        if _delete(store, message_id, str(entity["RowKey"]), entity.metadata.get("etag")):
+            deleted += 1
+    run.partitions += 1
+    run.entities += deleted
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
