@@ -25,6 +25,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
@@ -246,6 +247,8 @@ def describe_error(action: str, exc: Exception, description: str, secrets: Seque
         return True, f"{action}: the request's time budget ran out before {description} answered"
     if isinstance(exc, ServiceRequestError):
         return True, redact(f"{action}: cannot reach {description}", secrets)
+    if isinstance(exc, ServiceResponseError):  # a read timed out, or the connection broke mid-answer
+        return True, redact(f"{action}: {description} did not answer in time", secrets)
     if isinstance(exc, HttpResponseError):
         status = exc.status_code
         error_code = getattr(exc, "error_code", None)

@@ -57,6 +57,11 @@ PARTITIONS: Final = 8
 TABLE_SUFFIX: Final = "Journal"
 #: New entries a reader fetches one by one; more are read with one query of the whole journal.
 POINT_READS: Final = 16
+#: A write that fails after this many seconds found the store stuck (accepting, not answering): appends then fail
+#: at once for :data:`STUCK_SECONDS`, so invocations queued behind the stuck ones (the host's threads are few)
+#: answer 5xx within Event Grid's 30 s too, instead of each waiting out its own budget in turn.
+STUCK_AFTER: Final = 2.0
+STUCK_SECONDS: Final = 5.0
 
 _KINDS: Final[dict[str, type[Any]]] = {
     "status": StatusObservation,
@@ -259,6 +264,8 @@ class Journal(TableStore):
     #: Entries read by :meth:`pending`, each with its observations by message id.
     _cache: dict[tuple[str, str], _Cached] = field(default_factory=dict, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Until when (monotonic) appends fail at once: the last write hung before failing (see :data:`STUCK_AFTER`).
+    _stuck_until: float = field(default=0.0, repr=False)
 
     what: ClassVar[str] = "delivery state journal"
     failed: ClassVar[type[ServiceError]] = JournalError
@@ -279,10 +286,21 @@ class Journal(TableStore):
     def append(self, observations: Iterable[Observation]) -> None:
         """Store *observations* (returns once they are; concurrent callers share the request)."""
         items = list(observations)
+        if items and time.monotonic() < self._stuck_until:
+            raise self.unavailable("the delivery state journal's last write hung before failing; retry", retry_after=5)
         if items:
             self._commit.submit(items)
 
     def _write(self, observations: list[Observation]) -> None:
+        started = time.monotonic()
+        try:
+            self._create_entries(observations)
+        except ServiceError:
+            if time.monotonic() - started >= STUCK_AFTER:
+                self._stuck_until = time.monotonic() + STUCK_SECONDS
+            raise
+
+    def _create_entries(self, observations: list[Observation]) -> None:
         self.ensure_table()
         try:
             for entity in _entities(observations, self.clock()):
