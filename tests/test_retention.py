@@ -19,6 +19,7 @@ import pytest
 from shared.insights import Insights
 from shared.logs.embedded import DuckDbSource
 from shared.services import Services
+from shared.state.ingest import fold_journal
 from shared.state.partition import SendObservation, StatusObservation
 from shared.state.retention import ASKED_PARTITION, DAY_PREFIX, expire_state
 from shared.state.store import StateStore
@@ -142,3 +143,25 @@ def test_unknown_ids_write_one_small_marker_each_pruned_after_the_window(
     store.clock.now = NOW + timedelta(minutes=20) + NOT_FOUND_RETRY_WINDOW + timedelta(minutes=1)
     run_timer(services)
     assert keys(store) == set()
+
+
+def test_folded_events_are_indexed_by_day_and_expire_with_the_rest(store: StateStore) -> None:
+    """Through the journal and the fold (which indexes a chunk's messages in batches before writing them)."""
+    assert isinstance(store.clock, Clock)
+    store.clock.now = NOW - timedelta(days=31)
+    ids = [f"folded-{n:03d}" for n in range(150)]
+    at = store.clock.now
+    store.append(
+        [
+            StatusObservation(message_id=mid, recipient="a@contoso.com", status="Delivered", time=at, source="events")
+            for mid in ids
+        ]
+    )
+    fold_journal(store)
+    store.clock.now = NOW
+    write(store, "fresh", "b@contoso.com", NOW - timedelta(days=1))
+    day = DAY_PREFIX + (NOW - timedelta(days=31)).date().isoformat()
+    assert {rk for pk, rk in keys(store) if pk == day} == set(ids)
+    run = expire_state(store, now=NOW, retention=timedelta(days=30), asked_window=NOT_FOUND_RETRY_WINDOW)
+    assert run.complete and run.partitions == len(ids)
+    assert {pk for pk, _ in keys(store) if not pk.startswith(DAY_PREFIX)} == {"fresh"}

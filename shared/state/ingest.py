@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from shared.state import retention
 from shared.state.events import DeliveryReport, EventError, Report, parse_events
 from shared.state.journal import JournalEntry
 from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
@@ -180,6 +181,7 @@ def fold_journal(
                 if first is None or entry.written_at < first:
                     seen_at[observation.message_id] = entry.written_at
         observations = [observation for entry in chunk for observation in entry.observations]
+        retention.index_messages(store, seen_at)  # in batches, before the partitions (shared.state.retention)
         apply_observations(store, observations, report=report, on_change=on_change, seen_at=seen_at)
         store.journal.delete(chunk)
         report.entries += len(chunk)

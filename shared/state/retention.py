@@ -32,7 +32,7 @@ it stopped on the next run: what it processed is gone from the index.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -78,25 +78,45 @@ def day_partition(day: datetime) -> str:
 
 def index_message(store: StateStore, message_id: str) -> None:
     """Record that *message_id* is written today (before its entities are), once per process and day."""
+    index_messages(store, [message_id])
+
+
+def index_messages(store: StateStore, message_ids: Iterable[str]) -> None:
+    """Record that *message_ids* are written today: those this process has not indexed today, :data:`BATCH` to
+    a request (one partition: an entity-group transaction). The fold indexes each chunk's messages so, before
+    writing them; then each write finds its message indexed already and costs no request for it."""
     partition = day_partition(store.clock())
     key = (store.client.table_name, partition)
     with _INDEXED_LOCK:
-        if message_id in _INDEXED.get(key, ()):
-            return
-    try:
-        store.client.upsert_entity({"PartitionKey": partition, "RowKey": message_id}, mode=UpdateMode.MERGE)
-    except ResourceNotFoundError as exc:
-        store._table_ready = False
-        raise store.error("indexing the delivery state by day", exc) from exc
-    except AzureError as exc:
-        raise store.error("indexing the delivery state by day", exc) from exc
+        known = _INDEXED.get(key, set())
+        wanted = sorted({message_id for message_id in message_ids if message_id not in known})
+    if wanted:
+        store.ensure_table()
+    for start in range(0, len(wanted), BATCH):
+        batch = wanted[start : start + BATCH]
+        try:
+            if len(batch) == 1:
+                store.client.upsert_entity({"PartitionKey": partition, "RowKey": batch[0]}, mode=UpdateMode.MERGE)
+            else:
+                store.client.submit_transaction(
+                    [("upsert", {"PartitionKey": partition, "RowKey": message_id}) for message_id in batch]
+                )
+        except ResourceNotFoundError as exc:
+            store._table_ready = False
+            raise store.error("indexing the delivery state by day", exc) from exc
+        except AzureError as exc:
+            raise store.error("indexing the delivery state by day", exc) from exc
+        _remember(key, batch)
+
+
+def _remember(key: tuple[str, str], message_ids: Iterable[str]) -> None:
     with _INDEXED_LOCK:
         for other in [k for k in _INDEXED if k[0] == key[0] and k != key]:
             del _INDEXED[other]  # an earlier day's ids are not written under today's partition
         remembered = _INDEXED.setdefault(key, set())
         if len(remembered) >= _MAX_REMEMBERED:
             remembered.clear()
-        remembered.add(message_id)
+        remembered.update(message_ids)
 
 
 def record_asked(store: StateStore, message_id: str) -> datetime:
