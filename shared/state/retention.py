@@ -17,8 +17,9 @@ Two kinds of entity would otherwise stay for ever:
 Finding what is old without scanning the table: Table Storage indexes only ``PartitionKey`` + ``RowKey``, so
 a filter on a property (``FirstSeen lt ...``) reads every entity of the table on every run; and Azurite
 answers any query by scanning the whole table. So each write that creates entities first records its
-message in a **day index** in the expiry table: ``PartitionKey`` ``~day:YYYY-MM-DD`` (the store clock's day), ``RowKey`` the
-message id, nothing else (one upsert per message and day, remembered per process so repeats cost nothing).
+message in a **day index** in the expiry table: ``PartitionKey`` ``~day:YYYY-MM-DD`` (the store clock's day),
+``RowKey`` the message id, nothing else (once per message, day and process; the fold indexes a chunk's
+messages 100 to a request).
 The timer reads the index partitions of days before the cutoff (a ``PartitionKey`` range: what the
 service's index serves directly), checks each message's partition (one partition query), deletes it if old,
 and deletes the index entry either way: a message with a younger entity was written on a later day, so a
