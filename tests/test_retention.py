@@ -19,9 +19,10 @@ import pytest
 from shared.insights import Insights
 from shared.logs.embedded import DuckDbSource
 from shared.services import Services
+from shared.state import retention
 from shared.state.ingest import fold_journal
 from shared.state.partition import SendObservation, StatusObservation
-from shared.state.retention import ASKED_PARTITION, DAY_PREFIX, expire_state, expiry_table
+from shared.state.retention import ASKED_PARTITION, DAY_PREFIX, expire_state, expiry_table, indexed_ids
 from shared.state.store import StateStore
 from shared.tracing import NOT_FOUND_RETRY_WINDOW
 
@@ -164,7 +165,31 @@ def test_folded_events_are_indexed_by_day_and_expire_with_the_rest(store: StateS
     store.clock.now = NOW
     write(store, "fresh", "b@contoso.com", NOW - timedelta(days=1))
     day = DAY_PREFIX + (NOW - timedelta(days=31)).date().isoformat()
-    assert {rk for pk, rk in keys(store) if pk == day} == set(ids)
+    [entry] = [e for e in expiry_table(store).client.list_entities() if e["PartitionKey"] == day]  # one request
+    assert sorted(indexed_ids(entry)) == ids
     run = expire_state(store, now=NOW, retention=timedelta(days=30), asked_window=NOT_FOUND_RETRY_WINDOW)
     assert run.complete and run.partitions == len(ids)
     assert {pk for pk, _ in keys(store) if not pk.startswith(DAY_PREFIX)} == {"fresh"}
+
+
+def test_a_run_stopped_half_way_through_an_index_entry_keeps_the_rest_for_the_next(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(store.clock, Clock)
+    store.clock.now = NOW - timedelta(days=31)
+    ids = [f"half-{n}" for n in range(5)]
+    at = store.clock.now
+    store.append([StatusObservation(mid, "a@contoso.com", "Delivered", at, "events") for mid in ids])
+    fold_journal(store)  # one index entry lists all five
+    store.clock.now = NOW
+    looks = iter([True, True, True, True, False])  # markers, the index, two messages, then the budget is spent
+    monkeypatch.setattr(retention, "_time_left", lambda: next(looks, False))
+    common = {"now": NOW, "retention": timedelta(days=30), "asked_window": NOT_FOUND_RETRY_WINDOW}
+    first = expire_state(store, **common)
+    assert not first.complete and first.partitions == 2
+    [entry] = list(expiry_table(store).client.list_entities())
+    assert indexed_ids(entry) == ids[2:]  # what is left to do, and only that
+    monkeypatch.undo()
+    second = expire_state(store, **common)
+    assert second.complete and second.partitions == 3
+    assert keys(store) == set()
