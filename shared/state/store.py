@@ -58,8 +58,7 @@ logger = logging.getLogger(__name__)
 
 #: Attempts of one partition write against concurrent writers before giving up (503, retried by the caller).
 MAX_CONFLICT_RETRIES: Final = 8
-#: Partition of bookkeeping entities (the follower's watermark); no message id starts with "~". (Retention's
-#: partitions, "~asked" and "~day:...", are described in shared.state.retention.)
+#: Partition of bookkeeping entities (the follower's watermark); no message id starts with "~".
 SERVICE_PARTITION: Final = "~service"
 
 _T = TypeVar("_T")
