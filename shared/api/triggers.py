@@ -52,8 +52,8 @@ def follow_status_updates(timer: func.TimerRequest, services: Services) -> None:
 
 
 def expire_state(timer: func.TimerRequest, services: Services) -> None:
-    """ "First asked" markers past the notFound window, then message partitions first seen more than
-    ``STATE_RETENTION_DAYS`` ago, deleted in batches within the run's budget (the next run goes on)."""
+    """Prune the notFound markers past their window, then delete message partitions first seen more than
+    ``STATE_RETENTION_DAYS`` ago, in batches within the run's budget (the next run goes on)."""
     from shared.state.retention import expire_state
     from shared.tracing import NOT_FOUND_RETRY_WINDOW
 
