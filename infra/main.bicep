@@ -137,6 +137,12 @@ param maxSubscriptions int = 1000
 @description('FOLD_QUEUE: storage queue of fold requests (lowercase); failed requests go to FOLD_QUEUE-poison.')
 param foldQueue string = 'journal-folds'
 
+@description('STATE_RETENTION_DAYS: days a message\'s delivery state is kept after it was first seen.')
+param stateRetentionDays int = 30
+
+@description('RETENTION_SCHEDULE: six-field NCRONTAB schedule (UTC) of the retention timer (expired state, notFound markers).')
+param retentionSchedule string = '0 */10 * * * *'
+
 @minValue(5)
 @maxValue(230)
 @description('REQUEST_BUDGET_SECONDS: time budget of one HTTP request, Log Analytics retries included (below the 230 s HTTP limit).')
@@ -296,6 +302,8 @@ module api 'app/api.bicep' = {
     followSchedule: followSchedule
     maxSubscriptions: maxSubscriptions
     foldQueue: foldQueue
+    stateRetentionDays: stateRetentionDays
+    retentionSchedule: retentionSchedule
     linkSigningKey: linkSigningKey
     requestBudgetSeconds: requestBudgetSeconds
     reportSender: sender

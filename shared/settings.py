@@ -72,6 +72,16 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "folded; failed requests go to FOLD_QUEUE-poison.",
     ),
     SettingSpec(
+        "STATE_RETENTION_DAYS",
+        "30",
+        "Days a message's delivery state is kept after it was first seen (then the retention timer deletes it).",
+    ),
+    SettingSpec(
+        "RETENTION_SCHEDULE",
+        "0 */10 * * * *",
+        "NCRONTAB schedule (UTC) of the retention timer (expired state, notFound markers past their window).",
+    ),
+    SettingSpec(
         "LINK_SIGNING_KEY",
         None,
         "HMAC key (at least 32 characters) that signs continuation tokens and poll links; a development key "
@@ -270,6 +280,7 @@ class Settings:
     subscriptions_table: str = "Subscriptions"
     link_signing_key: str | None = None
     request_budget_seconds: float = 25.0
+    state_retention_days: int = 30
     log_analytics_functions: bool = False
     report_recipients: tuple[str, ...] = ()
     report_sender: str | None = None
@@ -317,6 +328,7 @@ class Settings:
             subscriptions_table=value("SUBSCRIPTIONS_TABLE") or "Subscriptions",
             link_signing_key=value("LINK_SIGNING_KEY"),
             request_budget_seconds=float(number("REQUEST_BUDGET_SECONDS")),
+            state_retention_days=number("STATE_RETENTION_DAYS"),
             log_analytics_functions=(value("LOG_ANALYTICS_FUNCTIONS") or "").strip().lower() == "true",
             report_recipients=recipient_list(value("REPORT_RECIPIENTS")),
             report_sender=value("REPORT_SENDER"),

@@ -24,9 +24,13 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
     ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
 
+from shared import deadline
 from shared.errors import ServiceError, Unavailable
 
 if TYPE_CHECKING:
@@ -76,7 +80,9 @@ def public_endpoint(url: str) -> str:
 
 #: Table requests fail fast: an unreachable store is known within ~4 s (2 retries, short back-off, 3 s to connect),
 #: so a trace falls back to the log query, and ingestion answers 5xx for Event Grid to retry, well within the
-#: request's budget (REQUEST_BUDGET_SECONDS); the SDK's defaults spent ~5-6 s of retries per call.
+#: request's budget (REQUEST_BUDGET_SECONDS); the SDK's defaults spent ~5-6 s of retries per call. A store that
+#: accepts connections but never answers (frozen) is bounded by the read timeout: within a request, by what is
+#: left of its budget (:class:`DeadlineTransport`); outside one (timers, CLI), by ``read_timeout`` per attempt.
 CLIENT_OPTIONS: Final[dict[str, Any]] = {
     "retry_total": 2,
     "retry_backoff_factor": 0.2,
@@ -85,27 +91,56 @@ CLIENT_OPTIONS: Final[dict[str, Any]] = {
     "read_timeout": 20,
 }
 
+#: Seconds of a budget a Table request leaves unused: the retry policy's back-off after a timed-out attempt
+#: (0 s, then 0.4 s), so the call ends within the budget.
+STORAGE_MARGIN: Final = 0.5
 
 #: Proxy settings the requests library looks up in the environment on every request when allowed to.
 _PROXY_ENVIRONMENT: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
 
 
+class BudgetSpent(ServiceRequestTimeoutError):
+    """The request's time budget left no time for this Table request (an attempt is not even started)."""
+
+
+class DeadlineTransport(RequestsTransport):  # type: ignore[misc]  # azure-core ships it untyped
+    """The requests transport, each attempt's connect and read timeouts cut to the current budget.
+
+    Without it a frozen store (connections accepted, no answer) held a trace for 34.5 s and an Event Grid
+    delivery for 41-45 s (2 retries of a 20 s read timeout). Inside a budget (:mod:`shared.deadline`) every
+    attempt waits at most what is left less :data:`STORAGE_MARGIN`, and none starts once nothing is left, so
+    a call ends within the budget whatever its retries; the caller maps the failure to 503 (or falls back).
+    """
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        left = deadline.remaining()
+        if left is not None:
+            left -= STORAGE_MARGIN
+            if left <= 0.05:
+                raise BudgetSpent("the request's time budget is spent")
+            kwargs["connection_timeout"] = min(float(kwargs.get("connection_timeout") or left), left)
+            kwargs["read_timeout"] = min(float(kwargs.get("read_timeout") or left), left)
+        return super().send(request, **kwargs)
+
+
 def client_options() -> dict[str, Any]:
-    """:data:`CLIENT_OPTIONS`, with a transport that skips requests' scan of the environment and of ``~/.netrc``
-    on every request (measured: 10-20 % of the CPU of a Table write) when no proxy is configured; a CA bundle
-    named by ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` is read once, here, as requests would use it."""
+    """:data:`CLIENT_OPTIONS` with a :class:`DeadlineTransport`; it skips requests' scan of the environment and
+    of ``~/.netrc`` on every request (measured: 10-20 % of the CPU of a Table write) when no proxy is
+    configured; a CA bundle named by ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` is read once, here, as
+    requests would use it."""
     options = dict(CLIENT_OPTIONS)
+    # A transport given to the client is used as built: its timeouts (and CA bundle) are set here.
+    timeouts = {name: CLIENT_OPTIONS[name] for name in ("connection_timeout", "read_timeout")}
     home = Path.home()
     if any(name.lower() in _PROXY_ENVIRONMENT for name in os.environ) or any(
         (home / name).exists() for name in (".netrc", "_netrc")
     ):
+        options["transport"] = DeadlineTransport(use_env_settings=True, **timeouts)
         return options
-    from azure.core.pipeline.transport import RequestsTransport
-
-    options["transport"] = RequestsTransport(use_env_settings=False)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
-        options["connection_verify"] = bundle
+        timeouts["connection_verify"] = bundle
+    options["transport"] = DeadlineTransport(use_env_settings=False, **timeouts)
     return options
 
 
@@ -208,8 +243,12 @@ def describe_error(action: str, exc: Exception, description: str, secrets: Seque
         error_code = getattr(exc, "error_code", None)
         code = str(getattr(error_code, "value", error_code) or "")
         return True, redact(f"{detail} ({code})" if code else detail, secrets)
+    if isinstance(exc, BudgetSpent):
+        return True, f"{action}: the request's time budget ran out before {description} answered"
     if isinstance(exc, ServiceRequestError):
         return True, redact(f"{action}: cannot reach {description}", secrets)
+    if isinstance(exc, ServiceResponseError):  # a read timed out, or the connection broke mid-answer
+        return True, redact(f"{action}: {description} did not answer in time", secrets)
     if isinstance(exc, HttpResponseError):
         status = exc.status_code
         error_code = getattr(exc, "error_code", None)

@@ -20,9 +20,11 @@ The use case behind ``GET /api/messages/{id}`` (and its poll link); it sits betw
    first time anyone asked for it (recorded in the state, :meth:`StateStore.record_asked`); after that a
    plain 404. Without a reachable state store the first-asked time cannot be kept, so every 404 carries it.
 
-The state store down (unreachable, misconfigured) never fails a trace: it falls back to the log query, as
-before the state existed, and after a failed read the store is skipped for :data:`STATE_BACKOFF` seconds. One
-message's state that cannot be read back is answered from the logs too (the store stays in use).
+The state store down (unreachable, misconfigured, frozen) never fails a trace: it falls back to the log query,
+as before the state existed, and after a failed read the store is skipped for :data:`STATE_BACKOFF` seconds.
+The read gets a part of the request's budget (:data:`STATE_READ_SHARE`, at most :data:`STATE_READ_SECONDS`):
+the rest is kept for the log query. One message's state that cannot be read back is answered from the logs
+too (the store stays in use).
 ``asOf`` is when the answer was read.
 """
 
@@ -34,6 +36,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from shared import deadline
 from shared.errors import Conflict, NotFound, ServiceError
 from shared.insights import conclude_trace
 from shared.logs.source import QueryResult
@@ -112,14 +115,20 @@ def _store(services: Services) -> StateStore | None:
 #: retries (seconds) once, not on every trace, and the request budget goes to the log query.
 STATE_BACKOFF: Final = 30.0
 _SKIP_UNTIL: dict[int, float] = {}
+#: The state read's part of what is left of the request's budget (the rest is the log query's), and its most:
+#: a healthy read takes tens of milliseconds, so seconds without an answer mean the store is stuck.
+STATE_READ_SHARE: Final = 0.4
+STATE_READ_SECONDS: Final = 4.0
 
 
 def _read(store: StateStore, message_id: str) -> tuple[StateStore | None, Partition | None]:
     """The partition (None if nothing stored); the store None when it failed or recently failed."""
     if _SKIP_UNTIL.get(id(store), 0.0) > time.monotonic():
         return None, None
+    left = deadline.remaining()
     try:
-        return store, store.read(message_id)
+        with deadline.within(STATE_READ_SECONDS if left is None else min(STATE_READ_SECONDS, left * STATE_READ_SHARE)):
+            return store, store.read(message_id)
     except UnreadableState as exc:  # this message's state only: answered from the logs, the store stays in use
         logger.warning("trace: a message's delivery state is unreadable, using the log query: %s", exc.detail)
         return store, None

@@ -251,13 +251,14 @@ def test_storage_account_is_locked_down() -> None:
 
 
 def test_storage_creates_every_table_the_app_uses() -> None:
-    """SUMMARY_TABLE, STATE_TABLE (and its journal) and SUBSCRIPTIONS_TABLE exist before the app first writes."""
-    from shared.state.journal import TABLE_SUFFIX
+    """SUMMARY_TABLE, STATE_TABLE (with its journal and its expiry index) and SUBSCRIPTIONS_TABLE exist before the
+    app first writes."""
+    from shared.state import journal, retention
 
     path = INFRA / "app" / "storage.bicep"
     tables = {r.get("name") for r in resources(path) if r.type.endswith("/tableServices/tables")}
-    journal = Expr("'${stateTableName}" + TABLE_SUFFIX + "'")
-    assert tables == {Expr("summaryTableName"), Expr("stateTableName"), journal, Expr("subscriptionsTableName")}
+    beside = {Expr("'${stateTableName}" + module.TABLE_SUFFIX + "'") for module in (journal, retention)}
+    assert tables == {Expr("summaryTableName"), Expr("stateTableName"), *beside, Expr("subscriptionsTableName")}
     storage = _module("storage")
     params = value_node(storage, "params")
     assert params is not None

@@ -1,4 +1,5 @@
-"""Table clients: the transport skips requests' per-request environment scan only when nothing there matters."""
+"""Table clients: the transport skips requests' per-request environment scan only when nothing there matters, and
+every attempt waits at most what is left of the request's budget."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ def test_without_a_proxy_the_environment_is_read_once(monkeypatch: pytest.Monkey
     transport = options["transport"]
     assert transport.session is None or transport.session.trust_env is False
     assert transport._use_env_settings is False  # azure-core keeps the flag there
-    assert options["connection_verify"] == "/etc/ssl/certs/ca-certificates.crt"  # the bundle still applies
+    assert transport.connection_config.verify == "/etc/ssl/certs/ca-certificates.crt"  # the bundle still applies
     assert options["retry_total"] == 2  # the fast-fail options stay
+    # A transport handed to the client is used as built: the fast-fail timeouts must be its own.
+    assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (3, 20)
 
 
 @pytest.mark.parametrize("name", ["HTTPS_PROXY", "https_proxy", "NO_PROXY"])
 def test_a_proxy_setting_keeps_requests_reading_the_environment(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "http://proxy.example:3128")
-    assert "transport" not in client_options()
+    transport = client_options()["transport"]
+    assert transport._use_env_settings is True
+    assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (3, 20)

@@ -34,6 +34,10 @@ param followSchedule string
 param maxSubscriptions int
 @description('Storage queue of fold requests (FOLD_QUEUE), in the app\'s storage account.')
 param foldQueue string
+@description('Days a message\'s delivery state is kept after it was first seen (STATE_RETENTION_DAYS).')
+param stateRetentionDays int
+@description('Six-field NCRONTAB schedule (UTC) of the retention timer (RETENTION_SCHEDULE).')
+param retentionSchedule string
 @secure()
 @description('HMAC key of continuation tokens and poll links (LINK_SIGNING_KEY).')
 param linkSigningKey string
@@ -77,6 +81,8 @@ var appLevelSettings = [
   { name: 'FOLLOW_SCHEDULE', value: followSchedule }
   { name: 'MAX_SUBSCRIPTIONS', value: string(maxSubscriptions) }
   { name: 'FOLD_QUEUE', value: foldQueue }
+  { name: 'STATE_RETENTION_DAYS', value: string(stateRetentionDays) }
+  { name: 'RETENTION_SCHEDULE', value: retentionSchedule }
   // The one secret among the settings (a @secure() parameter, never an output): see docs/deploy.md to roll it.
   { name: 'LINK_SIGNING_KEY', value: linkSigningKey }
   { name: 'REQUEST_BUDGET_SECONDS', value: string(requestBudgetSeconds) }

@@ -8,7 +8,7 @@ param tags object = {}
 param deploymentContainerName string
 @description('Table for daily summaries (SUMMARY_TABLE).')
 param summaryTableName string
-@description('Table of the delivery state, one partition a message (STATE_TABLE; its journal: STATE_TABLE + Journal).')
+@description('Table of the delivery state, one partition a message (STATE_TABLE; its journal: STATE_TABLE + Journal; its expiry index: STATE_TABLE + Expiry).')
 param stateTableName string
 @description('Table of webhook subscriptions (SUBSCRIPTIONS_TABLE).')
 param subscriptionsTableName string
@@ -113,6 +113,12 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
 resource stateJournalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: '${stateTableName}Journal'
+}
+
+// The delivery state's day index and "first asked" markers, read by the retention timer (shared/state/retention.py).
+resource stateExpiryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: '${stateTableName}Expiry'
 }
 
 resource subscriptionsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {

@@ -50,7 +50,12 @@ def _timer_function(trigger: Timer, services: ServicesProvider) -> Callable[[fun
 
 def _event_function(trigger: EventGridTrigger, services: ServicesProvider) -> Callable[[func.EventGridEvent], None]:
     def run(event: func.EventGridEvent) -> None:
-        trigger.handler()(event, services())
+        from shared import deadline
+
+        context = services()
+        # Event Grid counts a delivery failed after 30 s: the invocation answers (5xx if the store is stuck) before.
+        with deadline.budget(deadline.event_budget(context.settings.request_budget_seconds)):
+            trigger.handler()(event, context)
 
     run.__name__ = run.__qualname__ = trigger.name
     return run

@@ -555,6 +555,13 @@ TRIGGERS: tuple[Timer | EventGridTrigger | QueueTrigger, ...] = (
         handler=lambda: suppression_handlers.suppress_hard_bounces,
         description="Adds the hard bounces of the last STATUS_GRACE_HOURS to SUPPRESSION_LIST_ID (when set).",
     ),
+    Timer(
+        "expire_state",
+        "RETENTION_SCHEDULE",
+        handler=lambda: triggers.expire_state,
+        description="Deletes delivery state first seen more than STATE_RETENTION_DAYS ago, and notFound markers "
+        "past their 30-minute window.",
+    ),
 )
 
 OPERATIONS_BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 import azure.functions as func
 
 from shared.services import Services
+
+logger = logging.getLogger(__name__)
 
 
 def daily_summary(timer: func.TimerRequest, services: Services) -> None:
@@ -63,3 +67,29 @@ def fold_journal_shard(message: func.QueueMessage, services: Services) -> None:
     shard = read_fold_request(message.get_body())
     state, push = services.state, services.push
     fold_shard(state, shard, leases=ShardLeases.of(state), on_change=push.hook(), requests=services.folds)
+
+
+def expire_state(timer: func.TimerRequest, services: Services) -> None:
+    """Prune the notFound markers past their window, then delete message partitions first seen more than
+    ``STATE_RETENTION_DAYS`` ago, in batches within the run's budget (the next run goes on)."""
+    from shared.state.retention import expire_state
+    from shared.tracing import NOT_FOUND_RETRY_WINDOW
+
+    days = services.settings.state_retention_days
+    if days < 1:
+        raise ValueError(f"STATE_RETENTION_DAYS must be at least 1, got {days}: nothing deleted")
+    store = services.state
+    run = expire_state(
+        store,
+        now=store.clock(),
+        retention=timedelta(days=days),
+        asked_window=NOT_FOUND_RETRY_WINDOW,
+    )
+    logger.info(
+        "retention: %d markers, %d partitions (%d entities) deleted, %d kept%s",
+        run.markers,
+        run.partitions,
+        run.entities,
+        run.kept,
+        "" if run.complete else "; the budget ended first, the next run goes on",
+    )

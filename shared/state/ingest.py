@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from azure.core.exceptions import HttpResponseError
 
+from shared.state import retention
 from shared.state.events import DeliveryReport, EventError, Report, parse_events
 from shared.state.journal import JournalEntry
 from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
@@ -213,6 +214,7 @@ def fold_journal(
                 if first is None or entry.written_at < first:
                     seen_at[observation.message_id] = entry.written_at
         observations = [observation for entry in chunk for observation in entry.observations]
+        retention.index_messages(store, seen_at)  # in batches, before the partitions (shared.state.retention)
         apply_observations(store, observations, report=report, on_change=on_change, seen_at=seen_at)
         store.journal.delete(chunk)
         report.entries += len(chunk)

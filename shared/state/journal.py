@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Final
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared import deadline
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
 from shared.state.partition import (
@@ -60,6 +61,11 @@ PARTITIONS: Final = 16
 TABLE_SUFFIX: Final = "Journal"
 #: New entries a reader fetches one by one; more are read with one query of the whole journal.
 POINT_READS: Final = 16
+#: A write that fails after this many seconds found the store stuck (accepting, not answering): appends then fail
+#: at once for :data:`STUCK_SECONDS`, so invocations queued behind the stuck ones (the host's threads are few)
+#: answer 5xx within Event Grid's 30 s too, instead of each waiting out its own budget in turn.
+STUCK_AFTER: Final = 2.0
+STUCK_SECONDS: Final = 5.0
 
 _KINDS: Final[dict[str, type[Any]]] = {
     "status": StatusObservation,
@@ -185,10 +191,18 @@ class GroupCommit:
     No caller waits for company: the first to arrive writes at once, and those arriving meanwhile go in the
     next write, which the first of them makes once the current one ends. Each returns when its own
     observations are written, or raises what the write raised.
+
+    Nor does a caller wait past its own budget (:mod:`shared.deadline`; a write is bounded by its writer's):
+    one whose budget ends while it waits raises :attr:`timeout` (its observations may still be written by
+    the write under way: a later delivery of them again changes nothing), and a waiter handed the next write
+    after its budget ended hands it on to the next in line, so no one is left waiting for a writer that left.
     """
 
-    def __init__(self, write: Callable[[list[Observation]], None]) -> None:
+    def __init__(
+        self, write: Callable[[list[Observation]], None], timeout: Callable[[], BaseException] = TimeoutError
+    ) -> None:
         self._write = write
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._pending: list[_Waiter] = []
         self._busy = False
@@ -199,12 +213,32 @@ class GroupCommit:
             self._pending.append(waiter)
             if not self._busy:
                 self._busy = waiter.lead = True
-        if not waiter.lead:
-            waiter.wake.wait()
+        if not waiter.lead and not waiter.wake.wait(deadline.remaining()):
+            self._give_up(waiter)
         if not waiter.done:
             self._round()
         if waiter.error is not None:
             raise waiter.error
+
+    def _give_up(self, waiter: _Waiter) -> None:
+        """The waiter's budget ended: out of the queue (handing on the lead if it was given), then raise."""
+        with self._lock:
+            if waiter.done:
+                return  # written (or failed) just now: the caller hears how
+            if waiter in self._pending:
+                self._pending.remove(waiter)
+                if waiter.lead:
+                    self._hand_on()
+        raise self._timeout()
+
+    def _hand_on(self) -> None:
+        """The next waiter in line leads the next write (or no one writes until a caller arrives); lock held."""
+        if self._pending:
+            successor = self._pending[0]
+            successor.lead = True
+            successor.wake.set()
+        else:
+            self._busy = False
 
     def _round(self) -> None:
         with self._lock:
@@ -214,16 +248,11 @@ class GroupCommit:
             self._write([item for waiter in batch for item in waiter.items])
         except BaseException as exc:  # handed to every caller of the batch, who re-raises it
             error = exc
-        for waiter in batch:
-            waiter.error, waiter.done = error, True
-            waiter.wake.set()
         with self._lock:
-            if self._pending:
-                successor = self._pending[0]
-                successor.lead = True
-                successor.wake.set()
-            else:
-                self._busy = False
+            for waiter in batch:
+                waiter.error, waiter.done = error, True
+                waiter.wake.set()
+            self._hand_on()
 
 
 # --------------------------------------------------------------------------- the table
@@ -243,13 +272,20 @@ class Journal(TableStore):
     shard: str | None = None
     #: Called with the shards each write wrote to, once it is stored (the fold requests); it must not raise.
     on_written: Callable[[list[str]], object] | None = field(default=None, repr=False)
+    #: Until when (monotonic) appends fail at once: the last write hung before failing (see :data:`STUCK_AFTER`).
+    _stuck_until: float = field(default=0.0, repr=False)
 
     what: ClassVar[str] = "delivery state journal"
     failed: ClassVar[type[ServiceError]] = JournalError
     unavailable: ClassVar[type[ServiceError]] = JournalUnavailable
 
     def __post_init__(self) -> None:
-        self._commit = GroupCommit(self._write)
+        self._commit = GroupCommit(
+            self._write,
+            timeout=lambda: self.unavailable(
+                "the delivery state journal did not store the observations within the time budget", retry_after=5
+            ),
+        )
 
     @classmethod
     def table_name(cls, settings: Settings) -> str:
@@ -258,10 +294,21 @@ class Journal(TableStore):
     def append(self, observations: Iterable[Observation]) -> None:
         """Store *observations* (returns once they are; concurrent callers share the request)."""
         items = list(observations)
+        if items and time.monotonic() < self._stuck_until:
+            raise self.unavailable("the delivery state journal's last write hung before failing; retry", retry_after=5)
         if items:
             self._commit.submit(items)
 
     def _write(self, observations: list[Observation]) -> None:
+        started = time.monotonic()
+        try:
+            self._create_entries(observations)
+        except ServiceError:
+            if time.monotonic() - started >= STUCK_AFTER:
+                self._stuck_until = time.monotonic() + STUCK_SECONDS
+            raise
+
+    def _create_entries(self, observations: list[Observation]) -> None:
         self.ensure_table()
         shards: dict[str, None] = {}
         try:

@@ -45,6 +45,7 @@ from azure.data.tables import UpdateMode
 
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
+from shared.state import retention
 from shared.state.journal import TABLE_SUFFIX, Journal, encode
 from shared.state.partition import (
     MESSAGE_ROW_KEY,
@@ -325,6 +326,8 @@ class StateStore(TableStore):
                 operations.append(
                     ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": _IF_MATCH})
                 )
+        if any(operation[0] == "create" for operation in operations):
+            retention.index_message(self, partition.message_id)  # before the entities: see shared.state.retention
         done = 0
         try:
             if len(operations) >= TRANSACTION_MIN:
@@ -352,15 +355,9 @@ class StateStore(TableStore):
         return len(operations)
 
     def record_asked(self, message_id: str) -> datetime:
-        """When a trace first asked for *message_id* (stored now if never): the notFound retry rule's clock."""
-        now = self.clock()
-
-        def ask(partition: Partition) -> None:
-            if partition.message.first_asked is None:
-                partition.message.first_asked = now
-
-        change = self.update(message_id, ask)
-        return change.after.message.first_asked or now
+        """When a trace first asked for *message_id* (stored now if never): the notFound retry rule's clock.
+        One small marker per id, pruned after the notFound window (:mod:`shared.state.retention`)."""
+        return retention.record_asked(self, message_id)
 
     # -- observations set aside ----------------------------------------------------------------
 
