@@ -29,8 +29,8 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
-from urllib3.util.retry import Retry
 from azure.data.tables import TableClient
+from urllib3.util.retry import Retry
 
 from shared import deadline
 from shared.errors import ServiceError, Unavailable
