@@ -25,6 +25,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema
 
 from shared.api.spec import HEADERS, OPERATIONS, Operation, Response, Webhook
+from shared.api.spec import model as named_model
 from shared.push.callbacks import PUSH_HEADERS
 
 API_TITLE = "ACS Email Insights"
@@ -114,8 +115,7 @@ def _response_models() -> list[type[BaseModel]]:
             refs += [operation.webhook.payload, *operation.webhook.also]
         for ref in refs:
             if ref is not None:
-                model = ref()
-                seen.setdefault(model.__name__, model)
+                seen.setdefault(ref, named_model(ref))
     return list(seen.values())
 
 
@@ -125,8 +125,7 @@ def _body_models() -> list[type[BaseModel]]:
     for operation in OPERATIONS:
         for ref in (operation.body, operation.webhook.body if operation.webhook else None):
             if ref is not None:
-                model = ref()
-                seen.setdefault(model.__name__, model)
+                seen.setdefault(ref, named_model(ref))
     return list(seen.values())
 
 
@@ -220,7 +219,7 @@ def _parameters(operation: Operation) -> list[_Parameter]:
     """Path parameters (the route's ``{name}`` segments) first, then query parameters; all from the params model."""
     if operation.params is None:
         return []
-    schema = _model_schema(operation.params(), OAS_REF, "validation")
+    schema = _model_schema(named_model(operation.params), OAS_REF, "validation")
     required = set(schema.get("required", []))
     properties: dict[str, Any] = schema.get("properties", {})
     path, query = [], []
@@ -243,7 +242,7 @@ def _body_model(operation: Operation, response: Response) -> type[BaseModel] | N
     if response.body != "model":
         return None
     ref = response.model or operation.response
-    return None if ref is None else ref()
+    return None if ref is None else named_model(ref)
 
 
 def _declares_5xx(operation: Operation) -> bool:
@@ -296,7 +295,7 @@ def _oas_operation(operation: Operation) -> dict[str, Any]:
         op["parameters"] = parameters
         op["description"] += " Unknown query parameters are rejected with 400."
     if operation.body is not None:
-        body_ref = {"$ref": OAS_REF.format(model=operation.body().__name__)}
+        body_ref = {"$ref": OAS_REF.format(model=operation.body)}
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body_ref}}}
     problem = {PROBLEM_JSON: {"schema": {"$ref": OAS_REF.format(model="Problem")}}}
     retry_after = {"Retry-After": {"description": HEADERS["Retry-After"], "schema": {"type": "integer", "minimum": 0}}}
@@ -339,7 +338,7 @@ def _oas_push(webhook: Webhook) -> dict[str, Any]:
         name: {"required": True, "schema": {"type": "string"}, "description": text}
         for name, text in PUSH_HEADERS.items()
     }
-    properties = _model_schema(webhook.body(), OAS_REF, "validation").get("properties", {})
+    properties = _model_schema(named_model(webhook.body), OAS_REF, "validation").get("properties", {})
     url_field = next(name for name, prop in properties.items() if prop.get("x-ms-notification-url"))
     return {
         f"{{$request.body#/{url_field}}}": {
@@ -597,10 +596,10 @@ def _swagger_operation(operation: Operation) -> dict[str, Any]:
                 "name": "body",
                 "in": "body",
                 "required": True,
-                "description": sentence(body().__doc__ or "The request body"),
+                "description": sentence(named_model(body).__doc__ or "The request body"),
                 "x-ms-summary": "Body",
                 "x-ms-visibility": "important",
-                "schema": {"$ref": SWAGGER_REF.format(model=body().__name__)},
+                "schema": {"$ref": SWAGGER_REF.format(model=body)},
             }
         )
     problem = {"$ref": SWAGGER_REF.format(model="Problem")}
@@ -608,7 +607,7 @@ def _swagger_operation(operation: Operation) -> dict[str, Any]:
     if webhook is not None:
         # The trigger's outputs are what each push carries: the designer reads them from the created response.
         created = responses[str(operation.ok.status)]
-        created["schema"] = {"$ref": SWAGGER_REF.format(model=webhook.payload().__name__)}
+        created["schema"] = {"$ref": SWAGGER_REF.format(model=webhook.payload)}
         op["x-ms-trigger"] = webhook.kind
     if op["parameters"]:
         responses["400"] = {"description": "Invalid request: errors names each parameter at fault.", "schema": problem}
@@ -643,7 +642,7 @@ def swagger2_document(host: str = "localhost:7071", base_path: str = "/api", sch
             item = paths.setdefault("/" + operation.route, {})
             item[operation.method.lower()] = _swagger_operation(operation)
             if operation.webhook is not None:
-                payload = {"$ref": SWAGGER_REF.format(model=operation.webhook.payload().__name__)}
+                payload = {"$ref": SWAGGER_REF.format(model=operation.webhook.payload)}
                 item["x-ms-notification-content"] = {"description": "The body of each push.", "schema": payload}
     document: dict[str, Any] = {
         "swagger": "2.0",
