@@ -282,3 +282,17 @@ def test_function_app_imports_nothing_heavy(heavy: str) -> None:
     probe = f"import sys, function_app; print({heavy!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_product_code_cites_public_documentation_not_the_kit() -> None:
+    """The reference kit is not part of the product: code states the fact or cites learn.microsoft.com."""
+    kit = re.compile(r"REFERENCE(?:-next)?(?:\.md)?\s*(?:§|:)|REFERENCE(?:-next)?\.md")
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("shared", "local", "tools", "infra")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in {".py", ".bicep", ".kql", ".md", ".sh", ".json"} and "node_modules" not in path.parts
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if kit.search(line)
+    ]
+    assert not cited, "\n".join(cited)

@@ -38,7 +38,7 @@ TraceState = Literal["final", "pending", "expired", "notFound"]
 TraceOutcome = Literal["delivered", "partiallyDelivered", "notDelivered", "failed", "pending", "expired"]
 #: Where a trace answer came from: the delivery state alone, the log query alone, or both merged.
 TraceSource = Literal["state", "logs", "both"]
-#: Delivery statuses ACS documents today; ``status`` is an open set (REFERENCE-next §1), so fields typed
+#: Delivery statuses ACS documents today; ``status`` is an open set (ACS adds values), so fields typed
 #: :data:`DeliveryStatusText` accept any string and the schema says so (an open enum, see there).
 KNOWN_DELIVERY_STATUSES = (
     "Delivered",

@@ -122,7 +122,8 @@ class TimeSeriesResult(_Out):
     warning: str | None = None
 
 
-#: What the engagement answer says about where engagement data comes from (REFERENCE-next.md §2).
+#: What the engagement answer says about where engagement data comes from (learn.microsoft.com, ACS email:
+#: user engagement tracking).
 ENGAGEMENT_NOTE = (
     "Engagement (views and clicks) is logged only for mail sent from verified custom domains with user engagement "
     "tracking enabled, in HTML bodies; Azure managed domains never have it. A sender with 0 opens may simply have "

@@ -1,7 +1,8 @@
 """Event Grid email events -> typed reports.
 
-Two event types (../shared/REFERENCE-next.md §1): ``Microsoft.Communication.EmailDeliveryReportReceived``
-and ``Microsoft.Communication.EmailEngagementTrackingReportReceived``. The traps handled here:
+Two event types (learn.microsoft.com: Azure Communication Services as an Event Grid source):
+``Microsoft.Communication.EmailDeliveryReportReceived`` and
+``Microsoft.Communication.EmailEngagementTrackingReportReceived``. The traps handled here:
 
 * key casing varies (``deliveryAttemptTimestamp`` / ``deliveryAttemptTimeStamp``, ``userActionTimeStamp``):
   every key of an event and of its ``data`` is looked up case-insensitively;
