@@ -8,5 +8,5 @@ deterministic sample logs and the matching Event Grid events. Its packages are i
 The deployed package ``shared`` reaches this one only through the ``LogSource`` seam
 (``shared.services.make_source`` imports ``local.embedded`` when no workspace is configured) and through the
 CLI's local commands (``import``, ``sample``, ``events``), each importing it when it runs. ``.funcignore`` keeps
-it out of the deployment, and ``tests/test_layering.py`` proves that every deployed module imports without it.
+it out of the deployment, and ``tests/infra/test_layering.py`` proves that every deployed module imports without it.
 """

@@ -13,7 +13,7 @@ maps any of them to problem+json once (``shared.api.http``) and the CLI maps the
 
 A component's errors come in pairs, ``XError(UpstreamFailure)`` and ``XUnavailable(Unavailable, XError)``:
 the class that says what happened comes first among the bases, so status, title default and Retry-After come from
-it through the MRO and no subclass restates them (``tests/test_errors.py``). ``except XError`` catches both.
+it through the MRO and no subclass restates them (``tests/api/test_errors.py``). ``except XError`` catches both.
 
 Messages never quote recipient addresses, keys or connection strings: callers say which parameter or
 component failed, not what it held.

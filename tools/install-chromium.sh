@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs headless Chromium (Debian's `chromium` package) for the report rendering tests
-# (tests/test_report.py). Idempotent: does nothing when a Chromium is already on PATH.
+# (tests/reports/test_report.py). Idempotent: does nothing when a Chromium is already on PATH.
 # CI: run `bash tools/install-chromium.sh` before pytest (needs root or sudo, and apt).
 set -euo pipefail
 for name in chromium chromium-browser google-chrome; do

@@ -64,7 +64,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-// Settings the app's code reads: exactly the APP_SETTINGS entries with deployed=True (tests/test_infra.py).
+// Settings the app's code reads: exactly the APP_SETTINGS entries with deployed=True (tests/infra/test_infra.py).
 var appLevelSettings = [
   { name: 'LOG_ANALYTICS_WORKSPACE_ID', value: workspaceCustomerId }
   { name: 'LOG_QUERY_TIMEOUT_SECONDS', value: string(logQueryTimeoutSeconds) }
@@ -185,7 +185,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
 // Publishing with user name and password (FTP and SCM basic auth) is off; azd and Core Tools use Entra ID.
 // ARM requires `location` on these policies although the generated type data omits it (Microsoft's verified
-// modules set it too); tests/test_bicep_types.py allows it through overrides.json.
+// modules set it too); tests/infra/test_bicep_types.py allows it through overrides.json.
 resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'ftp'

@@ -4,7 +4,7 @@
 importing the spec loads nothing; the registries below are what mypy sees instead. Each handler module declares
 ``HTTP_HANDLERS: Final[tuple[HttpHandler, ...]] = (...)`` (and ``TIMER_HANDLERS``, ``EVENT_GRID_HANDLERS``,
 ``QUEUE_HANDLERS`` as it needs): a handler whose parameters or result do not fit fails ``mypy --strict`` there,
-and a handler missing from its registry is not found (``tests/test_api_spec.py`` resolves every name).
+and a handler missing from its registry is not found (``tests/api/test_api_spec.py`` resolves every name).
 """
 
 from __future__ import annotations

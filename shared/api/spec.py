@@ -11,7 +11,7 @@ Consumption's 30 s budget) loads neither pydantic nor the Azure SDKs:
   every handler's signature there (``shared.api.signatures``);
 * a model is named by its class name, looked up in ``MODEL_MODULES`` (names are unique across them).
 
-``tests/test_api_spec.py`` resolves every name; ``tests/test_layering.py`` counts a module named in a string
+``tests/api/test_api_spec.py`` resolves every name; ``tests/infra/test_layering.py`` counts a module named in a string
 as an import.
 
 Path parameters are the ``{name}`` segments of the route; their schema, like every query parameter's,

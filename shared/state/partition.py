@@ -6,7 +6,7 @@ The row key is a hash only so that it has a fixed length and no character Table 
 address itself is a property (needed to answer by address) and, like the row key, never logged.
 
 Every field is a join of what has been observed, so any arrival order and any duplicates give the same
-entities (``tests/test_state_store.py`` checks it with hypothesis):
+entities (``tests/state/test_state_store.py`` checks it with hypothesis):
 
 * final status per source (events, logs): the latest by time among Delivered, Failed, Bounced, Suppressed,
   Quarantined, FilteredSpam (``shared.schemas.FINAL_STATUSES``, the correlation query's rule); a tie in

@@ -1,7 +1,7 @@
 """The Bicep under infra/ read with tree-sitter-bicep: parse trees, literals, resources and declarations.
 
-Not a test module: tests/test_infra.py and tests/test_bicep_types.py import it. Values are read from the parse
-tree (a literal becomes its Python value; anything else an ``Expr`` holding its source text), so checks see
+Not a test module: tests/infra/test_infra.py and tests/infra/test_bicep_types.py import it. Values are read from
+the parse tree (a literal becomes its Python value; anything else an ``Expr`` holding its source text), so checks see
 where a property sits, not what a regular expression guesses.
 """
 

@@ -24,7 +24,7 @@ from local.store import StoreBusy, open_store
 from shared.insights import Insights
 from shared.models import TraceParams
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 3, tzinfo=UTC)
 BEFORE = "11111111-1111-4111-8111-111111111111"
 AFTER = "22222222-2222-4222-8222-222222222222"

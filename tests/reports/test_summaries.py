@@ -42,7 +42,7 @@ RESOURCE = (
     "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/"
     "MICROSOFT.COMMUNICATION/COMMUNICATIONSERVICES/ACS-TEST"
 )
-FIXTURE = Path(__file__).parent / "fixtures" / "semantics"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "semantics"
 #: The account key of the "wrong key" tests: must never show up in a message.
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5VGVzdA=="
 

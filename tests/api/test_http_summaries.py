@@ -87,7 +87,7 @@ def test_timer_runs_through_the_admin_endpoint(base_url: str, azurite_connection
 def test_local_settings_sample_lists_every_setting() -> None:
     from pathlib import Path
 
-    sample = json.loads((Path(__file__).parent.parent / "local.settings.sample.json").read_text(encoding="utf-8"))
+    sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text(encoding="utf-8"))
     values = sample["Values"]
     assert {spec.name for spec in APP_SETTINGS} <= set(values)
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"

@@ -29,7 +29,7 @@ from shared.services import Services
 
 from apphost import serve, settings
 
-CONNECTOR_DIR = Path(__file__).resolve().parents[1] / "connector"
+CONNECTOR_DIR = Path(__file__).resolve().parents[2] / "connector"
 
 
 def _walk(node: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:

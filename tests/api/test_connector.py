@@ -15,7 +15,7 @@ import pytest
 
 from shared.api.openapi import CONNECTOR_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT.parent / "shared" / "reference-data" / "schemas"
 CONNECTOR = json.loads(CONNECTOR_FILE.read_text(encoding="utf-8"))
 PROPERTIES = json.loads((ROOT / "connector" / "apiProperties.json").read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ from shared.summaries.table import SummaryStore
 
 from report_data import Day, write_days
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 20)
 #: The semantics fixture's send day (tests/fixtures/semantics/EXPECTED.md).
 FIXTURE_DAY = date(2026, 3, 10)

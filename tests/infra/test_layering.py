@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "shared"
 MAX_FUNCTION_LINES = 60
 #: A function may run longer when a comment on or above its ``def`` line starts with this and says why.

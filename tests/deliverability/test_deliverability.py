@@ -32,7 +32,7 @@ from shared.settings import HealthThresholds, Settings
 
 from apphost import serve, settings
 
-FIXTURE = Path(__file__).parent / "fixtures" / "deliverability"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "deliverability"
 #: "Now" for the fixture: the end of its main day, 2026-04-01.
 NOW = datetime(2026, 4, 2, tzinfo=UTC)
 DAY = {"from": "2026-04-01T00:00:00Z", "to": "2026-04-02T00:00:00Z"}

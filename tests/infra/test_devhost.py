@@ -32,7 +32,7 @@ from tools.devhost import DevHost, HostConfigError, Keys
 from tools.devhost.schedule import Schedule, ScheduleError
 from tools.devhost.triggers import QueueOptions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETTING = "DEVHOST_TEST_SETTING"
 PRESET = "DEVHOST_TEST_PRESET"
 
