@@ -622,6 +622,8 @@ def _swagger_operation(operation: Operation) -> dict[str, Any]:
     op["responses"] = dict(sorted(responses.items()))
     if operation.pageable:
         op["x-ms-pageable"] = {"nextLinkName": "nextLink"}
+    if operation.long_running:
+        op["x-ms-long-running-operation"] = True
     if operation.visibility is not None:
         op["x-ms-visibility"] = operation.visibility
     if operation.auth == "anonymous":

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from shared import models
-    from shared.api import deliverability, handlers, triggers
+    from shared.api import deliverability, handlers, sending, triggers
     from shared.api import suppression as suppression_handlers
     from shared.deliverability import models as deliverability_models
+    from shared.sending import models as sending_models
     from shared.suppression import models as suppression_models
 else:
 
@@ -51,6 +52,8 @@ else:
     suppression_models = _Deferred("shared.suppression.models")
     deliverability = _Deferred("shared.api.deliverability")
     deliverability_models = _Deferred("shared.deliverability.models")
+    sending = _Deferred("shared.api.sending")
+    sending_models = _Deferred("shared.sending.models")
 
 Auth = Literal["function", "anonymous", "admin"]
 #: What a response body is: the operation's model, another model, problem+json, or a media type's text.
@@ -128,6 +131,11 @@ class Operation:
     webhook: Webhook | None = None
     #: The connector's x-ms-visibility of the operation ("internal": used by the platform, not offered to makers).
     visibility: Literal["important", "advanced", "internal"] | None = None
+    #: Answers 202 with a Location to poll until the final answer (the 200): the connector marks it
+    #: x-ms-long-running-operation and its action ends with the polled body.
+    long_running: bool = False
+    #: Largest JSON request body (bytes); default ``shared.api.dispatch.MAX_BODY_BYTES``.
+    max_body_bytes: int | None = None
 
     @property
     def operation_id(self) -> str:
@@ -249,6 +257,50 @@ OPERATIONS: tuple[Operation, ...] = (
             Response(404, "Nothing is logged for this message yet.", body="problem", headers=("Retry-After",)),
         ),
         connector=False,
+    ),
+    Operation(
+        "send_message",
+        "POST",
+        "messages",
+        "function",
+        MESSAGES,
+        "Send an Email and Wait for Its Delivery",
+        "Sends an email through Azure Communication Services (the ACS send body: senderAddress, recipients, "
+        "content, attachments), registers its recipients at once, and answers 202 with the message id and a "
+        "Location that polls its trace until every recipient has a final status: Power Automate follows it and "
+        "the action ends with the final trace. Bad input is refused (400) before anything is sent; ACS's 429 is "
+        "passed on with its Retry-After. A retried call with the same repeatabilityRequestId is the same send: "
+        "the same message id, sent once.",
+        handler=lambda: sending.send_message,
+        body=lambda: sending_models.SendEmailBody,
+        response=lambda: sending_models.SendAccepted,
+        ok=Response(
+            202,
+            "Sent: poll the Location (the message's trace) after Retry-After seconds until it answers 200.",
+            headers=("Location", "Retry-After"),
+        ),
+        responses=(
+            Response(
+                200, "What the Location answers once the message is final: its trace.", model=lambda: models.TraceResult
+            ),
+            Response(409, "The repeatabilityRequestId was used for a send to other recipients.", body="problem"),
+            Response(
+                429,
+                "ACS throttles this resource's sends: retry after Retry-After.",
+                body="problem",
+                headers=("Retry-After",),
+            ),
+            Response(502, "ACS refused the app's credentials or endpoint.", body="problem"),
+            Response(
+                503,
+                "ACS or the link key unavailable, or sending not configured (ACS_ENDPOINT / ACS_CONNECTION_STRING).",
+                body="problem",
+                headers=("Retry-After",),
+            ),
+        ),
+        long_running=True,
+        max_body_bytes=10 * 1024 * 1024,
+        visibility="important",
     ),
     Operation(
         "search_messages",
