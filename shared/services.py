@@ -230,8 +230,7 @@ class Services:
         ``SendingNotConfigured`` (503 naming the settings) when neither is set."""
         with self._lock:
             if self._email_client is None:
-                from shared.sending.client import AcsAccess
-                from shared.sending.send import SendingNotConfigured, send_client
+                from shared.sending.client import AcsAccess, SendingNotConfigured, send_client
 
                 access = AcsAccess.of(self.settings)
                 if access is None:

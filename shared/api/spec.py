@@ -131,8 +131,8 @@ class Operation:
     webhook: Webhook | None = None
     #: The connector's x-ms-visibility of the operation ("internal": used by the platform, not offered to makers).
     visibility: Literal["important", "advanced", "internal"] | None = None
-    #: Answers 202 with a Location to poll until the final answer (the 200): the connector marks it
-    #: x-ms-long-running-operation and its action ends with the polled body.
+    #: Answers 202 with a Location to poll until the final answer (its 200): marked for client generators in
+    #: OpenAPI; Power Automate follows the Location itself and its action ends with the polled 200 body.
     long_running: bool = False
     #: Largest JSON request body (bytes); default ``shared.api.dispatch.MAX_BODY_BYTES``.
     max_body_bytes: int | None = None

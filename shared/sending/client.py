@@ -9,14 +9,22 @@ builds ``https://``, which cannot reach an ``http://`` loopback stand-in; the en
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import UpstreamFailure
+from shared.errors import Unavailable, UpstreamFailure
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.communication.email import EmailClient
     from azure.core.pipeline.policies import RetryPolicy
+
+#: Retries of the send route after a 5xx or a dropped connection (the same operation id: ACS sends once);
+#: a 429 is never retried there.
+SEND_RETRIES: Final = 1
+
+
+class SendingNotConfigured(Unavailable):
+    title = "Sending not configured"
 
 
 class AcsSettingsError(UpstreamFailure):
@@ -73,3 +81,21 @@ def email_client(access: AcsAccess, retry_policy: RetryPolicy[Any, Any], **optio
 
     credential = ManagedIdentityCredential(client_id=access.client_id) if access.client_id else DefaultAzureCredential()
     return EmailClient(str(access.endpoint), credential, retry_policy=retry_policy, **options)
+
+
+def send_client(access: AcsAccess) -> EmailClient:
+    """The EmailClient of the send route: one retry, each attempt within the request's budget."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    from shared.storage import client_options
+
+    class _SendRetry(RetryPolicy):  # type: ignore[type-arg]
+        """azure-core's retry, except a 429: the caller's quota is spent, and only the caller can wait."""
+
+        def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+            if response.http_response.status_code == 429:
+                return False
+            return bool(super().is_retry(settings, response))
+
+    retry = _SendRetry(retry_total=SEND_RETRIES, retry_backoff_factor=0.2, retry_backoff_max=1)
+    return email_client(access, retry, transport=client_options()["transport"])

@@ -21,10 +21,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.core.pipeline.policies import RetryPolicy
 
 from shared.errors import Conflict, InvalidInput, ParameterError, ServiceError, Throttled, Unavailable, UpstreamFailure
-from shared.sending.client import AcsAccess, email_client
 from shared.sending.models import SendAccepted, SendEmailBody
 
 if TYPE_CHECKING:
@@ -36,15 +34,9 @@ log = logging.getLogger("acs_email_insights")
 
 #: Namespace of send operation ids derived from a repeatabilityRequestId (uuid5): a fixed UUID of this project.
 SEND_NAMESPACE: Final = uuid.UUID("3c9b5e1a-7d24-5f08-b6e3-91a0d4c27f55")
-#: Retries of a 5xx or a dropped connection (the same operation id: ACS sends once); a 429 is never retried.
-RETRIES: Final = 1
 #: When ACS throttles or fails without saying when to come back.
 DEFAULT_RETRY_AFTER: Final = 60.0
 _ERROR_CODE = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
-class SendingNotConfigured(Unavailable):
-    title = "Sending not configured"
 
 
 class SendError(UpstreamFailure):
@@ -82,23 +74,6 @@ def operation_id(body: SendEmailBody) -> str:
         return str(uuid.uuid4())
     key = f"send|{body.sender_address.lower()}|{body.repeatability_request_id}"
     return str(uuid.uuid5(SEND_NAMESPACE, key))
-
-
-class _SendRetry(RetryPolicy):  # type: ignore[type-arg]
-    """azure-core's retry, except a 429: the caller's quota is spent, and only the caller can wait."""
-
-    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
-        if response.http_response.status_code == 429:
-            return False
-        return bool(super().is_retry(settings, response))
-
-
-def send_client(access: AcsAccess) -> EmailClient:
-    """The EmailClient of the send route: one retry, each attempt within the request's budget."""
-    from shared.storage import client_options
-
-    retry = _SendRetry(retry_total=RETRIES, retry_backoff_factor=0.2, retry_backoff_max=1)
-    return email_client(access, retry, transport=client_options()["transport"])
 
 
 def send_email(services: Services, client: EmailClient, body: SendEmailBody) -> SendAccepted:
