@@ -29,7 +29,7 @@ from shared.state.store import StateStore
 
 from acs_standin import AcsEmailStandIn, Failure, Throttle
 from apphost import serve, settings
-from test_push import call, event, send_events
+from test_push import Receiver, call, event, run_timer, send_events
 
 SENDER = "DoNotReply@send.contoso.com"
 TO, CC, BCC = "Ann@Contoso.com", "bo@fabrikam.com", "cy@example.org"
@@ -123,6 +123,27 @@ def test_send_answers_202_registers_at_once_and_the_location_polls_to_final(worl
         status, _, final = poll(headers["Location"])
     assert status == 200, final
     assert (final["messageId"], final["state"], final["outcome"]) == (mid, "final", "partiallyDelivered")
+
+
+def test_a_message_subscription_after_the_send_gets_the_final_trace_once_events_make_it_final(world: World) -> None:
+    """The registration sits in the message entity; the event creates the recipient's: the fold that makes the
+    message final must still see the registration (it once judged the change without it, and never pushed)."""
+    receiver = Receiver()
+    try:
+        with serve(world.services) as host:
+            status, _, accepted = post(host.base_url, message(recipients={"to": [{"address": TO}]}))
+            assert status == 202, accepted
+            mid = accepted["messageId"]
+            run_timer(host.base_url)  # folds the registration (no subscriber yet)
+            hook = {"callbackUrl": receiver.url, "messageId": mid}
+            assert call("POST", f"{host.base_url}/api/subscriptions", hook)[0] == 201
+            assert send_events(host.base_url, [event(mid, TO, "Delivered", now_iso())]) in (200, 202)
+            run_timer(host.base_url)  # folds the event: the message became final, its push is due now
+            receiver.wait_for(1)
+    finally:
+        receiver.close()
+    [(_, body)] = [(headers, json.loads(raw)) for headers, raw in receiver.received]
+    assert (body["messageId"], body["state"], body["outcome"]) == (mid, "final", "delivered")
 
 
 def test_a_large_attachment_within_acs_limit_is_sent_intact_and_one_past_it_is_refused(world: World) -> None:
