@@ -26,7 +26,14 @@ LONG_REASON = "# long:"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
     ("shared.services", "shared.tracing", "shared.sending.send"),
-    ("shared.report", "shared.sending", "shared.summaries.job", "shared.push", "shared.suppression", "shared.deliverability"),
+    (
+        "shared.report",
+        "shared.sending",
+        "shared.summaries.job",
+        "shared.push",
+        "shared.suppression",
+        "shared.deliverability",
+    ),
     ("shared.insights",),
     (
         "shared.kql",
