@@ -337,3 +337,28 @@ def test_the_request_goes_through_urllib_untouched() -> None:
     """The helper this module posts with sends JSON as given (a guard against a silently empty body)."""
     request = urllib.request.Request("http://127.0.0.1:9/", json.dumps(message()).encode(), method="POST")
     assert json.loads(request.data or b"")["senderAddress"] == SENDER  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_the_cli_sends_a_file_and_bad_files_exit_2_with_one_line_before_any_send(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.cli import run
+
+    good = tmp_path / "send.json"
+    good.write_text(json.dumps(message(repeatabilityRequestId="cli-1")))
+    assert run(["send", str(good)], services=world.services) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["registered"] is True and printed["messageId"] in world.acs.emails
+    before = len(world.acs.requests)
+    bad_address = tmp_path / "bad.json"
+    bad_address.write_text(json.dumps(message(senderAddress="nope")))
+    not_json = tmp_path / "x.json"
+    not_json.write_text("{nope")
+    for path in (bad_address, not_json, tmp_path / "missing.json"):
+        assert run(["send", str(path)], services=world.services) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and ("senderAddress" in error or "FILE" in error), error
+    assert len(world.acs.requests) == before
