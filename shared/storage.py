@@ -28,7 +28,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
+from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
 from azure.data.tables import TableClient
+from urllib3.util.retry import Retry
 
 from shared import deadline
 from shared.errors import ServiceError, Unavailable
@@ -99,6 +101,11 @@ STORAGE_MARGIN: Final = 0.5
 _PROXY_ENVIRONMENT: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
 
 
+#: Connections kept per host by one client: at least the invocations that may share it at once
+#: (``PYTHON_THREADPOOL_THREAD_COUNT``, 32 in Bicep and the sample settings).
+POOL_CONNECTIONS: Final = 32
+
+
 class BudgetSpent(ServiceRequestTimeoutError):
     """The request's time budget left no time for this Table request (an attempt is not even started)."""
 
@@ -111,6 +118,17 @@ class DeadlineTransport(RequestsTransport):  # type: ignore[misc]  # azure-core 
     attempt waits at most what is left less :data:`STORAGE_MARGIN`, and none starts once nothing is left, so
     a call ends within the budget whatever its retries; the caller maps the failure to 503 (or falls back).
     """
+
+    def _init_session(self, session: Any) -> None:
+        """azure-core's session set-up, with a connection pool as large as the invocations that share a client:
+        requests keeps 10 connections per host, so the dev host's and the Python worker's 32 threads (and the
+        folds' parallel writes) discarded one on most requests and logged a warning for each ("Connection pool
+        is full": 1,515 lines in a minute of ``make run``)."""
+        super()._init_session(session)
+        retries = Retry(total=False, redirect=False, raise_on_status=False)
+        adapter = BiggerBlockSizeHTTPAdapter(max_retries=retries, pool_maxsize=POOL_CONNECTIONS)
+        for protocol in self._protocols:
+            session.mount(protocol, adapter)
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         left = deadline.remaining()

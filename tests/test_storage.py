@@ -32,3 +32,36 @@ def test_a_proxy_setting_keeps_requests_reading_the_environment(monkeypatch: pyt
     transport = client_options()["transport"]
     assert transport._use_env_settings is True
     assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (3, 20)
+
+
+def test_concurrent_invocations_sharing_a_client_keep_their_connections(azurite_connection_string: str) -> None:
+    """32 threads (the worker's PYTHON_THREADPOOL_THREAD_COUNT) writing through one client: no connection is
+    discarded (requests' default pool of 10 logged "Connection pool is full" on most requests of ``make run``)."""
+    import logging
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from azure.data.tables import TableClient
+
+    from shared.storage import POOL_CONNECTIONS
+
+    table = "Pool" + uuid.uuid4().hex[:8]
+    client = TableClient.from_connection_string(azurite_connection_string, table, **client_options())
+    client.create_table()
+    discarded: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "pool is full" in record.getMessage():
+                discarded.append(record.getMessage())
+
+    handler = Catch()
+    logging.getLogger("urllib3.connectionpool").addHandler(handler)
+    try:
+        with ThreadPoolExecutor(POOL_CONNECTIONS) as pool:
+            list(pool.map(lambda i: client.upsert_entity({"PartitionKey": "p", "RowKey": str(i)}), range(320)))
+    finally:
+        logging.getLogger("urllib3.connectionpool").removeHandler(handler)
+        client.delete_table()
+        client.close()
+    assert POOL_CONNECTIONS >= 32 and not discarded, f"{len(discarded)} connections discarded"

@@ -94,8 +94,7 @@ class RetentionError(UpstreamFailure):
     title = "Delivery state expiry index failed"
 
 
-class RetentionUnavailable(RetentionError, Unavailable):
-    status = 503
+class RetentionUnavailable(Unavailable, RetentionError):
     title = "Delivery state expiry index unavailable"
 
 
