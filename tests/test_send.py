@@ -216,6 +216,16 @@ def test_a_500_is_retried_once_with_the_same_operation_then_answered_503(world: 
     assert len(world.acs.emails) == 1
 
 
+def test_a_503_asking_for_a_longer_wait_than_the_budget_is_answered_at_once_with_its_retry_after(world: World) -> None:
+    world.acs.script(Failure(503, retry_after=120))
+    with serve(world.services) as host:
+        started = time.monotonic()
+        status, headers, problem = post(host.base_url, message())
+        took = time.monotonic() - started
+    assert status == 503 and headers["Retry-After"] == "120", problem
+    assert len(world.acs.sends()) == 1 and took < 10  # not retried after a 120 s sleep
+
+
 def test_acs_400_is_a_400_with_its_code_and_bad_credentials_a_502_naming_the_role(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

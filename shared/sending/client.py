@@ -84,9 +84,11 @@ def email_client(access: AcsAccess, retry_policy: RetryPolicy[Any, Any], **optio
 
 
 def send_client(access: AcsAccess) -> EmailClient:
-    """The EmailClient of the send route: one retry, each attempt within the request's budget."""
+    """The EmailClient of the send route: one retry (none after a 429, nor after a failure whose Retry-After
+    outlasts the request's budget), each attempt's timeouts cut to the budget."""
     from azure.core.pipeline.policies import RetryPolicy
 
+    from shared import deadline
     from shared.storage import client_options
 
     class _SendRetry(RetryPolicy):  # type: ignore[type-arg]
@@ -94,6 +96,10 @@ def send_client(access: AcsAccess) -> EmailClient:
 
         def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
             if response.http_response.status_code == 429:
+                return False
+            # A failure asking for a wait the request's budget cannot hold: answered now, its Retry-After passed on.
+            wait, left = self.get_retry_after(response), deadline.remaining()
+            if wait is not None and left is not None and wait >= left - 1:
                 return False
             return bool(super().is_retry(settings, response))
 
