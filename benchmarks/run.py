@@ -308,7 +308,7 @@ def bench_http() -> None:
 
 
 def bench_summary() -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from shared.summaries.job import summarize_one_day
     from shared.summaries.table import SummaryStore
 

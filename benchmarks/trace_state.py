@@ -3,7 +3,7 @@
     python benchmarks/trace_state.py [--messages 100000] [--traces 300] [--final-traces 1000]
 
 A sample store of ``--messages`` messages (generated under benchmarks/.data and reused), the delivery state
-on Azurite (tests/azurite.py). Messages final in the logs are traced once (the log trace writes them back
+on Azurite (tests/support/azurite.py). Messages final in the logs are traced once (the log trace writes them back
 into the state), then each is traced over the dev host's HTTP route twice: by a host whose state store is
 configured (answered from the state, ``source: "state"``) and by one without a state store (today's log
 query). Log queries are counted at the source: ``--final-traces`` traces of final messages must make 0.
@@ -23,7 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from local.embedded import DuckDbSource  # noqa: E402
 from local.sample import fill_store  # noqa: E402

@@ -3,7 +3,7 @@
 ``python -m shared sample`` writes them beside the store (``<store>.events.json``): a JSON array in the Event
 Grid schema, as Event Grid would POST it to ``ingest_email_events`` (``python -m shared events send`` replays
 it in batches). One ``EmailDeliveryReportReceived`` per recipient-level status row (Event Grid has no
-message-level event and no ``OutForDelivery``: REFERENCE-next §1.1) and one
+message-level event and no ``OutForDelivery``: the event schema lists recipient statuses only) and one
 ``EmailEngagementTrackingReportReceived`` per engagement row. Realistic variants, chosen per event by a hash
 of the row (deterministic): ``deliveryAttemptTimestamp`` in the spec's casing for most events and the docs'
 ``deliveryAttemptTimeStamp`` for about one in five (``userActionTimestamp`` / ``userActionTimeStamp`` alike),

@@ -2,13 +2,14 @@
 past ~60 lines without a comment saying why, and function_app.py stays thin and fast to import.
 
 For layering every import counts: module level, inside functions (lazy imports) and under TYPE_CHECKING, since
-each is a dependency a reader must follow. For cycles, imports under ``if TYPE_CHECKING:`` are left out: they never
-run, and the spec (shared/api/spec.py) names its handlers through them so that mypy checks each reference while
-the OpenAPI renderer, which one handler serves, reads the spec."""
+each is a dependency a reader must follow. So does a module named in a string (``importlib.import_module("...")``,
+a deferred module, the spec's ``handlers="shared.api.handlers"`` or ``"module:attribute"``): it is imported when
+the string is used. For cycles, imports under ``if TYPE_CHECKING:`` are left out: they never run."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from functools import cache
@@ -81,8 +82,18 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return inside
 
 
+#: A string that names a module of shared/, alone or as ``module:attribute``.
+MODULE_STRING = re.compile(r"^(shared(?:\.\w+)*)(?::\w+)?$")
+
+
+def _named_in_string(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and (found := MODULE_STRING.match(node.value)):
+        return [found.group(1)] if found.group(1) in _modules() else []
+    return []
+
+
 def _imports(path: Path, *, runtime_only: bool = False) -> set[str]:
-    """Every shared.* module this file imports, anywhere in it (or only those that run)."""
+    """Every shared.* module this file imports (or names in a string), anywhere in it (or only those that run)."""
     modules = _modules()
     found: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -95,6 +106,8 @@ def _imports(path: Path, *, runtime_only: bool = False) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            names = _named_in_string(node)
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
@@ -145,6 +158,20 @@ def test_imports_flow_down_the_layers() -> None:
         if _layer(target) < _layer(module) and not module.startswith(target + ".")
     ]
     assert not upward, "\n".join(sorted(upward))
+
+
+def test_a_module_named_in_a_string_counts_as_an_import() -> None:
+    """The spec names its handler modules and model modules only in strings: each is an edge of the graph."""
+    spec = _graph(runtime_only=True)["shared.api.spec"]
+    assert {"shared.api.handlers", "shared.api.triggers", "shared.models", "shared.suppression.models"} <= spec
+    code = (
+        "import importlib\nimportlib.import_module('shared.codes')\nX = 'shared.kql.literals:escape'\nY = 'shared x'\n"
+    )
+    tree = ast.parse(code)
+    assert {name for node in ast.walk(tree) for name in _named_in_string(node)} == {
+        "shared.codes",
+        "shared.kql.literals",
+    }
 
 
 def test_every_module_has_a_layer() -> None:
@@ -263,3 +290,17 @@ def test_function_app_imports_nothing_heavy(heavy: str) -> None:
     probe = f"import sys, function_app; print({heavy!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_product_code_cites_public_documentation_not_the_kit() -> None:
+    """The reference kit is not part of the product: code states the fact or cites learn.microsoft.com."""
+    kit = re.compile(r"REFERENCE(?:-next)?(?:\.md)?\s*(?:§|:)|REFERENCE(?:-next)?\.md")
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("shared", "local", "tools", "infra")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in {".py", ".bicep", ".kql", ".md", ".sh", ".json"} and "node_modules" not in path.parts
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if kit.search(line)
+    ]
+    assert not cited, "\n".join(cited)

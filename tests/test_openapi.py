@@ -23,6 +23,7 @@ from shared.api.openapi import (
     to_swagger_schema,
 )
 from shared.api.spec import OPERATIONS
+from shared.api.spec import model as named_model
 from shared.models import STATS_ROW_MODELS
 from shared.services import Services
 
@@ -78,7 +79,7 @@ def test_every_operation_is_in_the_openapi_document() -> None:
             assert "application/problem+json" in op["responses"]["5XX"]["content"], operation.name
         if operation.response is not None:
             ref = op["responses"][str(operation.ok.status)]["content"]["application/json"]["schema"]["$ref"]
-            assert ref == f"#/components/schemas/{operation.response().__name__}"
+            assert ref == f"#/components/schemas/{operation.response}"
 
 
 def test_parameters_come_from_the_params_models() -> None:
@@ -90,7 +91,7 @@ def test_parameters_come_from_the_params_models() -> None:
         if operation.params is None:
             assert not params and not operation.path_params
             continue
-        model = operation.params()
+        model = named_model(operation.params)
         aliases = {field.alias or name: field for name, field in model.model_fields.items()}
         assert set(params) == {(alias, "path" if alias in operation.path_params else "query") for alias in aliases}
         for (name, where), param in params.items():

@@ -537,3 +537,40 @@ def test_the_callback_url_rule(url: str, local: bool, accepted: bool) -> None:
         assert exc.errors[0].parameter == "callbackUrl" and url not in exc.detail
     else:
         assert accepted
+
+
+def test_a_recipient_outcome_is_pushed_as_get_reads_it_not_as_one_journal_shard_folded_it(
+    semantic_insights: Insights, tables: dict[str, str], receivers: list[Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journal writes go to random shards and shards fold independently: the later ``Delivered`` in shard j1,
+    the older ``Bounced`` in j0, and j0 folded first. The push must say ``Delivered`` (what GET answers), once;
+    it used to say ``Bounced`` to every matching subscription, then ``Delivered``."""
+    from shared.state import journal as journal_module
+    from shared.state.folds import ShardLeases, fold_shard
+
+    receiver = Receiver()
+    receivers.append(receiver)
+    services = build(semantic_insights, tables, Clock(FIXTURE_NOW))
+    mid = str(uuid.uuid4())
+    shards = iter([1, 0])
+
+    class Shards:
+        @staticmethod
+        def randrange(_: int) -> int:
+            return next(shards)
+
+    with serve(services) as host:
+        sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": {"sender": "pushtest"}})
+        bounced_only = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": {"statuses": ["Bounced"]}})
+        monkeypatch.setattr(journal_module, "random", Shards)
+        assert send_events(host.base_url, [event(mid, "ann@contoso.com", "Delivered", "2026-03-10T10:05:00Z")]) == 202
+        assert send_events(host.base_url, [event(mid, "ann@contoso.com", "Bounced", "2026-03-10T10:01:00Z")]) == 202
+        state, leases = services.state, ShardLeases.of(services.state)
+        fold_shard(state, "j0", leases=leases, on_change=services.push.hook())  # the older Bounced alone
+        receiver.wait_for(1)
+        fold_shard(state, "j1", leases=leases, on_change=services.push.hook())  # then the Delivered
+        services.push.run_due()
+    mine = [(h, json.loads(b)) for h, b in receiver.received if json.loads(b)["messageId"] == mid]
+    assert [(h["x-subscription-id"], b["finalDeliveryStatus"]) for h, b in mine] == [(sub["id"], "Delivered")]
+    assert bounced_only["id"] not in {h["x-subscription-id"] for h, _ in mine}
+    services.close()

@@ -1,4 +1,4 @@
-"""Event Grid email events: parsing (casing, open status set, Suppressed without ids) and the webhook body."""
+"""Event Grid email events: parsing (casing, open status set, Suppressed without ids); the local webhook body."""
 
 from __future__ import annotations
 
@@ -10,20 +10,15 @@ import pytest
 from shared.state.events import (
     DELIVERY_REPORT,
     ENGAGEMENT_REPORT,
-    MAX_BODY_BYTES,
     MAX_EVENTS,
-    Deletion,
     DeliveryReport,
     EngagementReport,
     EventError,
-    Notification,
-    Validation,
-    WebhookRejected,
     event_from_function,
     parse_event,
     parse_events,
-    read_webhook,
 )
+from tools.devhost.webhook import MAX_BODY_BYTES, Deletion, Notification, Validation, WebhookRejected, read_webhook
 
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/microsoft.communication/communicationservices/acs"
 MESSAGE = "0a1b2c3d-0000-4000-8000-000000000001"

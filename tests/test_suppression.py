@@ -1,5 +1,5 @@
 """Suppression control (issue 18, part 3), against real parts: ``azure-mgmt-communication`` 3.0.0 talking HTTP to a
-loopback stand-in of the ARM suppression-list endpoints (tests/arm_standin.py), the records in Azurite, the
+loopback stand-in of the ARM suppression-list endpoints (tests/support/arm_standin.py), the records in Azurite, the
 semantics fixture's hard bounces in DuckDB (EXPECTED.md: mallory 550 5.1.1 reported on 2026-03-09 08:00:02 then
 Suppressed; bob 550 5.1.1 reported; judy 550 5.1.1 inferred; leo and ivan soft; kim unknown)."""
 

@@ -4,10 +4,10 @@
 //
 // Role choice. Sending with an Entra token needs, on the Communication Services resource,
 // Microsoft.Communication/CommunicationServices/Read and .../Write, plus Microsoft.Communication/EmailServices/write
-// (ACS SMTP/Entra authentication docs, custom-role section; shared/REFERENCE-next.md §4). The built-in
+// (ACS SMTP/Entra authentication docs, custom-role section). The built-in
 // "Communication and Email Service Owner" (09976791-48a7-449e-bb21-39d1a415f350) also works but lets the
 // identity create, change and delete Communication and Email resources, domains, sender names and suppression
-// lists (§3.3). A custom role with exactly those three actions, assignable only in this resource group and
+// lists. A custom role with exactly those three actions, assignable only in this resource group and
 // assigned on the one resource, is the narrowest grant that sends. The cost: the deployer needs
 // Microsoft.Authorization/roleDefinitions/write here (Owner or User Access Administrator; Role Based Access
 // Control Administrator is not enough), see docs/deploy.md.

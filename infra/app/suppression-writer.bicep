@@ -2,7 +2,7 @@
 // the app's identity read, add and remove the addresses of that one list (shared/suppression/arm.py).
 //
 // Role choice. Suppression lists live under the Email Communication Services resource (emailServices), not the
-// Communication Services resource, so no role on the latter reaches them (shared/REFERENCE-next.md §3.3). The
+// Communication Services resource, so no role on the latter reaches them (emailServices/domains/suppressionLists). The
 // built-in "Communication and Email Service Owner" (09976791-48a7-449e-bb21-39d1a415f350) and Contributor work
 // but can also change or delete the email service, its domains, sender usernames and the lists themselves. A
 // custom role with only the three address actions, assigned on the one list, is the narrowest grant that works:

@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from shared import deadline
 from shared.api.http import PLATFORM_PARAMS, Call, json_response, problem_response
 from shared.api.params import parse_params
-from shared.api.spec import Operation
+from shared.api.signatures import HttpHandler
+from shared.api.spec import Operation, model
 from shared.errors import InvalidInput, ServiceError
 from shared.services import Services
 
@@ -41,7 +42,7 @@ def _params(operation: Operation, req: func.HttpRequest) -> Any:
             )
         return None
     raw.update({name: req.route_params.get(name) for name in operation.path_params})
-    return parse_params(operation.params(), raw)
+    return parse_params(model(operation.params), raw)
 
 
 def _body(operation: Operation, req: func.HttpRequest) -> Any:
@@ -57,15 +58,21 @@ def _body(operation: Operation, req: func.HttpRequest) -> Any:
         raise InvalidInput.parameter("body", "must be a JSON object") from None
     if not isinstance(document, dict):
         raise InvalidInput.parameter("body", "must be a JSON object")
-    return parse_params(operation.body(), document)
+    return parse_params(model(operation.body), document)
 
 
-def dispatch(operation: Operation, req: func.HttpRequest, services: Callable[[], Services]) -> func.HttpResponse:
+def dispatch(
+    operation: Operation,
+    req: func.HttpRequest,
+    services: Callable[[], Services],
+    handler: HttpHandler | None = None,
+) -> func.HttpResponse:
+    """Runs *handler* (default: the operation's own) on the validated call."""
     try:
         context = services()
         with deadline.budget(context.settings.request_budget_seconds):
             call = Call(req, _params(operation, req), _body(operation, req), context)
-            result = operation.handler()(call)
+            result = (handler or operation.handler())(call)
         if isinstance(result, BaseModel):
             return json_response(result)
         return result  # type: ignore[no-any-return]

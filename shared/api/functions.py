@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from shared.api.spec import OPERATIONS, TRIGGERS, EventGridTrigger, Operation, QueueTrigger, Timer
 
 if TYPE_CHECKING:
+    from shared.api.http import Call
+    from shared.api.signatures import HttpHandler
     from shared.services import Services
 
 ServicesProvider = Callable[[], "Services"]
@@ -30,11 +33,27 @@ def default_services() -> Services:
     return process_services()
 
 
+def openapi(call: Call) -> func.HttpResponse:
+    """``GET /api/openapi.json``: the document rendered from the spec, with this host as its server."""
+    from shared.api.http import json_response
+    from shared.api.openapi import openapi_document
+
+    parts = urlsplit(call.url)
+    return json_response(openapi_document(server_url=f"{parts.scheme}://{parts.netloc}/api"))
+
+
+#: The operations the blueprint answers itself (``handlers=None`` in the spec): the spec cannot name this
+#: module, which reads the spec.
+BLUEPRINT_HANDLERS: Final[dict[str, HttpHandler]] = {"openapi": openapi}
+
+
 def _http_function(operation: Operation, services: ServicesProvider) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    handler = BLUEPRINT_HANDLERS[operation.name] if operation.handlers is None else None
+
     def handle(req: func.HttpRequest) -> func.HttpResponse:
         from shared.api.dispatch import dispatch
 
-        return dispatch(operation, req, services)
+        return dispatch(operation, req, services, handler)
 
     handle.__name__ = handle.__qualname__ = operation.name
     return handle

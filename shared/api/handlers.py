@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Final
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from shared import tracing
 from shared.api.http import Call, json_response, retry_after_header, text_response, wants
 from shared.api.render import bounces_csv, summaries_csv
+from shared.api.signatures import HttpHandler
 from shared.errors import InvalidInput, ServiceError
 from shared.models import ComponentHealth, DailySummaryList, Health, RegisterMessageBody, TraceResult
 from shared.services import Services
@@ -217,8 +219,21 @@ def _report_email_health(services: Services) -> ComponentHealth | None:
     return report_health(services.summaries, today=services.clock().date(), settings=services.settings)
 
 
-def openapi(call: Call) -> func.HttpResponse:
-    from shared.api.openapi import openapi_document
-
-    parts = urlsplit(call.url)
-    return json_response(openapi_document(server_url=f"{parts.scheme}://{parts.netloc}/api"))
+#: Every handler of this module, checked against ``HttpHandler`` (``shared.api.spec`` finds them here by name).
+HTTP_HANDLERS: Final[tuple[HttpHandler, ...]] = (
+    trace_message,
+    register_message,
+    poll_message_trace,
+    search_messages,
+    create_subscription,
+    delete_subscription,
+    get_stats,
+    get_stats_timeseries,
+    get_stats_engagement,
+    get_recipient_history,
+    list_bounces,
+    list_daily_summaries,
+    get_daily_report,
+    recompute_daily_summary,
+    health,
+)

@@ -8,13 +8,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from shared.api.handlers import POLL_LINK_LIFE, TRACE_PENDING_RETRY_AFTER
 from shared.api.http import Call, json_response, retry_after_header
+from shared.api.signatures import HttpHandler
 from shared.errors import InvalidInput
 from shared.services import Services
 
@@ -66,3 +67,6 @@ def run_command(services: Services, args: argparse.Namespace, out: Any) -> int:
     body = parse_params(SendEmailBody, document)
     print(to_json(send_email(services, services.email_client, body), indent=2), file=out)
     return 0
+
+
+HTTP_HANDLERS: Final[tuple[HttpHandler, ...]] = (send_message,)

@@ -2,10 +2,17 @@
 
 The blueprint (``shared.api.functions``), the dispatcher (``shared.api.dispatch``), the OpenAPI 3.1
 document and the Power Automate connector (``shared.api.openapi``) all read ``OPERATIONS`` and
-``TRIGGERS``, and nothing else. Each operation names its handler and models as real references;
-they are wrapped in ``lambda`` so that importing this module (which ``function_app.py`` does at host
-start, within Flex Consumption's 30 s budget) loads neither pydantic nor the Azure SDKs: only the
-first request does. mypy checks every reference through the ``TYPE_CHECKING`` imports.
+``TRIGGERS``, and nothing else. Each function names its handler and models by string, resolved on first
+use and cached, so that importing this module (which ``function_app.py`` does at host start, within Flex
+Consumption's 30 s budget) loads neither pydantic nor the Azure SDKs:
+
+* a handler is the function named like the operation (or trigger) in the registry of its ``handlers``
+  module (``HTTP_HANDLERS``, ``TIMER_HANDLERS``, ...): each registry is a typed tuple, so mypy checks
+  every handler's signature there (``shared.api.signatures``);
+* a model is named by its class name, looked up in ``MODEL_MODULES`` (names are unique across them).
+
+``tests/test_api_spec.py`` resolves every name; ``tests/test_layering.py`` counts a module named in a string
+as an import.
 
 Path parameters are the ``{name}`` segments of the route; their schema, like every query parameter's,
 comes from the operation's ``params`` model, so each pattern and enumeration is written once.
@@ -15,50 +22,54 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from shared.settings import QUEUE_CONNECTION
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from shared import models
-    from shared.api import deliverability, handlers, sending, triggers
-    from shared.api import suppression as suppression_handlers
-    from shared.deliverability import models as deliverability_models
-    from shared.sending import models as sending_models
-    from shared.suppression import models as suppression_models
-else:
+    from shared.api.signatures import EventGridHandler, HttpHandler, QueueHandler, TimerHandler
 
-    class _Deferred:
-        """A module imported on first attribute access (so the references below cost nothing at import)."""
-
-        def __init__(self, name: str) -> None:
-            self._name = name
-            self._module: ModuleType | None = None
-
-        def __getattr__(self, attribute: str) -> Any:
-            if self._module is None:
-                self._module = importlib.import_module(self._name)
-            return getattr(self._module, attribute)
-
-    models = _Deferred("shared.models")
-    handlers = _Deferred("shared.api.handlers")
-    triggers = _Deferred("shared.api.triggers")
-    suppression_handlers = _Deferred("shared.api.suppression")
-    suppression_models = _Deferred("shared.suppression.models")
-    deliverability = _Deferred("shared.api.deliverability")
-    deliverability_models = _Deferred("shared.deliverability.models")
-    sending = _Deferred("shared.api.sending")
-    sending_models = _Deferred("shared.sending.models")
+#: Where the models an operation names are defined.
+MODEL_MODULES: Final = (
+    "shared.models",
+    "shared.deliverability.models",
+    "shared.suppression.models",
+    "shared.sending.models",
+)
+#: Modules holding handlers, each with its registries.
+HANDLERS: Final = "shared.api.handlers"
+TRIGGER_HANDLERS: Final = "shared.api.triggers"
+DELIVERABILITY_HANDLERS: Final = "shared.api.deliverability"
+SUPPRESSION_HANDLERS: Final = "shared.api.suppression"
+SENDING_HANDLERS: Final = "shared.api.sending"
 
 Auth = Literal["function", "anonymous", "admin"]
 #: What a response body is: the operation's model, another model, problem+json, or a media type's text.
 BodyKind = Literal["model", "problem", "csv", "html", "object", "empty"]
-ModelRef = Callable[[], "type[BaseModel]"]
+
+
+@cache
+def model(name: str) -> type[BaseModel]:
+    """The pydantic model class called *name* in ``MODEL_MODULES`` (imported on first use)."""
+    found = {
+        id(value): value
+        for module in MODEL_MODULES
+        if (value := getattr(importlib.import_module(module), name, None)) is not None
+    }
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} models named {name!r} in {', '.join(MODEL_MODULES)}")
+    return cast("type[BaseModel]", next(iter(found.values())))
+
+
+@cache
+def registry(module: str, name: str) -> dict[str, Any]:
+    """The handlers the registry *name* of *module* lists, by function name (imported on first use)."""
+    return {function.__name__: function for function in getattr(importlib.import_module(module), name)}
+
 
 #: Response headers an operation may declare, with their description (one place for OpenAPI and Swagger).
 HEADERS: dict[str, str] = {
@@ -76,7 +87,7 @@ class Response:
     description: str
     body: BodyKind = "model"
     #: The body's model when ``body == "model"``; default: the operation's ``response`` model.
-    model: ModelRef | None = None
+    model: str | None = None
     headers: tuple[str, ...] = ()
 
 
@@ -92,15 +103,15 @@ class Webhook:
 
     summary: str  # the trigger's name in the designer, Title Case
     description: str
-    body: ModelRef
-    payload: ModelRef
+    body: str
+    payload: str
     #: "single": one run per push; "batch": one run per array item.
     kind: Literal["single", "batch"] = "single"
     #: Other bodies the same subscriptions may push (through the API only, not the connector's trigger).
-    also: tuple[ModelRef, ...] = ()
+    also: tuple[str, ...] = ()
 
     def payloads(self) -> tuple[type[BaseModel], ...]:
-        return (self.payload(), *(ref() for ref in self.also))
+        return tuple(model(name) for name in (self.payload, *self.also))
 
 
 @dataclass(frozen=True)
@@ -112,13 +123,12 @@ class Operation:
     tag: str
     summary: str  # Title Case, a few words (Power Automate shows it as the action name)
     description: str  # full sentences
-    handler: Callable[[], Callable[..., Any]]
     #: Query and path parameters, validated together (route values win over query values of the same name).
-    params: ModelRef | None = None
+    params: str | None = None
     #: JSON request body model (POST).
-    body: ModelRef | None = None
+    body: str | None = None
     #: The 200 (or 201) body.
-    response: ModelRef | None = None
+    response: str | None = None
     ok: Response = Response(200, "OK")
     responses: tuple[Response, ...] = ()
     #: Media types of the success body besides JSON ("text/csv", "text/html").
@@ -131,6 +141,9 @@ class Operation:
     webhook: Webhook | None = None
     #: The connector's x-ms-visibility of the operation ("internal": used by the platform, not offered to makers).
     visibility: Literal["important", "advanced", "internal"] | None = None
+    #: The module whose ``HTTP_HANDLERS`` holds the handler named like the operation; None: the blueprint
+    #: itself answers (``shared.api.functions.BLUEPRINT_HANDLERS``).
+    handlers: str | None = HANDLERS
     #: Answers 202 with a Location to poll until the final answer (its 200): marked for client generators in
     #: OpenAPI; Power Automate follows the Location itself and its action ends with the polled 200 body.
     long_running: bool = False
@@ -146,14 +159,23 @@ class Operation:
     def path_params(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.route))
 
+    def handler(self) -> HttpHandler:
+        if self.handlers is None:
+            raise LookupError(f"{self.name} is answered by the blueprint itself")
+        return cast("HttpHandler", registry(self.handlers, "HTTP_HANDLERS")[self.name])
+
 
 @dataclass(frozen=True)
 class Timer:
     name: str
     #: App setting holding the NCRONTAB schedule (the host reads it as %NAME%).
     schedule_setting: str
-    handler: Callable[[], Callable[..., Any]]
     description: str
+    #: The module whose ``TIMER_HANDLERS`` holds the handler named like the timer.
+    handlers: str = TRIGGER_HANDLERS
+
+    def handler(self) -> TimerHandler:
+        return cast("TimerHandler", registry(self.handlers, "TIMER_HANDLERS")[self.name])
 
 
 @dataclass(frozen=True)
@@ -163,15 +185,23 @@ class QueueTrigger:
     queue_setting: str
     #: Connection setting (prefix) of the storage account holding the queue.
     connection: str
-    handler: Callable[[], Callable[..., Any]]
     description: str
+    #: The module whose ``QUEUE_HANDLERS`` holds the handler named like the trigger.
+    handlers: str = TRIGGER_HANDLERS
+
+    def handler(self) -> QueueHandler:
+        return cast("QueueHandler", registry(self.handlers, "QUEUE_HANDLERS")[self.name])
 
 
 @dataclass(frozen=True)
 class EventGridTrigger:
     name: str
-    handler: Callable[[], Callable[..., Any]]
     description: str
+    #: The module whose ``EVENT_GRID_HANDLERS`` holds the handler named like the trigger.
+    handlers: str = TRIGGER_HANDLERS
+
+    def handler(self) -> EventGridHandler:
+        return cast("EventGridHandler", registry(self.handlers, "EVENT_GRID_HANDLERS")[self.name])
 
 
 DELIVERABILITY = "Deliverability"
@@ -196,9 +226,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Returns what happened to one message: its send, its message-level events and every recipient's final "
         "status and timeline. The answer is 200 when every recipient is final, 202 while some are pending (poll the "
         "Location) and 404 while nothing is logged yet.",
-        handler=lambda: handlers.trace_message,
-        params=lambda: models.TraceParams,
-        response=lambda: models.TraceResult,
+        params="TraceParams",
+        response="TraceResult",
         ok=Response(200, "The message reached a final state for every recipient."),
         responses=(
             Response(
@@ -225,10 +254,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "so the trace lists them waiting from the first second and is final as soon as each has a final status, "
         "without waiting for the send to be logged. Repeating the same registration is harmless (200); one that "
         "contradicts the logged send or an earlier registration is refused (409).",
-        handler=lambda: handlers.register_message,
-        params=lambda: models.RegisterParams,
-        body=lambda: models.RegisterMessageBody,
-        response=lambda: models.MessageRegistration,
+        params="RegisterParams",
+        body="RegisterMessageBody",
+        response="MessageRegistration",
         ok=Response(201, "Registered."),
         responses=(
             Response(200, "The same registration was stored already."),
@@ -244,9 +272,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Poll a Message Trace",
         "The Location a 202 trace answer gives: the same answers as the trace, without a function key. Its token is "
         "signed for this one message and expires an hour after it was issued; each 202 gives a fresh one.",
-        handler=lambda: handlers.poll_message_trace,
-        params=lambda: models.PollParams,
-        response=lambda: models.TraceResult,
+        params="PollParams",
+        response="TraceResult",
         ok=Response(200, "The message reached a final state for every recipient."),
         responses=(
             Response(
@@ -271,18 +298,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "the action ends with the final trace. Bad input is refused (400) before anything is sent; ACS's 429 is "
         "passed on with its Retry-After. A retried call with the same repeatabilityRequestId is the same send: "
         "the same message id, sent once.",
-        handler=lambda: sending.send_message,
-        body=lambda: sending_models.SendEmailBody,
-        response=lambda: sending_models.SendAccepted,
+        handlers=SENDING_HANDLERS,
+        body="SendEmailBody",
+        response="SendAccepted",
         ok=Response(
             202,
             "Sent: poll the Location (the message's trace) after Retry-After seconds until it answers 200.",
             headers=("Location", "Retry-After"),
         ),
         responses=(
-            Response(
-                200, "What the Location answers once the message is final: its trace.", model=lambda: models.TraceResult
-            ),
+            Response(200, "What the Location answers once the message is final: its trace.", model="TraceResult"),
             Response(409, "The repeatabilityRequestId was used for a send to other recipients.", body="problem"),
             Response(
                 429,
@@ -310,9 +335,8 @@ OPERATIONS: tuple[Operation, ...] = (
         MESSAGES,
         "Search Deliveries",
         "Returns one row per recipient with its final status, newest send first. Pages are linked by nextLink.",
-        handler=lambda: handlers.search_messages,
-        params=lambda: models.SearchParams,
-        response=lambda: models.SearchPage,
+        params="SearchParams",
+        response="SearchPage",
         pageable=True,
     ),
     Operation(
@@ -324,9 +348,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Get a Delivery Time Series",
         "Returns final statuses per time bin by event time (when each recipient's final status was logged), keyed "
         "by status or recipient domain, with delivery rates and p50/p95 send-to-final latency per bin.",
-        handler=lambda: handlers.get_stats_timeseries,
-        params=lambda: models.TimeSeriesParams,
-        response=lambda: models.TimeSeriesResult,
+        params="TimeSeriesParams",
+        response="TimeSeriesResult",
     ),
     Operation(
         "get_stats_engagement",
@@ -338,9 +361,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Returns open and click rates among delivered recipients of the window's sends, by sender, sender domain "
         "or recipient domain. Engagement is logged only for verified custom domains with user engagement tracking "
         "enabled, never for Azure managed domains.",
-        handler=lambda: handlers.get_stats_engagement,
-        params=lambda: models.EngagementParams,
-        response=lambda: models.EngagementResult,
+        params="EngagementParams",
+        response="EngagementResult",
     ),
     Operation(
         "get_stats_providers",
@@ -352,9 +374,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "Returns per mailbox provider (Google, Microsoft 365, Outlook.com, Yahoo/AOL, Apple iCloud, filtering "
         "gateways, ...: told by the receiving mail server's host name, else the recipient domain) the delivery, "
         "bounce, hard-bounce and spam rates, p50/p95 send-to-final latency and the most frequent failure codes.",
-        handler=lambda: deliverability.get_stats_providers,
-        params=lambda: deliverability_models.ProviderStatsParams,
-        response=lambda: deliverability_models.ProviderStatsResult,
+        handlers=DELIVERABILITY_HANDLERS,
+        params="ProviderStatsParams",
+        response="ProviderStatsResult",
     ),
     Operation(
         "get_sending_quota",
@@ -366,9 +388,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "Returns send requests (and recipients) per minute and per hour in the send window against the ACS limits "
         "(SEND_LIMIT_PER_MINUTE, SEND_LIMIT_PER_HOUR): peaks, p95, the busiest minutes and the headroom, when the "
         "hourly limit is reached at the last hour's rate, and the evidence a quota-increase request asks for.",
-        handler=lambda: deliverability.get_sending_quota,
-        params=lambda: deliverability_models.QuotaParams,
-        response=lambda: deliverability_models.QuotaResult,
+        handlers=DELIVERABILITY_HANDLERS,
+        params="QuotaParams",
+        response="QuotaResult",
     ),
     Operation(
         "get_senders_health",
@@ -380,9 +402,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "Returns per sender domain (and sender) the failure, hard-bounce and spam / quarantine rates of the window "
         "and of the one before it, and a verdict about reputation: ok, watch or atRisk, with the reasons. A flow "
         "can hold a campaign while the verdict is atRisk.",
-        handler=lambda: deliverability.get_senders_health,
-        params=lambda: deliverability_models.SenderHealthParams,
-        response=lambda: deliverability_models.SenderHealthResult,
+        handlers=DELIVERABILITY_HANDLERS,
+        params="SenderHealthParams",
+        response="SenderHealthResult",
         visibility="important",
     ),
     Operation(
@@ -394,9 +416,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Get Delivery Statistics",
         "Returns aggregates over the send window (domains, senders, mail servers, latency, failures or sizes) "
         "and how complete the data is.",
-        handler=lambda: handlers.get_stats,
-        params=lambda: models.StatsRequest,
-        response=lambda: models.StatsResult,
+        params="StatsRequest",
+        response="StatsResult",
     ),
     Operation(
         "list_bounces",
@@ -406,9 +427,8 @@ OPERATIONS: tuple[Operation, ...] = (
         BOUNCES,
         "List Bounced Recipients",
         "Returns one row per bounced address (lowercased). Ask for CSV with format=csv or Accept: text/csv.",
-        handler=lambda: handlers.list_bounces,
-        params=lambda: models.BouncesParams,
-        response=lambda: models.BounceList,
+        params="BouncesParams",
+        response="BounceList",
         ok=Response(200, "Bounced recipients as JSON, or as CSV with format=csv / Accept: text/csv."),
         alternates=("text/csv",),
     ),
@@ -421,9 +441,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Get Recipient History",
         "Returns every message to one address (matched in any case), newest first, with its final status. When the "
         "newest was Suppressed, suppression names the earlier hard bounce that most likely caused it.",
-        handler=lambda: handlers.get_recipient_history,
-        params=lambda: models.RecipientParams,
-        response=lambda: models.RecipientHistory,
+        params="RecipientParams",
+        response="RecipientHistory",
     ),
     Operation(
         "get_recipient_sendability",
@@ -436,9 +455,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "suppression list (since when), ACS's managed suppression after a hard bounce (estimated: 24 h, doubled by "
         "each send during it, up to 14 days), a recent Suppressed status, the earlier hard bounce with its code, "
         "and the recipient domain's results. The history window defaults to the 90 days before now.",
-        handler=lambda: suppression_handlers.get_recipient_sendability,
-        params=lambda: suppression_models.SendabilityParams,
-        response=lambda: suppression_models.Sendability,
+        handlers=SUPPRESSION_HANDLERS,
+        params="SendabilityParams",
+        response="Sendability",
     ),
     Operation(
         "remove_suppression",
@@ -450,9 +469,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "Removes every entry of the address from our customer-managed suppression list (SUPPRESSION_LIST_ID) and "
         "records who asked; the timer does not add it again for a bounce logged before the removal. ACS's own "
         "managed suppression has no API and is not affected.",
-        handler=lambda: suppression_handlers.remove_suppression,
-        params=lambda: suppression_models.RemoveSuppressionParams,
-        response=lambda: suppression_models.SuppressionRemoval,
+        handlers=SUPPRESSION_HANDLERS,
+        params="RemoveSuppressionParams",
+        response="SuppressionRemoval",
         ok=Response(200, "Removed: the entries that were deleted."),
         responses=(
             Response(404, "The address is not in the list, or no list is configured.", body="problem"),
@@ -469,9 +488,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "List Daily Summaries",
         "Returns the persisted daily delivery summaries. No log query is run. Ask for CSV with format=csv or "
         "Accept: text/csv (columns in docs/reports.md).",
-        handler=lambda: handlers.list_daily_summaries,
-        params=lambda: models.SummaryRangeParams,
-        response=lambda: models.DailySummaryList,
+        params="SummaryRangeParams",
+        response="DailySummaryList",
         ok=Response(200, "Daily summaries as JSON, or as CSV with format=csv / Accept: text/csv."),
         alternates=("text/csv",),
     ),
@@ -483,9 +501,8 @@ OPERATIONS: tuple[Operation, ...] = (
         SUMMARIES,
         "Recompute a Daily Summary",
         "Recomputes and persists the summaries of one UTC send day, and returns them.",
-        handler=lambda: handlers.recompute_daily_summary,
-        params=lambda: models.RecomputeParams,
-        response=lambda: models.DailySummaryList,
+        params="RecomputeParams",
+        response="DailySummaryList",
         connector=False,
     ),
     Operation(
@@ -497,9 +514,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Get the Daily Report",
         "Returns the delivery report of one UTC day as one self-contained HTML page (charts inline), or its numbers "
         "as JSON with format=json. It is built from the persisted summaries and at most one log query.",
-        handler=lambda: handlers.get_daily_report,
-        params=lambda: models.ReportParams,
-        response=lambda: models.DailyReport,
+        params="ReportParams",
+        response="DailyReport",
         ok=Response(200, "The report: HTML by default, JSON with format=json."),
         alternates=("text/html",),
         connector=False,
@@ -516,9 +532,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "(X-Signature: sha256=HMAC-SHA256 of the body with the secret) and carries X-Delivery-Id for dedup; failed "
         "pushes are retried after 10 s, 30 s, 1 min, 5 min and on to a day. A message subscription lasts the "
         "status grace plus a day, a filter subscription 7 days.",
-        handler=lambda: handlers.create_subscription,
-        body=lambda: models.CreateSubscriptionBody,
-        response=lambda: models.Subscription,
+        body="CreateSubscriptionBody",
+        response="Subscription",
         ok=Response(
             201,
             "Subscribed: the body shows the signing secret this once; DELETE the Location to unsubscribe.",
@@ -528,9 +543,9 @@ OPERATIONS: tuple[Operation, ...] = (
             "When a Message's Delivery Is Final",
             "Runs once the message's every recipient has a final status (or the message failed as a whole), with "
             "the message's trace.",
-            body=lambda: models.MessageSubscriptionBody,
-            payload=lambda: models.TraceResult,
-            also=(lambda: models.RecipientOutcome,),
+            body="MessageSubscriptionBody",
+            payload="TraceResult",
+            also=("RecipientOutcome",),
         ),
     ),
     Operation(
@@ -541,8 +556,7 @@ OPERATIONS: tuple[Operation, ...] = (
         SUBSCRIPTIONS,
         "Delete a Subscription",
         "Deletes a push subscription; pushes still pending for it are dropped.",
-        handler=lambda: handlers.delete_subscription,
-        params=lambda: models.SubscriptionParams,
+        params="SubscriptionParams",
         ok=Response(204, "Deleted.", body="empty"),
         responses=(Response(404, "No such subscription (deleted or expired).", body="problem"),),
         visibility="internal",
@@ -555,8 +569,7 @@ OPERATIONS: tuple[Operation, ...] = (
         OPERATIONS_TAG,
         "Check Health",
         "Says whether the log source and the summary table store are reachable, and why not.",
-        handler=lambda: handlers.health,
-        response=lambda: models.Health,
+        response="Health",
         ok=Response(200, "Every dependency is reachable."),
         responses=(Response(503, "A dependency is unreachable; the body says which and why."),),
     ),
@@ -568,9 +581,9 @@ OPERATIONS: tuple[Operation, ...] = (
         OPERATIONS_TAG,
         "Get the OpenAPI Document",
         "Returns this API's OpenAPI 3.1 document.",
-        handler=lambda: handlers.openapi,
         ok=Response(200, "The OpenAPI 3.1 document.", body="object"),
         connector=False,
+        handlers=None,
     ),
 )
 
@@ -578,18 +591,15 @@ TRIGGERS: tuple[Timer | EventGridTrigger | QueueTrigger, ...] = (
     Timer(
         "daily_summary",
         "DAILY_SUMMARY_SCHEDULE",
-        handler=lambda: triggers.daily_summary,
         description="Computes the daily delivery summaries (recent days again, missing days backfilled).",
     ),
     EventGridTrigger(
         "ingest_email_events",
-        handler=lambda: triggers.ingest_email_events,
         description="Writes ACS email delivery and engagement events into the delivery state.",
     ),
     Timer(
         "follow_status_updates",
         "FOLLOW_SCHEDULE",
-        handler=lambda: triggers.follow_status_updates,
         description="Brings what reached Log Analytics since the last run into the journal (one query), asks for "
         "every shard with a backlog to be folded (the safety net) and delivers pushes that are due.",
     ),
@@ -597,20 +607,18 @@ TRIGGERS: tuple[Timer | EventGridTrigger | QueueTrigger, ...] = (
         "fold_journal_shard",
         "FOLD_QUEUE",
         QUEUE_CONNECTION,
-        handler=lambda: triggers.fold_journal_shard,
         description="Folds one shard of the delivery state journal into message partitions and pushes what "
         "became final (one folder per shard at a time).",
     ),
     Timer(
         "suppress_hard_bounces",
         "SUPPRESSION_SCHEDULE",
-        handler=lambda: suppression_handlers.suppress_hard_bounces,
+        handlers=SUPPRESSION_HANDLERS,
         description="Adds the hard bounces of the last STATUS_GRACE_HOURS to SUPPRESSION_LIST_ID (when set).",
     ),
     Timer(
         "expire_state",
         "RETENTION_SCHEDULE",
-        handler=lambda: triggers.expire_state,
         description="Deletes delivery state first seen more than STATE_RETENTION_DAYS ago, and notFound markers "
         "past their 30-minute window.",
     ),

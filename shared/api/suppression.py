@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
 import azure.functions as func
 from pydantic import BaseModel
 
 from shared.api.http import Call
+from shared.api.signatures import HttpHandler, TimerHandler
 from shared.errors import ServiceError
 from shared.kql.literals import is_control_char
 from shared.services import Services
@@ -120,3 +121,8 @@ def run_command(services: Services, args: argparse.Namespace, raw: dict[str, Any
     else:
         print(json.dumps(sync_now(services), indent=2), file=out)
     return 0
+
+
+#: Checked against the handler signatures; ``shared.api.spec`` finds them here by name.
+HTTP_HANDLERS: Final[tuple[HttpHandler, ...]] = (get_recipient_sendability, remove_suppression)
+TIMER_HANDLERS: Final[tuple[TimerHandler, ...]] = (suppress_hard_bounces,)

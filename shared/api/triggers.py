@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import azure.functions as func
 
+from shared.api.signatures import EventGridHandler, QueueHandler, TimerHandler
 from shared.services import Services
 
 logger = logging.getLogger(__name__)
@@ -93,3 +94,9 @@ def expire_state(timer: func.TimerRequest, services: Services) -> None:
         run.kept,
         "" if run.complete else "; the budget ended first, the next run goes on",
     )
+
+
+#: Checked against the handler signatures; ``shared.api.spec`` finds them here by name.
+TIMER_HANDLERS: Final[tuple[TimerHandler, ...]] = (daily_summary, follow_status_updates, expire_state)
+EVENT_GRID_HANDLERS: Final[tuple[EventGridHandler, ...]] = (ingest_email_events,)
+QUEUE_HANDLERS: Final[tuple[QueueHandler, ...]] = (fold_journal_shard,)

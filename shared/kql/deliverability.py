@@ -26,7 +26,7 @@ from shared.providers import PROVIDER_ENRICHMENT
 from shared.settings import VerdictRule
 
 #: Final statuses that say the receiving side judged the mail as spam: ACS has no complaint feed, these are
-#: the closest signal (REFERENCE: FilteredSpam, Quarantined).
+#: the closest signal (FilteredSpam: refused as spam; Quarantined: held in the recipient's quarantine).
 SPAM_STATUSES = ("Quarantined", "FilteredSpam")
 SPAM = '(FinalDeliveryStatus in ("Quarantined", "FilteredSpam"))'
 #: Busiest minutes a quota answer lists.

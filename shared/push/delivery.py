@@ -250,15 +250,35 @@ class Push:
                         sent, now, self.status_grace
                     ):
                         queued.append(entry_id)
-            if filters:
-                for recipient in change.recipients_became_final():
+            became = change.recipients_became_final() if filters else []
+            if became:
+                seen = self._as_read(change)
+                for changed in became:
+                    recipient = seen.recipients.get(recipient_row_key(changed.address), changed)
+                    if recipient.final is None:
+                        continue
                     body: bytes | None = None
                     for subscription in filters:
-                        if filter_matches(subscription, change.after, recipient):
-                            body = body or outcome_body(change.after, recipient)
-                            queued += self._enqueue_outcome(subscription, change.after, recipient, body, now)
+                        if filter_matches(subscription, seen, recipient):
+                            body = body or outcome_body(seen, recipient)
+                            queued += self._enqueue_outcome(subscription, seen, recipient, body, now)
         for entry_id in queued:
             self.submit(entry_id)
+
+    def _as_read(self, change: PartitionChange) -> Partition:
+        """The message as GET reads it: its partition with every journal shard's observations, not only those
+        of the shard this fold folded. Writes go to random shards, so a fold can see an older ``Bounced`` while
+        the later ``Delivered`` waits in another shard: pushing the fold's view sent ``Bounced`` (then
+        ``Delivered``) where GET said ``Delivered`` all along. An outcome pushed here from the full view is
+        deduplicated against the one the other shard's fold finds later (same outcome key). With the store
+        unreadable the fold's own view is used (logged): a push from it beats none, which is what skipping would
+        give, the fold being done."""
+        try:
+            seen = self._state().read(change.message_id)
+        except ServiceError as exc:
+            logger.warning("push: cannot read message state for a recipient outcome, using the fold's: %s", exc.title)
+            return change.after
+        return seen if seen is not None else change.after
 
     def _enqueue_message(self, subscription: SubscriptionRecord, now: datetime) -> list[str]:
         """The message's push due now: its waiting entry advanced, or (made before entries waited) written."""

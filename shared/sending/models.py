@@ -1,7 +1,8 @@
 """The body of ``POST /api/messages`` (the ACS Email send body, as ``azure-communication-email`` takes it) and
 its 202 answer: the one definition of their fields.
 
-ACS's limits are checked here, before anything is sent (shared/REFERENCE-next.md §4, §8.1): at most
+ACS's limits are checked here, before anything is sent (Azure docs, Communication Services service limits,
+email section): at most
 :data:`MAX_MESSAGE_RECIPIENTS` recipients in all (To, Cc and Bcc), attachments whose content is base64; the
 whole request is bounded by the operation's body limit (:data:`MAX_SEND_BYTES`, 10 MB as ACS's).
 """
@@ -16,7 +17,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from shared.models import MAX_MESSAGE_RECIPIENTS, Address, _no_controls, _Out, _Params
 
-#: ACS refuses a request larger than this, attachments included (REFERENCE-next §8.1).
+#: ACS refuses a request larger than this, attachments included (the service limits page).
 MAX_SEND_BYTES = 10 * 1024 * 1024
 MAX_SUBJECT_CHARS = 998  # one RFC 5322 header line
 MAX_REQUEST_ID_CHARS = 128

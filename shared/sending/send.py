@@ -4,10 +4,11 @@ The send's ``Operation-Id`` is its message id. With a ``repeatabilityRequestId``
 and the sender (uuid5), so a retried call is the same ACS operation: ACS (and the stand-in) answer the same id
 and send once, and the registration, being the same, is stored once. Without one each call is a new send.
 
-Never blocking (REFERENCE-next trap 13): ``begin_send(..., polling=False)`` returns on ACS's 202; the caller
-follows the trace instead. The SDK retries a 5xx once within the request's budget (the transport's timeouts
-are cut to what is left, :class:`shared.storage.DeadlineTransport`), never a 429: ACS's throttle is the
-caller's quota, passed on with its ``Retry-After``.
+Never blocking: ``begin_send(..., polling=False)`` returns on ACS's 202 (the SDK would otherwise poll every 30 s,
+each poll a rate-limited "Get Email Status" call); the caller follows the trace instead. The SDK retries a 5xx
+once within the request's budget (the transport's timeouts are cut to what is left,
+:class:`shared.storage.DeadlineTransport`), never a 429: ACS's throttle is the caller's quota, passed on with
+its ``Retry-After``.
 
 Registration happens after ACS accepted and before the answer; when it fails the send still happened, so the
 answer is still 202, with a warning (and a log line naming the message, never an address).

@@ -3,10 +3,10 @@
 The list is ``SUPPRESSION_LIST_ID``: the ARM id of one suppression list of one email domain
 (``/subscriptions/S/resourceGroups/G/providers/Microsoft.Communication/emailServices/E/domains/D/suppressionLists/L``).
 Each suppressed recipient is one address resource under it, keyed by an ``addressId`` the caller chooses, not by
-the email (REFERENCE-next §3, trap 10). Ours is :func:`address_id`: a SHA-256 of the lowercased address, so adding
-the same recipient again is a PUT of the same resource (idempotent), and "is X in the list" is one GET. Entries
-someone else added (the portal, a script: GUID ids) are found by listing the list and matching the email in any
-case; a listing is paged and bounded (:data:`MAX_SCAN_PAGES`), and says when it stopped short.
+the email (the email is a property of the resource). Ours is :func:`address_id`: a SHA-256 of the lowercased
+address, so adding the same recipient again is a PUT of the same resource (idempotent), and "is X in the list" is
+one GET. Entries someone else added (the portal, a script: GUID ids) are found by listing the list and matching
+the email in any case; a listing is paged and bounded (:data:`MAX_SCAN_PAGES`), and says when it stopped short.
 
 Failures never quote the service's message (it can quote the address): the status and ARM error code only.
 401/403 and a missing list are :class:`SuppressionListRefused` (502: fix the role or the setting), 429 and 5xx

@@ -44,7 +44,7 @@ from shared.suppression.records import SuppressionRecords
 _T = TypeVar("_T")
 
 #: ACS's managed suppression: the first hard bounce suppresses the address for 24 h; each send during the lease
-#: renews it with the next length, up to 14 days (REFERENCE-next §3.4; azure-docs, managed suppression list).
+#: renews it with the next length, up to 14 days (learn.microsoft.com, ACS email: managed suppression list).
 LEASES: Final = (
     timedelta(hours=24),
     timedelta(hours=48),

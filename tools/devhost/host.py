@@ -444,7 +444,7 @@ class DevHost:
         function = self._named(name, "eventGridTrigger")
         if function is None:
             return problem(404, f"no Event Grid function named {name!r}")
-        from shared.state.events import Deletion, Validation, WebhookRejected, read_webhook
+        from tools.devhost.webhook import Deletion, Validation, WebhookRejected, read_webhook
 
         try:
             delivery = read_webhook(body, dict(request.headers.items()))

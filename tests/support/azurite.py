@@ -28,7 +28,7 @@ from pathlib import Path
 # Azurite's well-known development account (public, documented), as the product resolves UseDevelopmentStorage=true.
 from shared.summaries.table import DEV_ACCOUNT, DEV_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AZURITE_DIR = ROOT / "tools" / "azurite"
 AZURITE_TABLE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-table"
 AZURITE_QUEUE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-queue"

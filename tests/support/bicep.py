@@ -16,7 +16,7 @@ from typing import Any
 import tree_sitter
 import tree_sitter_bicep
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKER_DIR = REPO_ROOT / "tools" / "kusto-check"
 CHECKER_SCRIPT = CHECKER_DIR / "check.js"
 _PACKAGE_JSON = CHECKER_DIR / "node_modules" / "@kusto" / "language-service-next" / "package.json"

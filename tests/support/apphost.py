@@ -12,7 +12,7 @@ from shared.services import Services
 from shared.settings import Settings
 from tools.devhost import DevHost
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(**overrides: Any) -> Settings:
