@@ -1,6 +1,7 @@
 """Real-time benchmarks (run by hand, never timed tests): push latency and fold throughput over the dev host.
 
     python benchmarks/realtime.py push [--messages 1000] [--rate 50]
+    python benchmarks/realtime.py sendtrack [--messages 1000] [--rate 50]
     python benchmarks/realtime.py throughput [--events 500000] [--batch 500]
 
 ``push``: Azurite (tables and queues) and the dev host with its timers off, so only the queue-triggered shard
@@ -10,6 +11,11 @@ pushes go out one at a time, so one subscription caps the rate of its pushes, no
 POSTed to the Event Grid webhook in small batches at ``--rate`` events a second. Latency: from the moment
 the webhook acknowledged the event (202) to the moment the callback received its outcome. Prints
 p50/p95/p99/max.
+
+``sendtrack``: as ``push``, but each message is sent through ``POST /api/messages`` (the real ACS SDK against
+the loopback ACS stand-in, ``tests/acs_standin.py``), which registers its recipient, and gets a message
+subscription of its own (``POST /api/subscriptions`` with ``messageId``); then one Delivered event each makes it
+final. Latency: from the webhook's acknowledgement of the event to the callback's receipt of the message's trace.
 
 ``throughput``: synthetic events (``benchmarks/state.py``: shuffled, a tenth duplicated) ingested and folded
 by dev host processes (``python -m tools.devhost --no-timers``) sharing one Azurite: first one process, then
@@ -76,7 +82,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
-def delivered(message_id: str, sender: str, at: str) -> dict[str, Any]:
+def delivered(message_id: str, sender: str, at: str, recipient: str | None = None) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "subject": f"sender/{sender}/message/{message_id}",
@@ -85,7 +91,7 @@ def delivered(message_id: str, sender: str, at: str) -> dict[str, Any]:
         "dataVersion": "1.0",
         "data": {
             "sender": sender,
-            "recipient": f"r-{message_id[:8]}@example.com",
+            "recipient": recipient or f"r-{message_id[:8]}@example.com",
             "messageId": message_id,
             "status": "Delivered",
             "deliveryStatusDetails": {"statusMessage": "ok"},
@@ -153,6 +159,94 @@ def bench_push(messages: int, rate: float, senders: int) -> None:
         print(
             f"push ({senders} filter subscription(s)): {messages:,} messages made final by events at {rate:g} "
             f"events/s over the dev host (timers off: queue-triggered folds only): "
+            f"p50 {percentile(latencies, 0.5):.2f} s, p95 {percentile(latencies, 0.95):.2f} s, "
+            f"p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s; {missing} not received in 120 s"
+        )
+        services.close()
+
+
+def _call(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return int(response.status), json.loads(response.read())
+
+
+def bench_sendtrack(messages: int, rate: float) -> None:  # long: one scenario, set-up to figures, read top down
+    from datetime import UTC, datetime
+
+    from shared.services import Services
+
+    from acs_standin import AcsEmailStandIn  # type: ignore[import-not-found]
+    from apphost import serve, settings  # type: ignore[import-not-found]
+    from azurite import running  # type: ignore[import-not-found]
+
+    os.environ.setdefault("PYTHON_THREADPOOL_THREAD_COUNT", "32")
+    with running() as azurite, tempfile.TemporaryDirectory() as work, AcsEmailStandIn() as acs:
+        tag = uuid.uuid4().hex[:8]
+        os.environ.update(
+            {
+                "AzureWebJobsStorage": azurite.storage_connection_string,
+                "STATE_TABLE": f"SendState{tag}",
+                "FOLD_QUEUE": f"send-folds-{tag}",
+                "ACS_LOCAL_STORE": str(Path(work) / "empty.duckdb"),
+            }
+        )
+        from local.store import open_store
+
+        open_store(os.environ["ACS_LOCAL_STORE"]).close()
+        services = Services(
+            settings(
+                state_table=f"SendState{tag}",
+                subscriptions_table=f"SendSubs{tag}",
+                fold_queue=f"send-folds-{tag}",
+                acs_connection_string=acs.connection_string,
+                max_subscriptions=messages + 10,
+            )
+        )
+        receiver = Receiver()
+        sender = "Bench@send.fabrikam.com"
+        with serve(services) as host:
+
+            def send(index: int) -> tuple[str, str]:
+                recipient = f"r{index}@example.com"
+                body = {
+                    "senderAddress": sender,
+                    "recipients": {"to": [{"address": recipient}]},
+                    "content": {"subject": f"Bench {index}", "plainText": "Hello"},
+                    "repeatabilityRequestId": f"{tag}-{index}",
+                }
+                status, accepted = _call(f"{host.base_url}/api/messages", body)
+                assert status == 202 and accepted["registered"], accepted
+                mid = str(accepted["messageId"])
+                hook = {"callbackUrl": receiver.url, "messageId": mid}
+                assert _call(f"{host.base_url}/api/subscriptions", hook)[0] == 201
+                return mid, recipient
+
+            set_up = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                sent = list(pool.map(send, range(messages)))
+            set_up = time.monotonic() - set_up
+            assert len(acs.emails) == messages
+            url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=ingest_email_events"
+            time.sleep(3)
+            acknowledged: dict[str, float] = {}
+            batch = max(1, round(rate / 10))  # ten deliveries a second, as Event Grid spreads them
+            started = time.monotonic()
+            for index in range(0, messages, batch):
+                time.sleep(max(0.0, started + index / rate - time.monotonic()))
+                chunk = sent[index : index + batch]
+                at = datetime.now(UTC).isoformat()
+                post(url, [delivered(mid, sender, at, recipient) for mid, recipient in chunk])
+                acknowledged.update(dict.fromkeys((mid for mid, _ in chunk), time.monotonic()))
+            deadline = time.monotonic() + 120
+            while sum(1 for mid, _ in sent if mid in receiver.arrived) < messages and time.monotonic() < deadline:
+                time.sleep(0.1)
+        latencies = [receiver.arrived[mid] - acknowledged[mid] for mid, _ in sent if mid in receiver.arrived]
+        missing = messages - len(latencies)
+        print(
+            f"sendtrack: {messages:,} messages sent through POST /api/messages (ACS stand-in) with a message "
+            f"subscription each in {set_up:.1f} s ({messages / set_up:.0f} sends+subscriptions/s), made final by "
+            f"events at {rate:g} events/s (timers off: queue-triggered folds only): "
             f"p50 {percentile(latencies, 0.5):.2f} s, p95 {percentile(latencies, 0.95):.2f} s, "
             f"p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s; {missing} not received in 120 s"
         )
@@ -235,7 +329,7 @@ def bench_throughput(count: int, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("push", "throughput"))
+    parser.add_argument("what", choices=("push", "sendtrack", "throughput"))
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--senders", type=int, default=50)
@@ -244,6 +338,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "push":
         bench_push(args.messages, args.rate, args.senders)
+    elif args.what == "sendtrack":
+        bench_sendtrack(args.messages, args.rate)
     else:
         bench_throughput(args.events, args.batch)
 

@@ -54,6 +54,9 @@ param eventDeadLetterContainer string = 'eventgrid-deadletter'
 @description('REPORT_SENDER: verified sender address (on a domain linked to the Communication Services resource) of the daily report email. Empty: no report email, and no send permission for the identity.')
 param reportSender string = ''
 
+@description('\'true\': POST /api/messages may send email through the Communication Services resource (ACS_ENDPOINT), so the identity gets the send-only role even without a report sender. Anything else: the role is given only with reportSender, and the send route answers 502 naming the role.')
+param allowSending string = ''
+
 @description('REPORT_RECIPIENTS: comma-separated addresses that receive the daily report email.')
 param reportRecipients string = ''
 
@@ -184,6 +187,8 @@ var withEventSubscription = routeAcsLogs && toLower(createEventSubscription) == 
 var sender = startsWith(reportSender, placeholderPrefix) ? '' : reportSender
 var recipients = startsWith(reportRecipients, placeholderPrefix) ? '' : reportRecipients
 var sendsReport = routeAcsLogs && !empty(sender)
+// The send-only role serves the report and the send route (POST /api/messages) alike.
+var sendsEmail = sendsReport || (routeAcsLogs && toLower(allowSending) == 'true')
 var suppressionList = startsWith(suppressionListId, placeholderPrefix) ? '' : suppressionListId
 // /subscriptions/{1}/resourceGroups/{3}/providers/Microsoft.Communication/emailServices/{7}/domains/{9}/suppressionLists/{11}
 var suppressionListParts = split(empty(suppressionList) ? '/s/x/r/x/p/x/e/x/d/x/l/x' : suppressionList, '/')
@@ -350,9 +355,9 @@ module eventGrid 'app/event-grid.bicep' = if (routeAcsLogs) {
   ]
 }
 
-module acsSender 'app/acs-sender.bicep' = if (sendsReport) {
+module acsSender 'app/acs-sender.bicep' = if (sendsEmail) {
   name: 'acs-sender-${resourceToken}'
-  scope: resourceGroup(acsSubscription, sendsReport ? acsGroupName : rg.name)
+  scope: resourceGroup(acsSubscription, sendsEmail ? acsGroupName : rg.name)
   params: {
     communicationServiceName: acsName
     principalId: identity.outputs.principalId

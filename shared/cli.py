@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.api import suppression
 
     suppression.add_commands(commands, _window_options)
+    from shared.api import sending
+
+    sending.add_commands(commands)
     return parser
 
 
@@ -327,6 +330,10 @@ def _run(argv: list[str], out: Any, services: Services | None) -> int:
 
     if args.command in suppression.COMMANDS:
         return suppression.run_command(services, args, _raw_params(args), out)
+    from shared.api import sending
+
+    if args.command in sending.COMMANDS:
+        return sending.run_command(services, args, out)
     if args.command in ("quota", "health", "providers"):
         return _deliverability(services, args, out)
     insights = services.insights

@@ -10,6 +10,8 @@ maps any of them to problem+json once (``shared.api.http``) and the CLI maps the
     ├── Conflict                 409, exit 1   the thing is busy or changed (e.g. another import runs)
     ├── UpstreamFailure          502, exit 1   a dependency refused us (configuration, permissions, bugs)
     └── Unavailable              503, exit 1   a dependency is down or throttling; retry after ``retry_after``
+        └── Throttled            429, exit 1   the caller's own quota at a dependency is spent (ACS sending):
+                                               passed on, with the dependency's ``retry_after``
 
 A component's errors come in pairs, ``XError(UpstreamFailure)`` and ``XUnavailable(Unavailable, XError)``:
 the class that says what happened comes first among the bases, so status, title default and Retry-After come from
@@ -102,3 +104,11 @@ class Unavailable(ServiceError):
     status = 503
     title = "Service unavailable"
     DEFAULT_RETRY_AFTER = 30.0
+
+
+class Throttled(Unavailable):
+    """The caller's quota at a dependency is spent (ACS's send rate): its 429 is passed on with its Retry-After,
+    since only the caller can slow down; a dependency throttling *us* stays a 503."""
+
+    status = 429
+    title = "Too many requests"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.insights import Insights
 from shared.logs.source import LogSource
@@ -19,6 +19,8 @@ from shared.signing import Signer, link_signer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from azure.communication.email import EmailClient
 
     from shared.push.delivery import Push
     from shared.push.subscriptions import SubscriptionStore
@@ -79,6 +81,7 @@ class Services:
         self._suppression_records = suppression_records
         self._folds = folds
         self._folds_built = folds is not None
+        self._email_client: Any = None
         self._state_wired = False
         self._lock = threading.Lock()
 
@@ -221,8 +224,25 @@ class Services:
                 self._suppression_records = SuppressionRecords.from_settings(self.settings)
             return self._suppression_records
 
+    @property
+    def email_client(self) -> EmailClient:
+        """The ACS EmailClient of the send route (ACS_CONNECTION_STRING or ACS_ENDPOINT), built once; raises
+        ``SendingNotConfigured`` (503 naming the settings) when neither is set."""
+        with self._lock:
+            if self._email_client is None:
+                from shared.sending.client import AcsAccess, SendingNotConfigured, send_client
+
+                access = AcsAccess.of(self.settings)
+                if access is None:
+                    raise SendingNotConfigured("set ACS_ENDPOINT (managed identity) or ACS_CONNECTION_STRING to send")
+                self._email_client = send_client(access)
+            return self._email_client  # type: ignore[no-any-return]
+
     def close(self) -> None:
         with self._lock:
+            if self._email_client is not None:
+                self._email_client.close()
+                self._email_client = None
             for closable in (self._suppression_list, self._suppression_records):
                 if closable is not None:
                     closable.close()

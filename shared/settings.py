@@ -101,7 +101,11 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("REPORT_RECIPIENTS", None, "Comma-separated addresses that receive the daily report email."),
     SettingSpec("REPORT_SENDER", None, "ACS verified sender address of the daily report email."),
-    SettingSpec("ACS_ENDPOINT", None, "Communication Services endpoint used to send the report (managed identity)."),
+    SettingSpec(
+        "ACS_ENDPOINT",
+        None,
+        "Communication Services endpoint the report and POST /api/messages send through (managed identity).",
+    ),
     SettingSpec(
         "ACS_CONNECTION_STRING",
         None,

@@ -1,5 +1,6 @@
 // Deployed into the resource group of the existing Communication Services resource when the daily report is
-// sent: lets the app's identity send email through that resource with Entra ID (ACS_ENDPOINT, no access key).
+// sent or the send route is allowed (allowSending): lets the app's identity send email through that resource
+// with Entra ID (ACS_ENDPOINT, no access key). Both send with the same SDK call (begin_send), so one role serves.
 //
 // Role choice. Sending with an Entra token needs, on the Communication Services resource,
 // Microsoft.Communication/CommunicationServices/Read and .../Write, plus Microsoft.Communication/EmailServices/write
@@ -33,7 +34,7 @@ resource sendEmailRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'acs-email-insights-send', resourceToken)
   properties: {
     roleName: 'ACS Email Insights sender (${resourceToken})'
-    description: 'Send email through a Communication Services resource with Entra ID (ACS Email Insights daily report).'
+    description: 'Send email through a Communication Services resource with Entra ID (ACS Email Insights report and send route).'
     type: 'CustomRole'
     permissions: [
       {

@@ -49,8 +49,9 @@ def _body(operation: Operation, req: func.HttpRequest) -> Any:
     if operation.body is None:
         return None
     data = req.get_body() or b""
-    if len(data) > MAX_BODY_BYTES:
-        raise InvalidInput.parameter("body", f"must be at most {MAX_BODY_BYTES} bytes")
+    limit = operation.max_body_bytes or MAX_BODY_BYTES
+    if len(data) > limit:
+        raise InvalidInput.parameter("body", f"must be at most {limit} bytes")
     try:
         document = json.loads(data or b"null")
     except ValueError:

@@ -34,12 +34,18 @@ if TYPE_CHECKING:
     from shared.api.signatures import EventGridHandler, HttpHandler, QueueHandler, TimerHandler
 
 #: Where the models an operation names are defined.
-MODEL_MODULES: Final = ("shared.models", "shared.deliverability.models", "shared.suppression.models")
+MODEL_MODULES: Final = (
+    "shared.models",
+    "shared.deliverability.models",
+    "shared.suppression.models",
+    "shared.sending.models",
+)
 #: Modules holding handlers, each with its registries.
 HANDLERS: Final = "shared.api.handlers"
 TRIGGER_HANDLERS: Final = "shared.api.triggers"
 DELIVERABILITY_HANDLERS: Final = "shared.api.deliverability"
 SUPPRESSION_HANDLERS: Final = "shared.api.suppression"
+SENDING_HANDLERS: Final = "shared.api.sending"
 
 Auth = Literal["function", "anonymous", "admin"]
 #: What a response body is: the operation's model, another model, problem+json, or a media type's text.
@@ -138,6 +144,11 @@ class Operation:
     #: The module whose ``HTTP_HANDLERS`` holds the handler named like the operation; None: the blueprint
     #: itself answers (``shared.api.functions.BLUEPRINT_HANDLERS``).
     handlers: str | None = HANDLERS
+    #: Answers 202 with a Location to poll until the final answer (its 200): marked for client generators in
+    #: OpenAPI; Power Automate follows the Location itself and its action ends with the polled 200 body.
+    long_running: bool = False
+    #: Largest JSON request body (bytes); default ``shared.api.dispatch.MAX_BODY_BYTES``.
+    max_body_bytes: int | None = None
 
     @property
     def operation_id(self) -> str:
@@ -273,6 +284,48 @@ OPERATIONS: tuple[Operation, ...] = (
             Response(404, "Nothing is logged for this message yet.", body="problem", headers=("Retry-After",)),
         ),
         connector=False,
+    ),
+    Operation(
+        "send_message",
+        "POST",
+        "messages",
+        "function",
+        MESSAGES,
+        "Send an Email and Wait for Its Delivery",
+        "Sends an email through Azure Communication Services (the ACS send body: senderAddress, recipients, "
+        "content, attachments), registers its recipients at once, and answers 202 with the message id and a "
+        "Location that polls its trace until every recipient has a final status: Power Automate follows it and "
+        "the action ends with the final trace. Bad input is refused (400) before anything is sent; ACS's 429 is "
+        "passed on with its Retry-After. A retried call with the same repeatabilityRequestId is the same send: "
+        "the same message id, sent once.",
+        handlers=SENDING_HANDLERS,
+        body="SendEmailBody",
+        response="SendAccepted",
+        ok=Response(
+            202,
+            "Sent: poll the Location (the message's trace) after Retry-After seconds until it answers 200.",
+            headers=("Location", "Retry-After"),
+        ),
+        responses=(
+            Response(200, "What the Location answers once the message is final: its trace.", model="TraceResult"),
+            Response(409, "The repeatabilityRequestId was used for a send to other recipients.", body="problem"),
+            Response(
+                429,
+                "ACS throttles this resource's sends: retry after Retry-After.",
+                body="problem",
+                headers=("Retry-After",),
+            ),
+            Response(502, "ACS refused the app's credentials or endpoint.", body="problem"),
+            Response(
+                503,
+                "ACS or the link key unavailable, or sending not configured (ACS_ENDPOINT / ACS_CONNECTION_STRING).",
+                body="problem",
+                headers=("Retry-After",),
+            ),
+        ),
+        long_running=True,
+        max_body_bytes=10 * 1024 * 1024,
+        visibility="important",
     ),
     Operation(
         "search_messages",

@@ -109,42 +109,12 @@ class _BoundedRetry(RetryPolicy):  # type: ignore[type-arg]
         return bool(super().is_retry(settings, response))
 
 
-def _parse_connection_string(value: str) -> tuple[str, str]:
-    """``endpoint=...;accesskey=...`` -> (endpoint URL with its scheme, access key).
-
-    The SDK's own ``from_connection_string`` keeps only the host and always builds ``https://``, which
-    cannot reach an ``http://`` loopback endpoint; the endpoint is kept whole here.
-    """
-    parts: dict[str, str] = {}
-    for element in value.split(";"):
-        name, sep, setting = element.partition("=")
-        if sep:
-            parts[name.strip().lower()] = setting.strip()
-    endpoint, key = parts.get("endpoint"), parts.get("accesskey")
-    if not endpoint or not key:
-        raise ReportEmailError(
-            "ACS_CONNECTION_STRING must look like endpoint=https://NAME.communication.azure.com/;accesskey=KEY"
-        )
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    return endpoint.rstrip("/"), key
-
-
 def make_email_client(settings: EmailSettings) -> EmailClient:
-    """An EmailClient on the connection string (access key) when set, else on ACS_ENDPOINT with Entra ID."""
-    from azure.communication.email import EmailClient
-    from azure.core.credentials import AzureKeyCredential
+    """The report's EmailClient (built in :mod:`shared.sending.client`), with its bounded retry."""
+    from shared.sending.client import AcsAccess, email_client
 
     retry = _BoundedRetry(retry_total=RETRIES, retry_backoff_factor=0.5, retry_backoff_max=10)
-    if settings.connection_string:
-        endpoint, key = _parse_connection_string(settings.connection_string)
-        return EmailClient(endpoint, AzureKeyCredential(key), retry_policy=retry)
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    credential = (
-        ManagedIdentityCredential(client_id=settings.client_id) if settings.client_id else DefaultAzureCredential()
-    )
-    return EmailClient(str(settings.endpoint), credential, retry_policy=retry)
+    return email_client(AcsAccess(settings.endpoint, settings.connection_string, settings.client_id), retry)
 
 
 def build_message(day: date, settings: EmailSettings, store: SummaryStore, insights: Insights | None) -> dict[str, Any]:

@@ -296,8 +296,11 @@ class StateStore(TableStore):
         return PartitionChange(message_id, written, before, after)
 
     def _with_rest(self, fresh: PartitionChange) -> PartitionChange:
-        """A change made by creates only, completed with the partition's other entities (read once)."""
-        created = set(partition_entities(fresh.after))
+        """A change made by creates only, completed with the partition's other entities (read once).
+
+        An empty message entity was not written (``_write``): a stored one (a registration, a send) is one of
+        the others, else the change would lose it and never see the message become final."""
+        created = {key for key, entity in partition_entities(fresh.after).items() if not _says_nothing(key, entity)}
         others = [entity for entity in self._entities(fresh.message_id) if str(entity["RowKey"]) not in created]
         if not others:
             return fresh

@@ -124,3 +124,16 @@ def test_response_properties_have_title_case_summaries() -> None:
         for prop, schema in definition.get("properties", {}).items():
             if "x-ms-summary" in schema:
                 assert _is_title(schema["x-ms-summary"]), (name, prop, schema["x-ms-summary"])
+
+
+def test_the_send_action_answers_202_with_a_location_and_ends_with_the_final_trace() -> None:
+    """Power Automate's asynchronous pattern: a 202 with Location (and Retry-After) is polled until it answers
+    otherwise; the action's outputs are the 200's schema, the trace the poll link finally answers."""
+    operation = CONNECTOR["paths"]["/messages"]["post"]
+    assert operation["summary"] == "Send an Email and Wait for Its Delivery"
+    accepted, final = operation["responses"]["202"], operation["responses"]["200"]
+    assert {"Location", "Retry-After"} <= set(accepted["headers"])
+    assert final["schema"] == {"$ref": "#/definitions/TraceResult"}
+    assert operation.get("x-ms-visibility") == "important"
+    [body] = [p for p in operation["parameters"] if p["in"] == "body"]
+    assert body["schema"] == {"$ref": "#/definitions/SendEmailBody"}

@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 
 import shared
-from shared.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable, UpstreamFailure
+from shared.errors import Conflict, InvalidInput, NotFound, ServiceError, Throttled, Unavailable, UpstreamFailure
 
 #: The classes that give a status its meaning, in the order a subclass of several is read.
-MEANINGS = (InvalidInput, NotFound, Conflict, Unavailable, UpstreamFailure)
+MEANINGS = (InvalidInput, NotFound, Conflict, Throttled, Unavailable, UpstreamFailure)
 
 
 def _service_errors() -> list[type[ServiceError]]:

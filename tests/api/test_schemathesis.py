@@ -50,6 +50,8 @@ MAY_BE_UNAVAILABLE = {
     "createSubscription": "application/problem+json",
     "deleteSubscription": "application/problem+json",
     "registerMessage": "application/problem+json",
+    # No ACS is configured here (ACS_ENDPOINT / ACS_CONNECTION_STRING): valid sends answer 503, nothing is sent.
+    "sendMessage": "application/problem+json",
 }
 #: Admin-only, and it writes to the summary table store (Azurite): not fuzzed here.
 NOT_FUZZED = {"recomputeDailySummary"}
@@ -122,7 +124,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         for key in list(os.environ):  # no summary table store: its routes must answer 503
             if key.startswith(("AzureWebJobsStorage", "SUMMARY_STORAGE")):
                 mp.delenv(key)
-        services = Services(app_settings(local_store=str(store), workspace_id=None))
+        services = Services(
+            app_settings(local_store=str(store), workspace_id=None, acs_endpoint=None, acs_connection_string=None)
+        )
         try:
             with serve(services) as host:
                 base_url = host.base_url + "/api"

@@ -673,7 +673,11 @@ def test_report_sender_role_is_the_narrow_custom_one() -> None:
         for node in tree(INFRA / "main.bicep").root_node.named_children
         if node.type == "module_declaration" and literal(node.named_children[1]) == "app/acs-sender.bicep"
     )
-    assert text(module.named_children[-1]).startswith("if (sendsReport)")  # no send right without a report
+    # No send right unless the report is sent or the send route is allowed (ALLOW_SENDING).
+    assert text(module.named_children[-1]).startswith("if (sendsEmail)")
+    assert variable(INFRA / "main.bicep", "sendsEmail") == Expr(
+        "sendsReport || (routeAcsLogs && toLower(allowSending) == 'true')"
+    )
 
 
 def test_suppression_list_role_is_the_narrow_custom_one_on_the_one_list() -> None:

@@ -26,8 +26,15 @@ LONG_REASON = "# long:"
 #: Layers, top first. A module imports only modules of its own layer or lower ones (and never in a circle).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.api", "shared.cli", "shared.__main__", "shared.monitoring"),
-    ("shared.services", "shared.tracing"),
-    ("shared.report", "shared.summaries.job", "shared.push", "shared.suppression", "shared.deliverability"),
+    ("shared.services", "shared.tracing", "shared.sending.send"),
+    (
+        "shared.report",
+        "shared.sending",
+        "shared.summaries.job",
+        "shared.push",
+        "shared.suppression",
+        "shared.deliverability",
+    ),
     ("shared.insights",),
     (
         "shared.kql",
@@ -44,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "shared.models",
         "shared.deliverability.models",
+        "shared.sending.models",
         "shared.codes",
         "shared.providers",
         "shared.schemas",

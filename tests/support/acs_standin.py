@@ -52,10 +52,11 @@ class Throttle:
 
 @dataclass(frozen=True)
 class Failure:
-    """Answer ``status`` (500 by default) with an ACS error body."""
+    """Answer ``status`` (500 by default) with an ACS error body (and ``Retry-After`` when given)."""
 
     status: int = 500
     times: int = 1
+    retry_after: int | None = None
 
 
 @dataclass
@@ -167,7 +168,10 @@ class AcsEmailStandIn:
             status, body, headers = _error(429, "TooManyRequests", "Too many requests.")
             return status, body, {**headers, "Retry-After": str(fault.retry_after)}
         if isinstance(fault, Failure):
-            return _error(fault.status, "InternalServerError", "Something went wrong.")
+            status, body, headers = _error(fault.status, "InternalServerError", "Something went wrong.")
+            if fault.retry_after is not None:
+                headers = {**headers, "Retry-After": str(fault.retry_after)}
+            return status, body, headers
         version = request.query["api-version"][0]
         if request.method == "POST" and request.path == "/emails:send":
             return self._send(request, version)

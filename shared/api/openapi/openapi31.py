@@ -92,6 +92,12 @@ def _oas_operation(operation: Operation) -> dict[str, Any]:
     op["responses"] = dict(sorted(responses.items()))
     if operation.webhook is not None:
         op["callbacks"] = {"push": _oas_push(operation.webhook)}
+    if operation.long_running:
+        # For client generators (AutoRest's extension): poll the 202's Location; its final answer is the result.
+        # The connector needs no mark (Microsoft's connector schema has none): Power Automate follows a 202's
+        # Location and Retry-After by itself, its actions' asynchronous pattern.
+        op["x-ms-long-running-operation"] = True
+        op["x-ms-long-running-operation-options"] = {"final-state-via": "location"}
     if operation.auth == "anonymous":
         op["security"] = []
     elif operation.auth == "admin":
