@@ -51,8 +51,9 @@ chromium:
 unit: setup chromium
 	$(VENV)/bin/pytest -q
 
-# The day-to-day loop: everything but the slow Kusto-parser and fuzzing tests (marked `slow`), no checkov,
-# on both cores (pytest-xdist; each worker starts its own Azurite).
+# The day-to-day loop: everything but the tests marked `slow` (the Kusto parser over every query, fuzzing, a frozen
+# store waited out, timers on a schedule, CLIs in subprocesses, 10,000-file imports), no checkov, on both cores
+# (pytest-xdist; each worker starts its own Azurite). `make test` (CI) runs them all.
 test-fast: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+#: Left out of `make test-fast` (CI runs it): the CLI in subprocesses, one builds a sample store (~12 s in all).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -306,6 +306,7 @@ def ticking_app(ticks: list[func.TimerRequest], *, on_startup: bool = False) -> 
     return app
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_timers_fire_on_their_schedule_and_not_with_timers_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEVHOST_TEST_TICK", "*/2 * * * * *")
     ticks: list[func.TimerRequest] = []
@@ -339,6 +340,7 @@ def test_a_timer_whose_schedule_setting_is_missing_does_not_start(caplog: pytest
     assert "tick was unable to start" in caplog.text
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_cli_no_timers_is_honoured(tmp_path: Path) -> None:
     (tmp_path / "tickapp.py").write_text(
         "import azure.functions as func\n"

@@ -10,6 +10,9 @@ import pytest
 import kusto_check
 from kusto_check import assert_valid_kql, check_queries, run_checker
 
+#: Left out of `make test-fast` (CI runs it): the Kusto language service's own checks on Node (~9 s in all).
+pytestmark = pytest.mark.slow
+
 SEND = "ACSEmailSendMailOperational"
 STATUS = "ACSEmailStatusUpdateOperational"
 ENGAGEMENT = "ACSEmailUserEngagementOperational"

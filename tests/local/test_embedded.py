@@ -35,6 +35,7 @@ def answers(insights: Insights) -> list[Any]:
     return out
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_rewrite_changes_no_answer(semantic_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     optimised = DuckDbSource(semantic_store)
     expected = answers(Insights(optimised, clock=lambda: FIXTURE_NOW))

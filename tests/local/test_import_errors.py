@@ -25,6 +25,9 @@ from local.importers import ImportFailure, import_paths
 from local.store import StoreBusy, StoreInaccessible, open_store, store_counts
 from shared.errors import Conflict, InvalidInput, ServiceError, UpstreamFailure
 
+#: Left out of `make test-fast` (CI runs it): 10,000 archive files (~11 s in all).
+pytestmark = pytest.mark.slow
+
 FILES = 10_000
 
 

@@ -24,6 +24,9 @@ from local.store import StoreBusy, open_store
 from shared.insights import Insights
 from shared.models import TraceParams
 
+#: Left out of `make test-fast` (CI runs it): imports and servers in subprocesses (~13 s in all).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 3, tzinfo=UTC)
 BEFORE = "11111111-1111-4111-8111-111111111111"

@@ -32,6 +32,9 @@ from shared.state.store import StateStore
 import azurite as azurite_helper
 from apphost import serve, settings
 
+#: Left out of `make test-fast` (CI runs it): each test freezes an Azurite of its own and waits out a budget (~40 s).
+pytestmark = pytest.mark.slow
+
 EVENT_GRID_PATIENCE = 30.0
 
 

@@ -23,6 +23,7 @@ from kusto_check import assert_valid_kql
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_both_forms_pass_the_kusto_check() -> None:
     for arrival in ("_IngestedAt", "TimeGenerated"):
         query = build_follow_query(T0, T0, T0 + timedelta(hours=1), 1000, time_from=T0, embedded_arrival=arrival)  # type: ignore[arg-type]
