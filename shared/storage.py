@@ -28,9 +28,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
-from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
 from azure.data.tables import TableClient
-from urllib3.util.retry import Retry
 
 from shared import deadline
 from shared.errors import ServiceError, Unavailable
@@ -125,10 +123,9 @@ class DeadlineTransport(RequestsTransport):  # type: ignore[misc]  # azure-core 
         folds' parallel writes) discarded one on most requests and logged a warning for each ("Connection pool
         is full": 1,515 lines in a minute of ``make run``)."""
         super()._init_session(session)
-        retries = Retry(total=False, redirect=False, raise_on_status=False)
-        adapter = BiggerBlockSizeHTTPAdapter(max_retries=retries, pool_maxsize=POOL_CONNECTIONS)
         for protocol in self._protocols:
-            session.mount(protocol, adapter)
+            mounted = session.get_adapter(protocol)  # azure-core's adapter: its class and retry settings, kept
+            session.mount(protocol, type(mounted)(max_retries=mounted.max_retries, pool_maxsize=POOL_CONNECTIONS))
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         left = deadline.remaining()
