@@ -25,8 +25,7 @@ def parse_params(model: type[M], raw: dict[str, Any]) -> M:
     """
     empty = [key for key, value in raw.items() if value == ""]
     if empty:
-        errors = [ParameterError(key, "is empty; leave the parameter out to use its default") for key in empty]
-        raise InvalidInput("; ".join(f"{e.parameter}: {e.reason}" for e in errors), errors)
+        raise _invalid([ParameterError(key, "is empty; leave the parameter out to use its default") for key in empty])
     cleaned = {key: value for key, value in raw.items() if value is not None}
     try:
         return model.model_validate(cleaned)
@@ -38,5 +37,9 @@ def parse_params(model: type[M], raw: dict[str, Any]) -> M:
                 errors.append(ParameterError(location, "unknown parameter"))
             else:
                 errors.append(ParameterError(location or "(request)", _reason(error)))
-        detail = "; ".join(f"{e.parameter}: {e.reason}" for e in errors)
-        raise InvalidInput(detail, errors) from None
+        raise _invalid(errors) from None
+
+
+def _invalid(errors: list[ParameterError]) -> InvalidInput:
+    """One InvalidInput naming every parameter at fault, its detail the reasons joined."""
+    return InvalidInput("; ".join(f"{e.parameter}: {e.reason}" for e in errors), errors)
