@@ -47,14 +47,6 @@ def make_source(settings: Settings) -> LogSource:
     return DuckDbSource(settings.local_store)
 
 
-def make_insights(settings: Settings, source: LogSource | None = None) -> Insights:
-    return Insights(
-        source or make_source(settings),
-        status_grace=timedelta(hours=settings.status_grace_hours),
-        signer=lambda: link_signer(settings.link_signing_key, in_azure=settings.in_azure),
-    )
-
-
 class Services:
     def __init__(
         self,
