@@ -253,9 +253,16 @@ def bench_sendtrack(messages: int, rate: float) -> None:  # long: one scenario, 
         services.close()
 
 
-def _start_host(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_host(port: int, env: dict[str, str], *, new_group: bool = False) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "tools.devhost", "--no-timers", "--port", str(port), "--settings", "/nonexistent"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=new_group,  # its own process group, whose CPU time is measured
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -267,8 +274,30 @@ def _start_host(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise RuntimeError("the dev host did not start")
 
 
+def cpu_seconds(group_leaders: list[int]) -> float:
+    """CPU time (user + system) used so far by every process in these process groups (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        # after the command: state ppid pgrp session ... utime (index 11) stime (12)
+        if int(fields[2]) in group_leaders:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _azurite_groups(azurite: Any) -> list[int]:
+    return [service.process.pid for service in (azurite, azurite.queue) if service and service.process]
+
+
 def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, work: str) -> float:
-    """Seconds from the first POST until the journal is empty, with *hosts* dev host processes."""
+    """Seconds from the first POST until the journal is empty, with *hosts* dev host processes; prints the CPU
+    time the hosts and Azurite used per observation, which says how many cores a target rate needs."""
     from shared.state.store import StateStore
 
     from azurite import _free_port  # type: ignore[import-not-found]
@@ -285,13 +314,15 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         "PYTHONPATH": str(ROOT),
     }
     ports = [_free_port("127.0.0.1") for _ in range(hosts)]
-    processes = [_start_host(port, env) for port in ports]
+    processes = [_start_host(port, env, new_group=True) for port in ports]
     store = StateStore.from_connection_string(azurite.connection_string, f"Tput{tag}")
     try:
         urls = [
             f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=ingest_email_events" for port in ports
         ]
         batches = [events[start : start + batch] for start in range(0, len(events), batch)]
+        groups = [process.pid for process in processes]
+        host_cpu, azurite_cpu = cpu_seconds(groups), cpu_seconds(_azurite_groups(azurite))
         started = time.monotonic()
         with ThreadPoolExecutor(2 * hosts) as pool:
             list(pool.map(lambda item: post(urls[item[0] % hosts], item[1]), enumerate(batches)))
@@ -300,10 +331,14 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         while store.journal.shards():
             time.sleep(0.5)
         elapsed = time.monotonic() - started
+        host_cpu, azurite_cpu = cpu_seconds(groups) - host_cpu, cpu_seconds(_azurite_groups(azurite)) - azurite_cpu
         print(
             f"  {hosts} host process(es): {len(events):,} events ingested in {ingested:.1f} s "
             f"({len(events) / ingested:,.0f}/s), folded by {elapsed:.1f} s: "
-            f"{len(events) / elapsed:,.0f} observations/s end to end"
+            f"{len(events) / elapsed:,.0f} observations/s end to end; CPU per observation: hosts "
+            f"{1000 * host_cpu / len(events):.2f} ms, Azurite {1000 * azurite_cpu / len(events):.2f} ms "
+            f"(1,500 observations/s would take {1500 * (host_cpu + azurite_cpu) / len(events):.1f} busy cores); "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         return elapsed
     finally:

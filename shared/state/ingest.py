@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +31,11 @@ from shared.state.store import PartitionChange, StateStore, StateStoreError, Unr
 
 logger = logging.getLogger(__name__)
 
-#: Partitions written at once (the store's round trips overlap; more adds little on 2 cores).
-WRITERS: Final = 8
+#: Partitions written at once by this process, all folds together: their round trips overlap, and the
+#: number stays within the Table client's connection pool (``shared.storage.POOL_CONNECTIONS``). With a pool
+#: per fold (8 writers each) 16 shards folding side by side wrote up to 128 partitions at once over 32 pooled
+#: connections: urllib3 opened and threw away a connection per surplus request ("Connection pool is full").
+WRITERS: Final = 16
 #: Observations folded between two deletions of folded entries (and two looks at the budget: ~5 s here).
 FOLD_CHUNK: Final = 1_000
 
@@ -100,6 +104,19 @@ def observation_of(report: Report) -> Observation:
     )
 
 
+_writers_lock = threading.Lock()
+_writers: ThreadPoolExecutor | None = None
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    """The process's partition writers (see :data:`WRITERS`), made on first use."""
+    global _writers
+    with _writers_lock:
+        if _writers is None:
+            _writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="state-writer")
+        return _writers
+
+
 def apply_observations(
     store: StateStore,
     observations: Iterable[Observation],
@@ -123,11 +140,7 @@ def apply_observations(
     def write(item: tuple[str, list[Observation]]) -> PartitionChange | None:
         return _isolated(store, item, whole=whole, seen_at=(seen_at or {}).get(item[0]))
 
-    if len(items) == 1:
-        written = [write(items[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=min(WRITERS, len(items)), thread_name_prefix="state-writer") as pool:
-            written = list(pool.map(write, items))
+    written = [write(items[0])] if len(items) == 1 else list(_writer_pool().map(write, items))
     changes = [change for change in written if change is not None]
     report.set_aside += len(written) - len(changes)
     for change in changes:

@@ -319,3 +319,41 @@ def test_concurrent_transactions_on_one_partition_lose_nothing(store: StateStore
         list(pool.map(write, range(8)))
     partition = store.read(mid)
     assert partition is not None and len(partition.recipients) == 24 and partition.final
+
+
+def test_folds_side_by_side_share_the_process_writers_within_the_connection_pool(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shards folded at once write at most ``WRITERS`` partitions at a time between them (a pool per fold
+    wrote up to 8 each: up to 64 here, over 32 pooled connections), and urllib3 never throws a connection away."""
+    from shared.state import ingest
+    from shared.storage import POOL_CONNECTIONS
+
+    assert store.journal is not None
+    monkeypatch.setattr("shared.state.journal.PARTITIONS", 8)
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    real_apply = StateStore.apply
+
+    def watched(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            time.sleep(0.01)  # widens the window, as a slow store would
+            return real_apply(self, *args, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(StateStore, "apply", watched)
+    ids = [str(uuid.uuid4()) for _ in range(400)]
+    for start in range(0, len(ids), 5):  # 80 writes, each to a random shard of 8
+        store.append([status(mid, "a@x.com", "Delivered", 1) for mid in ids[start : start + 5]])
+    shards = store.journal.shards()
+    assert len(shards) >= 4
+    with caplog.at_level("WARNING", logger="urllib3"), ThreadPoolExecutor(len(shards)) as pool:
+        list(pool.map(lambda shard: fold_shard(store, shard, leases=ShardLeases.of(store)), shards))
+    assert 1 < peak[0] <= ingest.WRITERS <= POOL_CONNECTIONS // 2
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert store.journal.entries() == []
+    assert all((p := store.read(mid)) is not None and p.recipients for mid in ids[::40])
