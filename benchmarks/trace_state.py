@@ -104,7 +104,10 @@ def main() -> None:
     with running() as azurite:
         state = StateStore.from_connection_string(azurite.connection_string, "BenchTrace")
         state.ensure_table()
-        with_state = Services(settings(), insights=insights, state=state, clock=lambda: now)
+        # Subscriptions on the same Azurite: a trace that makes a message final asks for its subscribers.
+        with_state = Services(
+            settings(summary_storage=azurite.connection_string), insights=insights, state=state, clock=lambda: now
+        )
         logs_only = Services(settings(summary_storage="NoStateConfigured"), insights=insights, clock=lambda: now)
         final_ids = []
         for message_id in ids:  # the first trace of each writes the logs' answer into the state

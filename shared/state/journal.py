@@ -10,7 +10,7 @@ which does pay per message, runs off the delivery path, groups every observation
 write, and may lag behind a burst without losing anything, because readers look at both:
 :meth:`shared.state.store.StateStore.read` merges the message's journaled observations into its partition.
 
-Layout (table ``STATE_TABLE`` + ``Journal``): ``PartitionKey`` ``j0`` .. ``j15``, the shards (chosen by the
+Layout (table ``STATE_TABLE`` + ``Journal``): ``PartitionKey`` ``j0`` .. ``j31``, the shards (chosen by the
 writer at random, to spread writes; each folded by one folder at a time, :mod:`shared.state.folds`),
 ``RowKey`` the write time in nanoseconds (20 digits) and a random suffix, so entities list in arrival order;
 ``WrittenAt`` (an observation's "first seen"), ``Count``, and ``Body0`` .. ``BodyN``: one JSON array of
@@ -57,7 +57,7 @@ CHUNK_CHARS: Final = 30_000
 #: Body characters per entity (an entity holds at most 1 MiB).
 ENTITY_CHARS: Final = 15 * CHUNK_CHARS
 #: Shards: how many folders can work side by side (see ``docs/scale.md``).
-PARTITIONS: Final = 16
+PARTITIONS: Final = 32
 TABLE_SUFFIX: Final = "Journal"
 #: New entries a reader fetches one by one; more are read with one query of the whole journal.
 POINT_READS: Final = 16

@@ -485,11 +485,21 @@ class DevHost:
         return True
 
 
+class UnresolvedSetting(KeyError):
+    """A binding's ``%NAME%`` names an app setting that is not set (Core Tools: "does not resolve to a value")."""
+
+    def __str__(self) -> str:
+        return f"'%{self.args[0]}%' does not resolve to a value (set the app setting {self.args[0]})"
+
+
 def resolve(value: str) -> str:
-    """A binding value with ``%NAME%`` replaced by the app setting NAME (KeyError when it is not set)."""
+    """A binding value with ``%NAME%`` replaced by the app setting NAME (:class:`UnresolvedSetting` when unset)."""
     parts = value.split("%")
     if len(parts) < 3:
         return value
+    missing = [part for index, part in enumerate(parts) if index % 2 and part not in os.environ]
+    if missing:
+        raise UnresolvedSetting(missing[0])
     return "".join(os.environ[part] if index % 2 else part for index, part in enumerate(parts))
 
 
