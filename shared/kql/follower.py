@@ -1,8 +1,9 @@
 """The follower's query: log rows that arrived since a watermark, in arrival order, bounded per run.
 
 One query per run, whatever the traffic: the send rows and the status rows whose *arrival* time lies in
-``[p_since, p_until)`` (those that arrived exactly at ``p_since`` only from ``TimeGenerated`` ``p_time`` on),
-oldest arrival first, at most ``take`` rows. Arrival time is ``IngestedAt``, defined by the prelude, so the
+``[p_since, p_until)`` (those that arrived exactly at ``p_since`` only from ``TimeGenerated`` ``p_time`` on)
+but not in the gap ``[p_gap_from, p_gap_until)`` (rows read already and not yet due for their second read:
+see :mod:`shared.state.follower`), oldest arrival first, at most ``take`` rows. Arrival time is ``IngestedAt``, defined by the prelude, so the
 body is the same on both engines:
 
 * Log Analytics: ``ingestion_time()``; ``p_from`` bounds ``TimeGenerated`` as well (the API timespan), a day
@@ -52,6 +53,7 @@ FOLLOW_COLUMNS: Final = (
 _BODY: Final = """let Arrived = union
     (FollowSends
         | where IngestedAt >= p_since and IngestedAt < p_until
+        | where IngestedAt < p_gap_from or IngestedAt >= p_gap_until
         | project IngestedAt, RowKind = "send", TimeGenerated, CorrelationId, RecipientId = "", DeliveryStatus = "",
             SmtpStatusCode = "", EnhancedSmtpStatusCode = "", FailureReason = "", FailureMessage = "",
             IsHardBounce = "", SenderUsername = "", SenderDomain = "", RecipientMailServerHostName = "",
@@ -59,6 +61,7 @@ _BODY: Final = """let Arrived = union
             BccRecipientsCount, UniqueRecipientsCount, _ResourceId),
     (FollowStatus
         | where IngestedAt >= p_since and IngestedAt < p_until
+        | where IngestedAt < p_gap_from or IngestedAt >= p_gap_until
         | project IngestedAt, RowKind = "status", TimeGenerated, CorrelationId, RecipientId, DeliveryStatus,
             SmtpStatusCode, EnhancedSmtpStatusCode, FailureReason, FailureMessage, IsHardBounce, SenderUsername,
             SenderDomain, RecipientMailServerHostName, InternetMessageId, Size = real(null),
@@ -112,9 +115,11 @@ def build_follow_query(
     take: int,
     *,
     time_from: datetime,
+    gap: tuple[datetime, datetime] | None = None,
     embedded_arrival: EmbeddedArrival = INGESTED_AT,
 ) -> FollowerQuery:
-    """Rows that arrived in ``[since, until)`` (at ``since`` only from ``since_time`` on), oldest first.
+    """Rows that arrived in ``[since, until)`` (at ``since`` only from ``since_time`` on) and not in ``gap``,
+    oldest first.
 
     At most ``take`` rows.
 
@@ -123,11 +128,14 @@ def build_follow_query(
     """
     if take < 1:
         raise ValueError("take must be positive")
+    gap_from, gap_until = gap or (since, since)  # an empty gap
     params = (
         Param("p_since", "datetime", since),
         Param("p_time", "datetime", since_time),
         Param("p_until", "datetime", until),
         Param("p_from", "datetime", time_from),
+        Param("p_gap_from", "datetime", gap_from),
+        Param("p_gap_until", "datetime", gap_until),
     )
     body = _BODY.replace("{take}", str(int(take))).replace("{columns}", ", ".join(FOLLOW_COLUMNS))
     return FollowerQuery("follow", body, params, (time_from, until), embedded_arrival=embedded_arrival)

@@ -7,15 +7,25 @@ what is left of ``run_seconds`` (40 s); the rest of the journal waits for the ne
 (:mod:`shared.state.journal`). The position is kept in the state table (entity ``follower`` of the service
 partition), so it survives restarts:
 
-* ``Watermark``: every row that arrived before ``Watermark - overlap`` has been read;
-* ``CursorArrival`` / ``CursorTime``: set while a pass is unfinished (a run stopped at ``max_rows``): the
-  last row's arrival and ``TimeGenerated``; the next run continues from there (re-reading only rows tied
-  with it), whatever the traffic, with no overlap re-read. Should a whole page tie (``max_rows`` rows of
-  one arrival instant and one time, never seen in practice), the cursor steps 100 ns past it.
+* ``Watermark``: every row that was queryable when it arrived has been read up to here (the fresh read);
+* ``Swept``: every row that arrived before it has been read at a time when it was surely queryable (the
+  second read, below);
+* ``CursorArrival`` / ``CursorTime`` (and the pass's ``SweepTo``, ``GapFrom``, ``GapUntil``): set while a pass
+  is unfinished (a run stopped at ``max_rows``): the last row's arrival and ``TimeGenerated``; the next run
+  continues from there (re-reading only rows tied with it), whatever the traffic. Should a whole page tie
+  (``max_rows`` rows of one arrival instant and one time, never seen in practice), the cursor steps 100 ns
+  past it.
 
-A run reads ``[Watermark - overlap, now)`` (or from the cursor). Fewer than ``max_rows`` rows: the pass is
-complete and ``Watermark`` becomes the run's ``now``. Exactly ``max_rows``: the cursor moves to the last row
-and ``Watermark`` stays. Rows read twice (the overlap) merge idempotently.
+A run at ``now`` reads, in one query, the rows that arrived in ``[Swept, now)`` except the gap
+``[SweepTo, Watermark)``, where ``SweepTo = now - overlap`` (capped at ``Watermark``): so the fresh rows
+``[Watermark, now)`` and the one interval of older rows ``[Swept, SweepTo)`` that has just become surely
+queryable (after a long pause, ``SweepTo`` passes ``Watermark`` and there is no gap). A row is therefore read at most twice: fresh, and once more when the overlap has passed over it,
+which catches the rows that became queryable only after their arrival time (the overlap's reason, below);
+merges are idempotent, so the second read of a row already read changes nothing. Until 2026-12-07 each run
+re-read the whole overlap: 11 reads of every row at a one-minute interval and a 10-minute overlap, which at
+2 M messages an hour (83,000 rows a minute) could never finish a pass. Fewer than ``max_rows`` rows: the
+pass is complete, ``Watermark`` becomes the run's ``now`` and ``Swept`` its ``SweepTo``. Exactly
+``max_rows``: the cursor moves to the last row and the rest stays as it was.
 
 Overlaps: Log Analytics rows become queryable some time after their ``ingestion_time()`` (seconds to a few
 minutes), so the overlap is :data:`LOG_ANALYTICS_OVERLAP` (10 minutes). The embedded store's ``_IngestedAt``
@@ -55,6 +65,34 @@ RUN_BUDGET_SECONDS: Final = 40.0
 #: Where a follower with no watermark starts: this long before its first run.
 FIRST_RUN_LOOKBACK: Final = timedelta(days=3)
 POSITION: Final = "follower"
+
+
+_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Position:
+    """The follower's stored position (see the module docstring)."""
+
+    watermark: datetime | None = None
+    swept: datetime | None = None
+    cursor_arrival: datetime | None = None
+    cursor_time: datetime | None = None
+    sweep_to: datetime | None = None
+    gap: tuple[datetime, datetime] | None = None
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass: rows that arrived from ``since`` (from ``since_time`` at ``since`` itself) until the run's now,
+    except the ``gap``; once complete, the fresh reads are done up to now and the second reads to ``sweep_to``."""
+
+    watermark: datetime
+    swept: datetime
+    since: datetime
+    since_time: datetime
+    sweep_to: datetime
+    gap: tuple[datetime, datetime] | None
 
 
 @dataclass(frozen=True)
@@ -181,29 +219,49 @@ class Follower:
             return LOG_ANALYTICS_OVERLAP
         return EMBEDDED_OVERLAP if self.arrival == INGESTED_AT else TIME_GENERATED_OVERLAP
 
-    def position(self) -> tuple[datetime | None, datetime | None, datetime | None]:
-        """(watermark, cursor arrival, cursor time) as stored."""
-        entity = self.store.read_service(POSITION)
-        if entity is None:
-            return None, None, None
-        return _utc(entity.get("Watermark")), _utc(entity.get("CursorArrival")), _utc(entity.get("CursorTime"))
+    def position(self) -> Position:
+        """The stored position (see the module docstring); empty before the first run."""
+        entity = self.store.read_service(POSITION) or {}
+        gap = (_utc(entity.get("GapFrom")), _utc(entity.get("GapUntil")))
+        return Position(
+            watermark=_utc(entity.get("Watermark")),
+            swept=_utc(entity.get("Swept")),
+            cursor_arrival=_utc(entity.get("CursorArrival")),
+            cursor_time=_utc(entity.get("CursorTime")),
+            sweep_to=_utc(entity.get("SweepTo")),
+            gap=(gap[0], gap[1]) if gap[0] is not None and gap[1] is not None else None,
+        )
+
+    def _pass(self, position: Position, now: datetime) -> Pass:
+        """What this run reads: the unfinished pass continued, or a new pass (see the module docstring)."""
+        watermark = position.watermark or now - FIRST_RUN_LOOKBACK
+        # A position stored before the second reads existed: its next pass re-reads the whole overlap, once.
+        swept = position.swept or watermark - self.overlap
+        if position.cursor_arrival is not None and position.cursor_time is not None:
+            sweep_to = position.sweep_to or swept
+            return Pass(watermark, swept, position.cursor_arrival, position.cursor_time, sweep_to, position.gap)
+        sweep_to = max(swept, now - self.overlap)  # whatever arrived before it is queryable by now
+        gap = (sweep_to, watermark) if sweep_to < watermark else None
+        return Pass(watermark, swept, swept, _EPOCH, sweep_to, gap)
 
     def run(self) -> FollowResult:
         """One run: one query, its rows journaled, the position saved, then the journal folded (budgeted)."""
         now = self.clock()
         run_started = time.monotonic()
-        stored_watermark, cursor_arrival, cursor_time = self.position()
-        watermark = stored_watermark or now - FIRST_RUN_LOOKBACK
-        if cursor_arrival is not None and cursor_time is not None:
-            since, since_time = cursor_arrival, cursor_time
-        else:
-            since, since_time = watermark - self.overlap, datetime(2000, 1, 1, tzinfo=UTC)
+        this = self._pass(self.position(), now)
+        since = this.since
         if self.source.name == "embedded" and self.arrival == INGESTED_AT:
-            time_from = datetime(2000, 1, 1, tzinfo=UTC)  # arrival, not event time, bounds the embedded read
+            time_from = _EPOCH  # arrival, not event time, bounds the embedded read
         else:
             time_from = since - (LOG_ANALYTICS_TIME_SLACK if self.arrival == INGESTED_AT else timedelta(0))
         query = build_follow_query(
-            since, since_time, now, self.max_rows, time_from=time_from, embedded_arrival=self.arrival
+            since,
+            this.since_time,
+            now,
+            self.max_rows,
+            time_from=time_from,
+            gap=this.gap,
+            embedded_arrival=self.arrival,
         )
         started = time.perf_counter()
         records = self.source.run(query).records()
@@ -213,7 +271,7 @@ class Follower:
         self.store.append(observations)
         journal_seconds = time.perf_counter() - started
         complete = len(records) < self.max_rows
-        self._save_position(records, complete, watermark, now)
+        self._save_position(records, complete, this, now)
         left = self.run_seconds - (time.monotonic() - run_started)
         fold = fold_journal(self.store, on_change=self.on_change, budget_seconds=left) if self.fold else FoldReport()
         logger.info(
@@ -234,31 +292,34 @@ class Follower:
             folded=fold.observations,
             fold_left=fold.left,
             complete=complete,
-            watermark=now if complete else watermark,
+            watermark=now if complete else this.watermark,
             until=now,
         )
 
-    def _save_position(
-        self, records: Sequence[Mapping[str, Any]], complete: bool, watermark: datetime, now: datetime
-    ) -> None:
-        """A complete pass moves the watermark to *now*; one stopped at ``max_rows`` keeps a cursor instead."""
+    def _save_position(self, records: Sequence[Mapping[str, Any]], complete: bool, this: Pass, now: datetime) -> None:
+        """A complete pass moves the watermark to *now* and the sweep to its end; one stopped at ``max_rows``
+        keeps a cursor (and the pass's bounds) instead."""
         if complete:
-            self.store.write_service(POSITION, {"Watermark": now, "LastRun": now, "Rows": len(records)})
+            self.store.write_service(
+                POSITION, {"Watermark": now, "Swept": this.sweep_to, "LastRun": now, "Rows": len(records)}
+            )
             return
         first, last = records[0], records[-1]
         arrival, event_time = _utc(last["IngestedAt"]), _utc(last["TimeGenerated"])
         if (first["IngestedAt"], first["TimeGenerated"]) == (last["IngestedAt"], last["TimeGenerated"]):
             event_time = (event_time or now) + timedelta(microseconds=1)  # a page of ties: step past it
-        self.store.write_service(
-            POSITION,
-            {
-                "Watermark": watermark,
-                "CursorArrival": arrival,
-                "CursorTime": event_time,
-                "LastRun": now,
-                "Rows": len(records),
-            },
-        )
+        values: dict[str, Any] = {
+            "Watermark": this.watermark,
+            "Swept": this.swept,
+            "CursorArrival": arrival,
+            "CursorTime": event_time,
+            "SweepTo": this.sweep_to,
+            "LastRun": now,
+            "Rows": len(records),
+        }
+        if this.gap is not None:
+            values["GapFrom"], values["GapUntil"] = this.gap
+        self.store.write_service(POSITION, values)
 
 
 def _utc(value: Any) -> datetime | None:

@@ -149,3 +149,66 @@ def test_an_import_after_a_run_reaches_the_state_whatever_the_rows_time(tmp_path
     partition = state.read("msg-01-final")
     assert partition is not None and partition.final and partition.message.expected_recipients == 2
     source.close()
+
+
+def test_a_row_is_read_twice_at_most_fresh_and_once_the_overlap_has_passed(tmp_path: Path, state: StateStore) -> None:
+    """Each run used to re-read the whole overlap (10 minutes): 11 reads of every row at one run a minute. Now
+    a row is read when it arrives and once more when the overlap has passed over it, never in between."""
+    from shared.state.follower import EMBEDDED_OVERLAP
+
+    now = T0 + timedelta(hours=1)
+    path = tmp_path / "logs.duckdb"
+    _store_with_rows(path, 10, now - timedelta(minutes=1))
+    source = CountingSource(path)
+
+    def rows_at(minutes: float) -> int:
+        return Follower(source, state, clock=lambda: now + timedelta(minutes=minutes)).run().rows
+
+    assert rows_at(0) == 30  # fresh
+    assert [rows_at(m) for m in range(1, 9)] == [0] * 8  # within the overlap: not read again
+    minutes_until_swept = (EMBEDDED_OVERLAP - timedelta(minutes=1)).total_seconds() / 60 + 1
+    assert rows_at(minutes_until_swept) == 30  # the second read, once they are surely queryable
+    assert [rows_at(minutes_until_swept + m) for m in range(1, 4)] == [0] * 3
+    source.close()
+
+
+def test_a_row_queryable_only_after_the_run_that_passed_its_arrival_is_read_once_the_overlap_passes(
+    tmp_path: Path, state: StateStore
+) -> None:
+    """The overlap's reason: Log Analytics rows become queryable after their arrival stamp. Rows stamped two
+    minutes before a run but inserted after it (so invisible to it) reach the state by the second read."""
+    now = T0 + timedelta(hours=1)
+    path = tmp_path / "logs.duckdb"
+    _store_with_rows(path, 1, now - timedelta(minutes=5))
+    source = CountingSource(path)
+    assert Follower(source, state, clock=lambda: now).run().rows == 3
+    source.close()
+    late = _store_with_rows(path, 2, now - timedelta(minutes=2))  # arrived before the run, queryable after it
+    source = CountingSource(path)
+    reads = [Follower(source, state, clock=lambda m=m: now + timedelta(minutes=m)).run().rows for m in range(1, 10)]
+    assert all(state.read(mid) is not None for mid in late)
+    assert sum(reads) == 3 + 6  # the first import's rows once more, the late rows once: no other re-read
+    source.close()
+
+
+def test_an_unfinished_pass_keeps_its_gap_and_sweep_across_runs(tmp_path: Path, state: StateStore) -> None:
+    """A pass stopped at max_rows continues from its cursor with the bounds it started with, and completes with
+    every row read once; its sweep is then recorded."""
+    now = T0 + timedelta(hours=1)
+    path = tmp_path / "logs.duckdb"
+    _store_with_rows(path, 4, now - timedelta(minutes=3))
+    source = CountingSource(path)
+    assert Follower(source, state, clock=lambda: now).run().rows == 12
+    source.close()
+    _store_with_rows(path, 10, now + timedelta(seconds=30))  # 30 fresh rows for the next pass
+    source = CountingSource(path)
+    follower = Follower(source, state, clock=lambda: now + timedelta(minutes=1), max_rows=12)
+    first = follower.run()
+    position = follower.position()
+    assert (first.rows, first.complete) == (12, False) and position.gap is not None
+    assert position.gap == (now + timedelta(minutes=1) - follower.overlap, now)
+    rest = [Follower(source, state, clock=lambda m=m: now + timedelta(minutes=m), max_rows=12).run() for m in (2, 3)]
+    assert rest[-1].complete and first.rows + sum(r.rows for r in rest) <= 30 + 2 * 3  # ties re-read at most
+    position = follower.position()
+    assert position.cursor_arrival is None and position.swept == now + timedelta(minutes=1) - follower.overlap
+    source.close()
