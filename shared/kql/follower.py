@@ -1,10 +1,10 @@
 """The follower's query: log rows that arrived since a watermark, in arrival order, bounded per run.
 
-One query per run, whatever the traffic: the send rows and the status rows whose *arrival* time lies in
-``[p_since, p_until)`` (those that arrived exactly at ``p_since`` only from ``TimeGenerated`` ``p_time`` on)
-but not in the gap ``[p_gap_from, p_gap_until)`` (rows read already and not yet due for their second read:
-see :mod:`shared.state.follower`), oldest arrival first, at most ``take`` rows. Arrival time is ``IngestedAt``, defined by the prelude, so the
-body is the same on both engines:
+One query per run, whatever the traffic: the send rows and the status rows whose *arrival* time lies in ``[p_since,
+p_until)`` (those that arrived exactly at ``p_since`` only from ``TimeGenerated`` ``p_time`` on) but not in the gap
+``[p_gap_from, p_gap_until)`` (rows read already and not yet due for their second read: see
+:mod:`shared.state.follower`), oldest arrival first, at most ``take`` rows. Arrival time is ``IngestedAt``, defined
+by the prelude, so the body is the same on both engines:
 
 * Log Analytics: ``ingestion_time()``; ``p_from`` bounds ``TimeGenerated`` as well (the API timespan), a day
   before ``p_since``, since diagnostic rows arrive minutes after their time;

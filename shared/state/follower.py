@@ -16,15 +16,15 @@ partition), so it survives restarts:
   (``max_rows`` rows of one arrival instant and one time, never seen in practice), the cursor steps 100 ns
   past it.
 
-A run at ``now`` reads, in one query, the rows that arrived in ``[Swept, now)`` except the gap
-``[SweepTo, Watermark)``, where ``SweepTo = now - overlap`` (capped at ``Watermark``): so the fresh rows
-``[Watermark, now)`` and the one interval of older rows ``[Swept, SweepTo)`` that has just become surely
-queryable (after a long pause, ``SweepTo`` passes ``Watermark`` and there is no gap). A row is therefore read at most twice: fresh, and once more when the overlap has passed over it,
-which catches the rows that became queryable only after their arrival time (the overlap's reason, below);
-merges are idempotent, so the second read of a row already read changes nothing. Until 2026-12-07 each run
-re-read the whole overlap: 11 reads of every row at a one-minute interval and a 10-minute overlap, which at
-2 M messages an hour (83,000 rows a minute) could never finish a pass. Fewer than ``max_rows`` rows: the
-pass is complete, ``Watermark`` becomes the run's ``now`` and ``Swept`` its ``SweepTo``. Exactly
+A run at ``now`` reads, in one query, the rows that arrived in ``[Swept, now)`` except the gap ``[SweepTo,
+Watermark)``, where ``SweepTo = now - overlap`` (never before ``Swept``): so the fresh rows ``[Watermark, now)``
+and the one interval of older rows ``[Swept, SweepTo)`` that has just become surely queryable (after a long pause,
+``SweepTo`` passes ``Watermark`` and there is no gap). A row is therefore read at most twice: fresh, and once more
+when the overlap has passed over it, which catches the rows that became queryable only after their arrival time
+(the overlap's reason, below); merges are idempotent, so the second read of a row already read changes nothing.
+Until 2026-12-07 each run re-read the whole overlap: 11 reads of every row at a one-minute interval and a 10-minute
+overlap, which at 2 M messages an hour (83,000 rows a minute) could never finish a pass. Fewer than ``max_rows``
+rows: the pass is complete, ``Watermark`` becomes the run's ``now`` and ``Swept`` its ``SweepTo``. Exactly
 ``max_rows``: the cursor moves to the last row and the rest stays as it was.
 
 Overlaps: Log Analytics rows become queryable some time after their ``ingestion_time()`` (seconds to a few
