@@ -22,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -30,10 +29,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+
+from loopback import Answer, LoopbackService, Request, error
 
 SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
 _AUTHORIZATION = re.compile(r"^HMAC-SHA256 SignedHeaders=(?P<headers>[^&]+)&Signature=(?P<signature>\S+)$")
@@ -60,16 +58,6 @@ class Failure:
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: dict[str, Any] | None
-    status: int = 0
-
-
-@dataclass
 class Email:
     operation_id: str
     message: dict[str, Any]
@@ -78,97 +66,40 @@ class Email:
 
 
 @dataclass
-class AcsEmailStandIn:
+class AcsEmailStandIn(LoopbackService):
     access_key: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode())
     requests: list[Request] = field(default_factory=list)
     emails: dict[str, Email] = field(default_factory=dict)
     _faults: list[Throttle | Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    def __enter__(self) -> AcsEmailStandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                standin._handle(self, "POST")
-
-            def do_GET(self) -> None:
-                standin._handle(self, "GET")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return self.origin + "/"
 
     @property
     def connection_string(self) -> str:
         return f"endpoint={self.endpoint};accesskey={self.access_key}"
-
-    def script(self, *faults: Throttle | Failure) -> None:
-        with self._lock:
-            for fault in faults:
-                self._faults.extend([fault] * fault.times)
 
     def sends(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST"]
 
     # -- protocol -------------------------------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        url = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        headers = {key.lower(): value for key, value in handler.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = None
-        request = Request(method, url.path, parse_qs(url.query), headers, body)
-        with self._lock:
-            self.requests.append(request)
-        status, payload, extra = self._answer(request, handler.path, raw)
-        request.status = status
-        data = json.dumps(payload).encode() if payload is not None else b""
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def _answer(self, request: Request, path_and_query: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
+    def answer(self, request: Request, path_and_query: str, raw: bytes) -> Answer:
         if not request.query.get("api-version"):
-            return _error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
+            return error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
         problem = self._authenticate(request, path_and_query, raw)
         if problem:
-            return _error(401, "Denied", problem)
-        with self._lock:
-            fault = self._faults.pop(0) if self._faults else None
+            return error(401, "Denied", problem)
+        fault = self.next_fault()
         if isinstance(fault, Throttle):
-            status, body, headers = _error(429, "TooManyRequests", "Too many requests.")
+            status, body, headers = error(429, "TooManyRequests", "Too many requests.")
             return status, body, {**headers, "Retry-After": str(fault.retry_after)}
         if isinstance(fault, Failure):
-            status, body, headers = _error(fault.status, "InternalServerError", "Something went wrong.")
+            status, body, headers = error(fault.status, "InternalServerError", "Something went wrong.")
             if fault.retry_after is not None:
                 headers = {**headers, "Retry-After": str(fault.retry_after)}
             return status, body, headers
@@ -179,9 +110,9 @@ class AcsEmailStandIn:
         if request.method == "GET" and match:
             email = self.emails.get(match.group("id"))
             if email is None:
-                return _error(404, "NotFound", "No such operation.")
+                return error(404, "NotFound", "No such operation.")
             return 200, {"id": email.operation_id, "status": "Succeeded", "error": None}, {}
-        return _error(404, "NotFound", f"{request.method} {request.path} is not an ACS Email operation.")
+        return error(404, "NotFound", f"{request.method} {request.path} is not an ACS Email operation.")
 
     def _authenticate(self, request: Request, path_and_query: str, raw: bytes) -> str | None:
         """None when the HMAC signature is valid, else why not (the service's checks)."""
@@ -213,7 +144,7 @@ class AcsEmailStandIn:
         message = request.body
         problem = _invalid_message(message)
         if problem or message is None:
-            return _error(400, "InvalidRequest", problem or "the body is not JSON")
+            return error(400, "InvalidRequest", problem or "the body is not JSON")
         operation_id = request.headers.get("operation-id") or str(uuid.uuid4())
         with self._lock:
             email = self.emails.get(operation_id)
@@ -245,7 +176,3 @@ def _invalid_message(message: Any) -> str | None:
         except (binascii.Error, ValueError):
             return "contentInBase64 is not base64"
     return None
-
-
-def _error(status: int, code: str, message: str) -> tuple[int, Any, dict[str, str]]:
-    return status, {"error": {"code": code, "message": message}}, {}

@@ -18,15 +18,13 @@ own rule is undocumented). Listing pages hold ``page_size`` entries, linked by a
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+
+from loopback import Answer, LoopbackService, Request, error
 
 TOKEN = "arm-standin-token"
 API_VERSION = "2025-09-01"
@@ -57,17 +55,7 @@ class Failure:
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-    status: int = 0
-
-
-@dataclass
-class ArmSuppressionStandIn:
+class ArmSuppressionStandIn(LoopbackService):
     token: str = TOKEN
     page_size: int = 100
     unique_emails: bool = True
@@ -78,44 +66,11 @@ class ArmSuppressionStandIn:
     requests: list[Request] = field(default_factory=list)
     _faults: list[Throttle | Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> ArmSuppressionStandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                standin._handle(self, "GET")
-
-            def do_PUT(self) -> None:
-                standin._handle(self, "PUT")
-
-            def do_DELETE(self) -> None:
-                standin._handle(self, "DELETE")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    methods: ClassVar[tuple[str, ...]] = ("GET", "PUT", "DELETE")
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def script(self, *faults: Throttle | Failure) -> None:
-        with self._lock:
-            for fault in faults:
-                self._faults.extend([fault] * fault.times)
+        return self.origin
 
     def entries(self, list_path: str = LIST_PATH) -> dict[str, dict[str, Any]]:
         return self.addresses.setdefault(list_path.lower(), {})
@@ -129,59 +84,40 @@ class ArmSuppressionStandIn:
 
     # -- protocol -------------------------------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        url = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = "<not json>"
-        headers = {key.lower(): value for key, value in handler.headers.items()}
-        request = Request(method, url.path, parse_qs(url.query), headers, body)
-        with self._lock:
-            self.requests.append(request)
-            status, payload, extra = self._answer(request)
-        request.status = status
-        data = json.dumps(payload).encode() if payload is not None else b""
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+    def answer(self, request: Request, path_and_query: str, raw: bytes) -> Answer:
+        with self._lock:  # one request at a time changes the lists
+            return self._answer(request)
 
-    def _answer(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+    def _answer(self, request: Request) -> Answer:
         if request.headers.get("authorization") != f"Bearer {self.token}":
-            return _error(401, "AuthenticationFailed", "The access token is missing or invalid.")
+            return error(401, "AuthenticationFailed", "The access token is missing or invalid.")
         if request.query.get("api-version") != [API_VERSION]:
-            return _error(400, "InvalidApiVersionParameter", "Unsupported api-version.")
+            return error(400, "InvalidApiVersionParameter", "Unsupported api-version.")
         fault = self._faults.pop(0) if self._faults else None
         if isinstance(fault, Throttle):
-            status, body, headers = _error(429, "TooManyRequests", "Too many requests.")
+            status, body, headers = error(429, "TooManyRequests", "Too many requests.")
             return status, body, {**headers, "Retry-After": str(fault.retry_after)}
         if isinstance(fault, Failure):
-            return _error(fault.status, fault.code, "Scripted failure.")
+            return error(fault.status, fault.code, "Scripted failure.")
         match = _PATH.match(request.path)
         if match is None:
-            return _error(404, "NotFound", "No such route.")
+            return error(404, "NotFound", "No such route.")
         list_path, address_id = match.group("list"), match.group("id")
         if list_path.lower() not in self.lists:
-            return _error(404, "ResourceNotFound", "The suppression list was not found.")
+            return error(404, "ResourceNotFound", "The suppression list was not found.")
         entries = self.entries(list_path)
         if address_id is None:
             if request.method != "GET":
-                return _error(405, "MethodNotAllowed", "Only GET lists addresses.")
+                return error(405, "MethodNotAllowed", "Only GET lists addresses.")
             return 200, self._page(list_path, entries, request), {}
         if not _ADDRESS_ID.match(address_id):
-            return _error(400, "InvalidResourceName", "addressId must match ^[a-zA-Z0-9-]+$.")
+            return error(400, "InvalidResourceName", "addressId must match ^[a-zA-Z0-9-]+$.")
         if request.method == "GET":
             found = entries.get(address_id)
-            return (200, found, {}) if found else _error(404, "NotFound", "The address was not found.")
+            return (200, found, {}) if found else error(404, "NotFound", "The address was not found.")
         if request.method == "DELETE":
             if entries.pop(address_id, None) is None:
-                return _error(404, "NotFound", "The address was not found.")
+                return error(404, "NotFound", "The address was not found.")
             return 200, None, {}
         return self._put(list_path, entries, address_id, request.body)
 
@@ -190,13 +126,13 @@ class ArmSuppressionStandIn:
     ) -> tuple[int, Any, dict[str, str]]:
         properties = body.get("properties") if isinstance(body, dict) else None
         if not isinstance(properties, dict) or not isinstance(properties.get("email"), str):
-            return _error(400, "InvalidRequestContent", "properties.email is required.")
+            return error(400, "InvalidRequestContent", "properties.email is required.")
         email = properties["email"]
         if self.unique_emails and any(
             entry["properties"]["email"].lower() == email.lower() and key != address_id
             for key, entry in entries.items()
         ):
-            return _error(409, "Conflict", "The address is already in the list.")
+            return error(409, "Conflict", "The address is already in the list.")
         existing = entries.get(address_id)
         created = existing["systemData"]["createdAt"] if existing else None
         resource = _resource(list_path, address_id, properties, datetime.now(UTC), created)
@@ -227,7 +163,3 @@ def _resource(
         "systemData": {"createdAt": created or stamp, "lastModifiedAt": stamp},
         "properties": {**kept, "lastModified": stamp, "dataLocation": "unitedstates"},
     }
-
-
-def _error(status: int, code: str, message: str) -> tuple[int, Any, dict[str, str]]:
-    return status, {"error": {"code": code, "message": message}}, {}
