@@ -53,3 +53,11 @@ def azurite_server() -> Iterator[azurite_helper.Azurite]:
 @pytest.fixture(scope="session")
 def azurite_connection_string(azurite_server: azurite_helper.Azurite) -> str:
     return azurite_server.connection_string
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ``local.settings.json`` (``make run`` writes one) never reaches a test: the CLI's ``run``
+    copies its values into ``os.environ`` for the rest of the process (its queue and storage settings then
+    pointed later tests at a port nobody listens on). Tests of the loading itself call it directly."""
+    monkeypatch.setattr("shared.cli.load_local_settings", lambda *args, **kwargs: {})

@@ -56,6 +56,8 @@ LEASE_ROW: Final = "lease"
 LEASE_SECONDS: Final = 120.0
 #: Seconds one queue-triggered fold spends before handing the rest to a continuation message.
 FOLD_BUDGET_SECONDS: Final = 40.0
+#: How long fold requests are not tried after one failed (the follower's timer asks every minute meanwhile).
+FAILURE_PAUSE_SECONDS: Final = 30.0
 #: What a shard name looks like (the journal's partition keys).
 SHARD_PATTERN: Final = re.compile(r"j\d{1,4}")
 _EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -83,19 +85,33 @@ def read_fold_request(body: bytes) -> str:
 @dataclass
 class FoldRequests:
     """Fold requests sent to the fold queue. Sending never raises: a request that cannot be sent is logged and
-    left to the timer's safety net (the observations are journaled already; only their fold waits)."""
+    left to the timer's safety net (the observations are journaled already; only their fold waits).
+
+    After a failure, requests are not even tried for :data:`FAILURE_PAUSE_SECONDS`: each try at an unreachable
+    queue costs its retries (about 2 s), and journal writes send the requests before they return, so with the
+    queue down every Event Grid delivery waited seconds per write (a 500-event delivery: over a minute)."""
 
     queue: QueueClient
+    pause_seconds: float = FAILURE_PAUSE_SECONDS
+    _paused_until: float = field(default=0.0, repr=False)
 
     def request(self, shards: Iterable[str]) -> int:
         """One message per shard; the number sent."""
         sent = 0
         for shard in dict.fromkeys(shards):
+            if time.monotonic() < self._paused_until:
+                break  # the timer asks for every shard with a backlog
             try:
                 self._send(fold_request(shard))
                 sent += 1
             except AzureError as exc:
-                logger.warning("fold request for shard %s not sent (the timer will ask): %s", shard, type(exc).__name__)
+                self._paused_until = time.monotonic() + self.pause_seconds
+                logger.warning(
+                    "fold request for shard %s not sent; none tried for %.0f s (the timer will ask): %s",
+                    shard,
+                    self.pause_seconds,
+                    type(exc).__name__,
+                )
         return sent
 
     def _send(self, text: str) -> None:

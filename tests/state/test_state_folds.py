@@ -210,7 +210,29 @@ def test_a_request_that_cannot_be_sent_is_left_to_the_timer() -> None:
         "folds",
     )
     assert down is not None
-    assert FoldRequests(down).request(["j1", "j2"]) == 0  # logged, never raised: the write is acknowledged
+    requests = FoldRequests(down)
+    assert requests.request(["j1", "j2"]) == 0  # logged, never raised: the write is acknowledged
+
+
+def test_after_a_failed_request_none_is_tried_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable queue costs one try (its retries), not one per journal write: writes meanwhile return at
+    once, and requests are tried again once the pause is over."""
+    down = queue_with_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1",
+        "folds",
+    )
+    assert down is not None
+    tries: list[str] = []
+    requests = FoldRequests(down, pause_seconds=1.0)
+    real_send = requests._send
+    monkeypatch.setattr(requests, "_send", lambda text: (tries.append(text), real_send(text)))
+    assert requests.request(["j1", "j2"]) == 0 and len(tries) == 1
+    started = time.monotonic()
+    assert [requests.request([f"j{n}"]) for n in range(20)] == [0] * 20
+    assert len(tries) == 1 and time.monotonic() - started < 0.5
+    time.sleep(1.1)
+    assert requests.request(["j3"]) == 0 and len(tries) == 2  # tried again after the pause
 
 
 def test_the_safety_net_asks_for_every_shard_with_a_backlog_or_folds_them_without_a_queue(
