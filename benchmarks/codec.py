@@ -19,14 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.state.partition import (
-    EngagementObservation,
-    RecipientState,
-    StatusObservation,
-    recipient_entity,
-    recipient_from_entity,
-    recipient_row_key,
-)
+from shared.state.observations import EngagementObservation, StatusObservation
+from shared.state.partition import RecipientState, recipient_entity, recipient_from_entity, recipient_row_key
 
 T0 = datetime(2026, 3, 10, tzinfo=UTC)
 

@@ -25,17 +25,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.schemas import FINAL_STATUSES
+from shared.state import codec
 from shared.state.journal import decode, encode
-from shared.state.partition import (
+from shared.state.observations import (
     EngagementObservation,
     Observation,
-    Partition,
     RegistrationObservation,
     SendObservation,
     StatusObservation,
-    partition_entities,
-    partition_from_entities,
 )
+from shared.state.partition import MessageState, Partition, RecipientState, partition_entities, partition_from_entities
 from shared.state.store import empty_partition
 
 GOLDEN = Path(__file__).parent / "data" / "codec_golden.json"
@@ -235,6 +234,18 @@ def test_the_cases_cover_every_stored_field_with_and_without_a_value() -> None:
     always |= {f"message.registration.{name}" for name in ("message_id", "time", "expected_recipients")}
     assert {name for name, values in seen.items() if values != {True, False}} == always
     assert all(seen[name] == {True} for name in always)
+
+
+def test_each_column_is_declared_once_and_the_declarations_are_the_recorded_layout() -> None:
+    """The columns the dataclasses declare are exactly those the fixture's entities hold: none twice, none missing
+    (a column no case wrote would be declared for nothing), none unknown."""
+    declared = {"message": codec.columns(MessageState), "recipient": codec.columns(RecipientState)}
+    keys = {"message": {"RowKey", "Kind"}, "recipient": {"PartitionKey", "RowKey", "Kind"}}
+    for kind, names in declared.items():
+        assert len(names) == len(set(names)), kind
+        assert not keys[kind] & set(names), kind
+        recorded = {name for case in _golden() for e in case["entities"].values() if e["Kind"][1] == kind for name in e}
+        assert recorded == set(names) | keys[kind], kind
 
 
 @settings(max_examples=150, deadline=None)
