@@ -66,13 +66,14 @@ def derived(*names: str) -> Callable[[_Method], _Method]:
 def encode(record: Any, **keys: Any) -> dict[str, Any]:
     """*record* as an entity: *keys* (``PartitionKey``, ``RowKey``, ...) and the record's columns."""
     entity = dict(keys)
-    _write(_plan(type(record), ""), record, entity)
+    plan = _ENTITIES.get(type(record)) or _entity_plan(type(record))
+    _write(plan, record, entity)
     return entity
 
 
 def decode(cls: type[_Record], entity: Mapping[str, Any], **given: Any) -> _Record:
     """An entity as a *cls*; *given*: the fields *cls* does not store (an ETag)."""
-    record: _Record = _read(_plan(cls, ""), entity, given)
+    record: _Record = _read(_ENTITIES.get(cls) or _entity_plan(cls), entity, given)
     return record
 
 
@@ -145,6 +146,13 @@ class _Plan:
 
 
 _PLANS: Final[dict[tuple[type, str], _Plan]] = {}
+#: The plans of whole entities (no prefix), by class alone: looked up on every encode and decode.
+_ENTITIES: Final[dict[type, _Plan]] = {}
+
+
+def _entity_plan(cls: type) -> _Plan:
+    plan = _ENTITIES[cls] = _plan(cls, "")
+    return plan
 
 
 def _columns(plan: _Plan) -> tuple[str, ...]:

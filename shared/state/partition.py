@@ -180,8 +180,9 @@ class RecipientState:
     def source(self) -> str:
         """Where what we know of this recipient came from."""
         final = self.final
-        if final is not None:
-            return self._reported(final)
+        return self._seen() if final is None else self._reported(final)
+
+    def _seen(self) -> str:
         return "both" if self.seen_events and self.seen_logs else "events" if self.seen_events else "logs"
 
     @property
@@ -211,14 +212,13 @@ class RecipientState:
 
     # -- columns for readers of the table (and its filters): recomputed on every write, never read back ----------
 
-    @derived("FinalStatus", "FinalStatusTime", "BounceType", "BounceTypeSource")
-    def _final_columns(self) -> tuple[str, datetime, str, str] | None:
+    @derived("FinalStatus", "FinalStatusTime", "BounceType", "BounceTypeSource", "Source")
+    def _final_columns(self) -> tuple[str | None, datetime | None, str | None, str | None, str]:
+        """The final status, its time and bounce type (none until final), and :attr:`source` (``final`` once)."""
         final = self.final
-        return None if final is None else (final.status, final.time, *bounce_of(final))
-
-    @derived("Source")
-    def _source_column(self) -> str:
-        return self.source
+        if final is None:
+            return None, None, None, None, self._seen()
+        return final.status, final.time, *bounce_of(final), self._reported(final)
 
     @derived("Views", "Clicks")
     def _engagement_columns(self) -> tuple[int, int] | None:
