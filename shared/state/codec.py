@@ -19,9 +19,9 @@ Read back, a required value that is missing reads as the field's default, else a
 :class:`Column` is not stored (an ETag: :func:`decode` takes it from the caller).
 
 Each class's mapping is compiled once, at first use, into flat tuples of (attribute, column) pairs, so a write
-costs one attribute read and one test per column, as the hand-written mapping it replaced did
-(``benchmarks/codec.py``). ``tests/state/test_state_codec.py`` pins every entity against a golden fixture
-recorded with that mapping: the layout cannot change by accident.
+costs one attribute read and one test per column, as the hand-written mapping it replaced did (the fold encodes
+every entity it writes; ``benchmarks/codec.py`` measures both at par). ``tests/state/test_state_codec.py`` pins
+every entity against a golden fixture recorded with that mapping: the layout cannot change by accident.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ The real-time path reads top to bottom (``docs/state.md``)::
 
 An observation is one of four frozen dataclasses (:data:`Observation`): a status (of a recipient or of the whole
 message, from events or logs), a send row (logs), an engagement report (events), a registration (the app). Each
-is built in exactly one place per source, below (the registration: from the request). Times are bounded once,
+is built in exactly one place per source, below (the registration: from the request, by
+:func:`shared.tracing.register_message`). Times are bounded once,
 where an observation is merged (:func:`shared.state.rules.time_fault`); nothing else is decided here. The
 journal stores an observation as its fields (:func:`shared.state.journal.encode`); a send and a registration
 are also kept whole in the message entity, so their fields name their Table columns too.
