@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from shared import deadline
 from shared.errors import Conflict, NotFound, ServiceError
@@ -50,8 +49,8 @@ from shared.models import (
     TraceSendInfo,
 )
 from shared.schemas import FINAL_STATUSES
-from shared.state.follower import observation_of_row
-from shared.state.partition import FinalRecord, Partition, RecipientState, RegistrationObservation, bounce_of
+from shared.state.observations import RegistrationObservation, observation_of_trace_row
+from shared.state.partition import FinalRecord, Partition, RecipientState, bounce_of
 from shared.state.rules import EXPANDED
 from shared.state.store import StateStore, UnreadableState
 
@@ -145,7 +144,7 @@ def _known(partition: Partition) -> bool:
 
 def _write_back(store: StateStore, message_id: str, rows: QueryResult) -> Partition | None:
     """The log trace's send and event rows into the state (source ``logs``); the merged partition."""
-    observations = [o for o in (observation_of_row(_state_row(r)) for r in rows.records()) if o is not None]
+    observations = [o for o in map(observation_of_trace_row, rows.records()) if o is not None]
     observations = [o for o in observations if o.message_id == message_id]
     if not observations:
         return None
@@ -154,18 +153,6 @@ def _write_back(store: StateStore, message_id: str, rows: QueryResult) -> Partit
     except ServiceError as exc:
         logger.warning("trace: could not write the log trace into the delivery state: %s", exc.detail)
         return None
-
-
-def _state_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A trace row in the follower's column names (the send row is projected as ``SendTime``, ``MessageId``)."""
-    if record.get("RowKind") != "send":
-        return dict(record)
-    return {
-        **record,
-        "CorrelationId": record.get("MessageId"),
-        "TimeGenerated": record.get("SendTime"),
-        "Size": record.get("MessageSize"),
-    }
 
 
 def _retry_after(store: StateStore | None, message_id: str, now: datetime) -> int | None:

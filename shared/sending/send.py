@@ -104,7 +104,7 @@ def send_email(services: Services, client: EmailClient, body: SendEmailBody) -> 
 def _refuse_a_different_retry(services: Services, message_id: str, recipients: list[str]) -> None:
     """A retry (same request id) whose recipients differ from the registered send: 409, nothing sent (ACS would
     take it as the same operation and send nothing new). A state store that cannot be read does not stop a send."""
-    from shared.state.partition import RegistrationObservation
+    from shared.state.observations import RegistrationObservation
 
     try:
         partition = services.state.read(message_id)

@@ -49,7 +49,7 @@ from shared.kql.follower import INGESTED_AT, LOG_ANALYTICS_TIME_SLACK, EmbeddedA
 from shared.logs.source import LogSource
 from shared.schemas import STATUS_UPDATE_TABLE
 from shared.state.ingest import FoldReport, fold_journal
-from shared.state.partition import Observation, SendObservation, StatusObservation
+from shared.state.observations import observation_of_row
 from shared.state.store import PartitionChange, StateStore
 
 logger = logging.getLogger(__name__)
@@ -133,56 +133,6 @@ def embedded_arrival(source: LogSource) -> EmbeddedArrival:
     if has_column is not None and has_column(STATUS_UPDATE_TABLE, INGESTED_AT):
         return INGESTED_AT
     return "TimeGenerated"
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def observation_of_row(row: Mapping[str, Any]) -> Observation | None:
-    """One follower row (or one trace row of kind send/event) -> an observation; None if it says nothing."""
-    message_id = _text(row.get("CorrelationId"))
-    time_generated = row.get("TimeGenerated")
-    if message_id is None or not isinstance(time_generated, datetime):
-        return None
-    if row.get("RowKind") == "send":
-        size = row.get("Size")
-        return SendObservation(
-            message_id=message_id,
-            send_time=time_generated,
-            message_size=None if size is None else float(size),
-            attachments_count=_int(row.get("AttachmentsCount")),
-            to_recipients_count=_int(row.get("ToRecipientsCount")),
-            cc_recipients_count=_int(row.get("CcRecipientsCount")),
-            bcc_recipients_count=_int(row.get("BccRecipientsCount")),
-            unique_recipients_count=_int(row.get("UniqueRecipientsCount")),
-            resource_id=_text(row.get("_ResourceId")),
-        )
-    status = _text(row.get("DeliveryStatus"))
-    if status is None:
-        return None
-    username, domain = _text(row.get("SenderUsername")), _text(row.get("SenderDomain"))
-    sender = f"{username}@{domain}" if username and domain else username
-    return StatusObservation(
-        message_id=message_id,
-        recipient=_text(row.get("RecipientId")),
-        status=status,
-        time=time_generated,
-        source="logs",
-        sender=sender,
-        smtp_status_code=_text(row.get("SmtpStatusCode")),
-        enhanced_smtp_status_code=_text(row.get("EnhancedSmtpStatusCode")),
-        failure_reason=_text(row.get("FailureReason")),
-        failure_message=_text(row.get("FailureMessage")),
-        is_hard_bounce=_text(row.get("IsHardBounce")),
-        mail_server=_text(row.get("RecipientMailServerHostName")),
-        internet_message_id=_text(row.get("InternetMessageId")),
-        resource_id=_text(row.get("_ResourceId")),
-    )
 
 
 class Follower:

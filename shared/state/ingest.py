@@ -24,9 +24,9 @@ from typing import Any, Final
 from azure.core.exceptions import HttpResponseError
 
 from shared.state import retention
-from shared.state.events import DeliveryReport, EventError, Report, parse_events
+from shared.state.events import EventError, parse_events
 from shared.state.journal import JournalEntry
-from shared.state.partition import EngagementObservation, Observation, StatusObservation, group_by_message
+from shared.state.observations import Observation, group_by_message, observation_of
 from shared.state.store import PartitionChange, StateStore, StateStoreError, UnreadableState
 
 logger = logging.getLogger(__name__)
@@ -76,32 +76,6 @@ class FoldReport(WriteReport):
     entries: int = 0
     observations: int = 0
     left: int = 0
-
-
-def observation_of(report: Report) -> Observation:
-    if isinstance(report, DeliveryReport):
-        return StatusObservation(
-            message_id=report.message_id,
-            recipient=report.recipient,
-            status=report.status,
-            time=report.time,
-            source="events",
-            sender=report.sender,
-            mail_server=report.mail_server,
-            internet_message_id=report.internet_message_id,
-            status_message=report.status_message,
-            resource_id=report.resource_id,
-        )
-    return EngagementObservation(
-        message_id=report.message_id,
-        recipient=report.recipient,
-        engagement_type=report.engagement_type,
-        time=report.time,
-        context=report.context,
-        user_agent=report.user_agent,
-        sender=report.sender,
-        resource_id=report.resource_id,
-    )
 
 
 _writers_lock = threading.Lock()

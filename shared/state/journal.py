@@ -42,7 +42,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from shared import deadline
 from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
-from shared.state.partition import (
+from shared.state.observations import (
     EngagementObservation,
     Observation,
     RegistrationObservation,

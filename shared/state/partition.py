@@ -5,6 +5,12 @@ per recipient (``RowKey`` ``r:`` + the SHA-256 of the lowercased address): at mo
 The row key is a hash only so that it has a fixed length and no character Table Storage forbids; the
 address itself is a property (needed to answer by address) and, like the row key, never logged.
 
+The observations merged here are defined in :mod:`shared.state.observations`. The entities' columns are
+declared on the fields of :class:`MessageState`, :class:`RecipientState` and the records they hold
+(``Annotated[..., Column(...)]``) and written and read by :mod:`shared.state.codec`; the columns written for
+readers of the table only (``FinalStatus``, ``FinalStatusTime``, ``BounceType``, ``BounceTypeSource``,
+``Source``, ``Views``, ``Clicks``) by the methods marked :func:`~shared.state.codec.derived`.
+
 Every field is a join of what has been observed, so any arrival order and any duplicates give the same
 entities (``tests/state/test_state_store.py`` checks it with hypothesis):
 
@@ -32,23 +38,28 @@ apart (``shared.state.store``). What is final, resolved and bounced is decided b
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import Annotated, Any, Final
 
 from shared.models import MAX_CLICKED_URLS
 from shared.schemas import FINAL_STATUSES, MESSAGE_TERMINAL_STATUSES
-from shared.state import rules
+from shared.state import codec, rules
+from shared.state.codec import Column, derived
+from shared.state.observations import (
+    EngagementObservation,
+    Observation,
+    RegistrationObservation,
+    SendObservation,
+    StatusObservation,
+    observation_time,
+)
 
 MESSAGE_ROW_KEY: Final = "message"
 RECIPIENT_PREFIX: Final = "r:"
 MAX_ENGAGEMENT_KEYS: Final = 1_000
 
-Source = Literal["events", "logs"]
-
-_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _BEFORE: Final = "dated before its message's send, beyond the clock-skew allowance"
 
 
@@ -56,135 +67,37 @@ def recipient_row_key(address: str) -> str:
     return RECIPIENT_PREFIX + hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
-# --------------------------------------------------------------------------- observations
-
-
-@dataclass(frozen=True)
-class StatusObservation:
-    """A status of one recipient (``recipient`` None: of the whole message) from events or logs."""
-
-    message_id: str
-    recipient: str | None
-    status: str
-    time: datetime
-    source: Source
-    sender: str | None = None
-    smtp_status_code: str | None = None
-    enhanced_smtp_status_code: str | None = None
-    failure_reason: str | None = None
-    failure_message: str | None = None
-    is_hard_bounce: str | None = None
-    mail_server: str | None = None
-    internet_message_id: str | None = None
-    status_message: str | None = None
-    resource_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SendObservation:
-    """The send row of a message (logs only: events carry no recipient count)."""
-
-    message_id: str
-    send_time: datetime
-    message_size: float | None = None
-    attachments_count: int | None = None
-    to_recipients_count: int | None = None
-    cc_recipients_count: int | None = None
-    bcc_recipients_count: int | None = None
-    unique_recipients_count: int | None = None
-    resource_id: str | None = None
-
-
-@dataclass(frozen=True)
-class EngagementObservation:
-    message_id: str
-    recipient: str
-    engagement_type: str
-    time: datetime
-    context: str | None = None
-    user_agent: str | None = None
-    sender: str | None = None
-    resource_id: str | None = None
-
-    def digest(self) -> str:
-        text = "\x1f".join([self.engagement_type, self.time.isoformat(), self.context or "", self.user_agent or ""])
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class RegistrationObservation:
-    """The app's word on a sent message: its recipients (by address) or how many there are."""
-
-    message_id: str
-    time: datetime
-    expected_recipients: int
-    recipients: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Decoded from JSON (the journal) the addresses come as a list.
-        object.__setattr__(self, "recipients", tuple(self.recipients))
-
-    def order(self) -> tuple[Any, ...]:
-        return (self.time, self.expected_recipients, tuple(sorted(a.lower() for a in self.recipients)))
-
-    def same_as(self, other: RegistrationObservation) -> bool:
-        """The same registration (whenever made): the same count and the same addresses in any case and order."""
-        return self.order()[1:] == other.order()[1:]
-
-
-Observation = StatusObservation | SendObservation | EngagementObservation | RegistrationObservation
-
-
-def observation_time(observation: Observation) -> datetime:
-    return observation.send_time if isinstance(observation, SendObservation) else observation.time
-
-
-def group_by_message(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
-    groups: dict[str, list[Observation]] = {}
-    for observation in observations:
-        groups.setdefault(observation.message_id, []).append(observation)
-    return groups
-
-
 # --------------------------------------------------------------------------- records
 
 
 @dataclass(frozen=True)
 class FinalRecord:
-    """A recipient's final status as one source reported it."""
+    """A recipient's final status as one source reported it: the fields of its :class:`StatusObservation` that
+    say what became of it (stored under ``Event`` or ``Log``)."""
 
-    status: str
-    time: datetime
-    smtp_status_code: str | None = None
-    enhanced_smtp_status_code: str | None = None
-    failure_reason: str | None = None
-    failure_message: str | None = None
-    is_hard_bounce: str | None = None
-    mail_server: str | None = None
-    internet_message_id: str | None = None
-    status_message: str | None = None
-    sender: str | None = None
+    status: Annotated[str, Column("Status")]
+    time: Annotated[datetime, Column("Time")]
+    smtp_status_code: Annotated[str | None, Column("SmtpStatusCode")] = None
+    enhanced_smtp_status_code: Annotated[str | None, Column("EnhancedSmtpStatusCode")] = None
+    failure_reason: Annotated[str | None, Column("FailureReason")] = None
+    failure_message: Annotated[str | None, Column("FailureMessage")] = None
+    is_hard_bounce: Annotated[str | None, Column("IsHardBounce")] = None
+    mail_server: Annotated[str | None, Column("MailServer")] = None
+    internet_message_id: Annotated[str | None, Column("InternetMessageId")] = None
+    status_message: Annotated[str | None, Column("StatusMessage")] = None
+    sender: Annotated[str | None, Column("Sender")] = None
 
     def order(self) -> tuple[Any, ...]:
         """Later time first; equal times ordered by the whole record, so the choice never depends on arrival."""
-        rest = (getattr(self, f.name) for f in fields(self)[2:])
+        rest = (getattr(self, name) for name in _RECORD_FIELDS[2:])
         return (self.time, self.status, *("" if value is None else str(value) for value in rest))
 
     @classmethod
     def of(cls, observation: StatusObservation) -> FinalRecord:
-        return cls(
-            status=observation.status,
-            time=observation.time,
-            smtp_status_code=observation.smtp_status_code,
-            enhanced_smtp_status_code=observation.enhanced_smtp_status_code,
-            failure_reason=observation.failure_reason,
-            failure_message=observation.failure_message,
-            is_hard_bounce=observation.is_hard_bounce,
-            mail_server=observation.mail_server,
-            internet_message_id=observation.internet_message_id,
-            status_message=observation.status_message,
-            sender=observation.sender,
-        )
+        return cls(**{name: getattr(observation, name) for name in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS: Final = tuple(item.name for item in fields(FinalRecord))
 
 
 def _later(current: FinalRecord | None, incoming: FinalRecord) -> FinalRecord:
@@ -221,32 +134,41 @@ def bounce_of(record: FinalRecord) -> tuple[str, str]:
 
 @dataclass
 class RecipientState:
-    address: str
-    event_final: FinalRecord | None = None
-    log_final: FinalRecord | None = None
+    """One recipient of a message (entity ``r:`` + the address's hash; its columns in the field types)."""
+
+    address: Annotated[str, Column("Recipient")]
+    event_final: Annotated[FinalRecord | None, Column("Event")] = None
+    log_final: Annotated[FinalRecord | None, Column("Log")] = None
     #: Latest non-final status: (time, status, source).
-    latest: tuple[datetime, str, str] | None = None
-    seen_events: bool = False
-    seen_logs: bool = False
-    engagement_keys: tuple[str, ...] = ()
-    first_engagement: datetime | None = None
-    last_engagement: datetime | None = None
-    clicked_urls: tuple[str, ...] = ()
-    sender: str | None = None
-    resource_id: str | None = None
-    first_seen: datetime | None = None
+    latest: Annotated[
+        tuple[datetime, str, str] | None, Column("LatestStatusTime", "LatestStatus", "LatestStatusSource")
+    ] = None
+    seen_events: Annotated[bool, Column("SeenEvents")] = False
+    seen_logs: Annotated[bool, Column("SeenLogs")] = False
+    engagement_keys: Annotated[tuple[str, ...], Column("EngagementKeys", form="words")] = ()
+    first_engagement: Annotated[datetime | None, Column("FirstEngagement")] = None
+    last_engagement: Annotated[datetime | None, Column("LastEngagement")] = None
+    clicked_urls: Annotated[tuple[str, ...], Column("ClickedUrls", form="json")] = ()
+    sender: Annotated[str | None, Column("Sender")] = None
+    resource_id: Annotated[str | None, Column("ResourceId")] = None
+    first_seen: Annotated[datetime | None, Column("FirstSeen")] = None
     etag: str | None = field(default=None, compare=False)
 
     @property
     def final(self) -> FinalRecord | None:
-        candidates = [record for record in (self.event_final, self.log_final) if record is not None]
-        return max(candidates, key=FinalRecord.order) if candidates else None
+        """The later of the two sources' final records (equal: the events')."""
+        event, log = self.event_final, self.log_final
+        if event is None or log is None:
+            return event or log
+        return event if event.order() >= log.order() else log
 
     @property
     def final_source(self) -> str | None:
         final = self.final
-        if final is None:
-            return None
+        return None if final is None else self._reported(final)
+
+    def _reported(self, final: FinalRecord) -> str:
+        """Which sources reported *final*'s status: ``events``, ``logs`` or ``both``."""
         sources = [
             name
             for name, record in (("events", self.event_final), ("logs", self.log_final))
@@ -257,8 +179,10 @@ class RecipientState:
     @property
     def source(self) -> str:
         """Where what we know of this recipient came from."""
-        if self.final is not None:
-            return self.final_source or "events"
+        final = self.final
+        return self._seen() if final is None else self._reported(final)
+
+    def _seen(self) -> str:
         return "both" if self.seen_events and self.seen_logs else "events" if self.seen_events else "logs"
 
     @property
@@ -285,6 +209,20 @@ class RecipientState:
 
     def clicks(self) -> int:
         return sum(1 for key in self.engagement_keys if key.startswith("click:"))
+
+    # -- columns for readers of the table (and its filters): recomputed on every write, never read back ----------
+
+    @derived("FinalStatus", "FinalStatusTime", "BounceType", "BounceTypeSource", "Source")
+    def _final_columns(self) -> tuple[str | None, datetime | None, str | None, str | None, str]:
+        """The final status, its time and bounce type (none until final), and :attr:`source` (``final`` once)."""
+        final = self.final
+        if final is None:
+            return None, None, None, None, self._seen()
+        return final.status, final.time, *bounce_of(final), self._reported(final)
+
+    @derived("Views", "Clicks")
+    def _engagement_columns(self) -> tuple[int, int] | None:
+        return (self.views(), self.clicks()) if self.engagement_keys else None
 
     # -- merges -------------------------------------------------------------------------------
 
@@ -337,17 +275,19 @@ class RecipientState:
 
 @dataclass
 class MessageState:
-    message_id: str
-    send: SendObservation | None = None
-    sender: str | None = None
-    resource_id: str | None = None
+    """What is said of a message as a whole (entity ``message``; its columns in the field types)."""
+
+    message_id: Annotated[str, Column("PartitionKey")]
+    send: Annotated[SendObservation | None, Column()] = None
+    sender: Annotated[str | None, Column("Sender")] = None
+    resource_id: Annotated[str | None, Column("ResourceId")] = None
     #: Latest message-level status (no recipient): (time, status).
-    message_status: tuple[datetime, str] | None = None
-    first_seen: datetime | None = None
+    message_status: Annotated[tuple[datetime, str] | None, Column("MessageStatusTime", "MessageStatus")] = None
+    first_seen: Annotated[datetime | None, Column("FirstSeen")] = None
     #: When a trace first asked for this message while nothing was known (the notFound rule).
-    first_asked: datetime | None = None
+    first_asked: Annotated[datetime | None, Column("FirstAsked")] = None
     #: The app's registration of the send (``PUT /api/messages/{id}``).
-    registration: RegistrationObservation | None = None
+    registration: Annotated[RegistrationObservation | None, Column()] = None
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -378,19 +318,12 @@ class MessageState:
 
 
 def _send_order(send: SendObservation) -> tuple[Any, ...]:
-    return (send.send_time, *("" if value is None else str(value) for value in _send_values(send)))
+    """Earlier first; equal times ordered by the whole row (its fields after the message id and the time)."""
+    values = (getattr(send, name) for name in _SEND_FACTS)
+    return (send.send_time, *("" if value is None else str(value) for value in values))
 
 
-def _send_values(send: SendObservation) -> tuple[Any, ...]:
-    return (
-        send.message_size,
-        send.attachments_count,
-        send.to_recipients_count,
-        send.cc_recipients_count,
-        send.bcc_recipients_count,
-        send.unique_recipients_count,
-        send.resource_id,
-    )
+_SEND_FACTS: Final = tuple(item.name for item in fields(SendObservation))[2:]
 
 
 @dataclass
@@ -546,185 +479,28 @@ class Partition:
         return rules.send_time_bound(send_time, self._times())
 
 
-# --------------------------------------------------------------------------- entity mapping
-
-_FINAL_FIELDS: Final = (
-    ("Status", "status"),
-    ("Time", "time"),
-    ("SmtpStatusCode", "smtp_status_code"),
-    ("EnhancedSmtpStatusCode", "enhanced_smtp_status_code"),
-    ("FailureReason", "failure_reason"),
-    ("FailureMessage", "failure_message"),
-    ("IsHardBounce", "is_hard_bounce"),
-    ("MailServer", "mail_server"),
-    ("InternetMessageId", "internet_message_id"),
-    ("StatusMessage", "status_message"),
-    ("Sender", "sender"),
-)
-_SEND_FIELDS: Final = (
-    ("SendTime", "send_time"),
-    ("MessageSize", "message_size"),
-    ("AttachmentsCount", "attachments_count"),
-    ("ToRecipientsCount", "to_recipients_count"),
-    ("CcRecipientsCount", "cc_recipients_count"),
-    ("BccRecipientsCount", "bcc_recipients_count"),
-    ("UniqueRecipientsCount", "unique_recipients_count"),
-    ("SendResourceId", "resource_id"),
-)
-
-
-def _put(entity: dict[str, Any], name: str, value: Any) -> None:
-    if value is not None:
-        entity[name] = value
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime.fromisoformat(str(value)).astimezone(UTC)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
+# --------------------------------------------------------------------------- entities (shared.state.codec)
 
 
 def message_entity(message: MessageState) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": message.message_id, "RowKey": MESSAGE_ROW_KEY, "Kind": "message"}
-    if message.send is not None:
-        for name, attribute in _SEND_FIELDS:
-            _put(entity, name, getattr(message.send, attribute))
-    _put(entity, "Sender", message.sender)
-    _put(entity, "ResourceId", message.resource_id)
-    if message.message_status is not None:
-        entity["MessageStatusTime"], entity["MessageStatus"] = message.message_status
-    _put(entity, "FirstSeen", message.first_seen)
-    _put(entity, "FirstAsked", message.first_asked)
-    registration = message.registration
-    if registration is not None:
-        entity["RegisteredAt"] = registration.time
-        entity["RegisteredRecipients"] = registration.expected_recipients
-        if registration.recipients:
-            entity["RegisteredAddresses"] = json.dumps(list(registration.recipients))
-    return entity
+    return codec.encode(message, RowKey=MESSAGE_ROW_KEY, Kind="message")
 
 
 def message_from_entity(entity: Mapping[str, Any]) -> MessageState:
-    message_id = str(entity["PartitionKey"])
-    send = None
-    if entity.get("SendTime") is not None:
-        send_time = _utc(entity["SendTime"])
-        assert send_time is not None
-        size = entity.get("MessageSize")
-        send = SendObservation(
-            message_id=message_id,
-            send_time=send_time,
-            message_size=None if size is None else float(size),
-            attachments_count=_int(entity.get("AttachmentsCount")),
-            to_recipients_count=_int(entity.get("ToRecipientsCount")),
-            cc_recipients_count=_int(entity.get("CcRecipientsCount")),
-            bcc_recipients_count=_int(entity.get("BccRecipientsCount")),
-            unique_recipients_count=_int(entity.get("UniqueRecipientsCount")),
-            resource_id=entity.get("SendResourceId"),
-        )
-    status = None
-    if entity.get("MessageStatus") is not None:
-        status_time = _utc(entity.get("MessageStatusTime"))
-        status = (status_time or _EPOCH, str(entity["MessageStatus"]))
-    registration = None
-    if entity.get("RegisteredRecipients") is not None:
-        addresses = json.loads(entity["RegisteredAddresses"]) if entity.get("RegisteredAddresses") else []
-        registration = RegistrationObservation(
-            message_id=message_id,
-            time=_utc(entity.get("RegisteredAt")) or _EPOCH,
-            expected_recipients=int(entity["RegisteredRecipients"]),
-            recipients=tuple(str(address) for address in addresses),
-        )
-    return MessageState(
-        message_id=message_id,
-        send=send,
-        registration=registration,
-        sender=entity.get("Sender"),
-        resource_id=entity.get("ResourceId"),
-        message_status=status,
-        first_seen=_utc(entity.get("FirstSeen")),
-        first_asked=_utc(entity.get("FirstAsked")),
-        etag=_etag(entity),
-    )
+    return codec.decode(MessageState, entity, etag=_etag(entity))
+
+
+def recipient_entity(message_id: str, key: str, recipient: RecipientState) -> dict[str, Any]:
+    return codec.encode(recipient, PartitionKey=message_id, RowKey=key, Kind="recipient")
+
+
+def recipient_from_entity(entity: Mapping[str, Any]) -> RecipientState:
+    return codec.decode(RecipientState, entity, etag=_etag(entity))
 
 
 def _etag(entity: Mapping[str, Any]) -> str | None:
     metadata = getattr(entity, "metadata", None)
     return metadata.get("etag") if isinstance(metadata, Mapping) else None
-
-
-def recipient_entity(message_id: str, key: str, recipient: RecipientState) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": message_id, "RowKey": key, "Kind": "recipient"}
-    entity["Recipient"] = recipient.address
-    for prefix, record in (("Event", recipient.event_final), ("Log", recipient.log_final)):
-        if record is not None:
-            for name, attribute in _FINAL_FIELDS:
-                _put(entity, prefix + name, getattr(record, attribute))
-    final = recipient.final
-    if final is not None:
-        # Derived columns, for readers of the table (and filters); recomputed on every write.
-        entity["FinalStatus"] = final.status
-        entity["FinalStatusTime"] = final.time
-        entity["BounceType"], entity["BounceTypeSource"] = bounce_of(final)
-    entity["Source"] = recipient.source
-    entity["SeenEvents"] = recipient.seen_events
-    entity["SeenLogs"] = recipient.seen_logs
-    if recipient.latest is not None:
-        entity["LatestStatusTime"], entity["LatestStatus"], entity["LatestStatusSource"] = recipient.latest
-    if recipient.engagement_keys:
-        entity["EngagementKeys"] = " ".join(recipient.engagement_keys)
-        entity["Views"] = recipient.views()
-        entity["Clicks"] = recipient.clicks()
-        _put(entity, "FirstEngagement", recipient.first_engagement)
-        _put(entity, "LastEngagement", recipient.last_engagement)
-    if recipient.clicked_urls:
-        entity["ClickedUrls"] = json.dumps(list(recipient.clicked_urls))
-    _put(entity, "Sender", recipient.sender)
-    _put(entity, "ResourceId", recipient.resource_id)
-    _put(entity, "FirstSeen", recipient.first_seen)
-    return entity
-
-
-def _record(entity: Mapping[str, Any], prefix: str) -> FinalRecord | None:
-    if entity.get(prefix + "Status") is None:
-        return None
-    values: dict[str, Any] = {attribute: entity.get(prefix + name) for name, attribute in _FINAL_FIELDS}
-    values["time"] = _utc(values["time"]) or _EPOCH
-    return FinalRecord(**values)
-
-
-def recipient_from_entity(entity: Mapping[str, Any]) -> RecipientState:
-    latest = None
-    if entity.get("LatestStatus") is not None:
-        latest = (
-            _utc(entity.get("LatestStatusTime")) or _EPOCH,
-            str(entity["LatestStatus"]),
-            str(entity.get("LatestStatusSource") or "events"),
-        )
-    keys = str(entity.get("EngagementKeys") or "").split()
-    urls = json.loads(entity["ClickedUrls"]) if entity.get("ClickedUrls") else []
-    return RecipientState(
-        address=str(entity.get("Recipient") or ""),
-        event_final=_record(entity, "Event"),
-        log_final=_record(entity, "Log"),
-        latest=latest,
-        seen_events=bool(entity.get("SeenEvents")),
-        seen_logs=bool(entity.get("SeenLogs")),
-        engagement_keys=tuple(keys),
-        first_engagement=_utc(entity.get("FirstEngagement")),
-        last_engagement=_utc(entity.get("LastEngagement")),
-        clicked_urls=tuple(str(url) for url in urls),
-        sender=entity.get("Sender"),
-        resource_id=entity.get("ResourceId"),
-        first_seen=_utc(entity.get("FirstSeen")),
-        etag=_etag(entity),
-    )
 
 
 def partition_from_entities(message_id: str, entities: Iterable[Mapping[str, Any]]) -> Partition:

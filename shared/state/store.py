@@ -47,16 +47,13 @@ from shared.errors import ServiceError, Unavailable, UpstreamFailure
 from shared.settings import Settings
 from shared.state import retention
 from shared.state.journal import TABLE_SUFFIX, Journal, encode
+from shared.state.observations import Observation, StatusObservation, group_by_message, observation_time
 from shared.state.partition import (
     MESSAGE_ROW_KEY,
     MessageState,
-    Observation,
     Partition,
     RecipientState,
-    StatusObservation,
     copy_partition,
-    group_by_message,
-    observation_time,
     partition_entities,
     partition_from_entities,
 )

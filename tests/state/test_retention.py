@@ -21,7 +21,7 @@ from shared.insights import Insights
 from shared.services import Services
 from shared.state import retention
 from shared.state.ingest import fold_journal
-from shared.state.partition import SendObservation, StatusObservation
+from shared.state.observations import SendObservation, StatusObservation
 from shared.state.retention import ASKED_PARTITION, DAY_PREFIX, expire_state, expiry_table, indexed_ids
 from shared.state.store import StateStore
 from shared.tracing import NOT_FOUND_RETRY_WINDOW

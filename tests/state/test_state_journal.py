@@ -19,7 +19,8 @@ from test_state_store import _comparable, _retarget, _state, observation_strateg
 from shared.errors import Unavailable
 from shared.state.ingest import apply_observations, fold_journal
 from shared.state.journal import CHUNK_CHARS, ENTITY_CHARS, Journal, JournalUnavailable, decode, encode
-from shared.state.partition import Observation, partition_entities, recipient_row_key
+from shared.state.observations import Observation
+from shared.state.partition import partition_entities, recipient_row_key
 from shared.state.store import StateStore
 
 

@@ -13,17 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import Unavailable
-from shared.state.partition import (
-    MESSAGE_ROW_KEY,
+from shared.state.observations import (
     EngagementObservation,
     Observation,
-    Partition,
     RegistrationObservation,
     SendObservation,
     StatusObservation,
-    partition_entities,
-    recipient_row_key,
 )
+from shared.state.partition import MESSAGE_ROW_KEY, Partition, partition_entities, recipient_row_key
 from shared.state.store import StateStore, StateStoreUnavailable, empty_partition
 
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)

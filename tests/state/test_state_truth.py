@@ -19,7 +19,8 @@ from shared.insights import Insights
 from shared.models import TraceParams
 from shared.services import Services
 from shared.state.ingest import fold_journal, ingest_events
-from shared.state.partition import SendObservation, StatusObservation, recipient_row_key
+from shared.state.observations import SendObservation, StatusObservation
+from shared.state.partition import recipient_row_key
 from shared.state.rules import EXPANSION_QUIET, bounce_type
 from shared.state.store import StateStore, empty_partition
 from shared.tracing import trace_message
@@ -201,7 +202,7 @@ def test_events_in_every_order_with_the_registration_give_one_answer(
 
 
 def _registration(mid: str, recipients: tuple[str, ...]) -> list[Any]:
-    from shared.state.partition import RegistrationObservation
+    from shared.state.observations import RegistrationObservation
 
     return [RegistrationObservation(mid, NOW, len(recipients), recipients)]
 

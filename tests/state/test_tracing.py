@@ -23,7 +23,7 @@ from shared.logs.source import QueryResult
 from shared.models import TraceParams
 from shared.services import Services
 from shared.state.ingest import ingest_events
-from shared.state.partition import SendObservation
+from shared.state.observations import SendObservation
 from shared.state.store import StateStore
 from shared.tracing import NOT_FOUND_RETRY_WINDOW, trace_message
 
