@@ -85,8 +85,8 @@ FILTER_LIFETIME: Final = timedelta(days=7)
 MESSAGE_EXTRA_LIFETIME: Final = timedelta(days=1)
 #: How long a claimed entry is held for its attempt (far more than the callback timeout).
 LEASE: Final = timedelta(seconds=90)
-#: Attempts in flight at once. An attempt mostly waits (on the table, the state read and the callback), so the
-#: pool is sized for waiting, not for cores: with 8, 50 pushes a second queued for seconds (benchmarks/realtime.py).
+#: Attempts in flight at once. More does not go faster where the table service is the bottleneck: 32 made each
+#: attempt's state read four times slower and starved the folds sharing the process (benchmarks/realtime.py).
 WORKERS: Final = 8
 #: Message-index look-ups of one fold chunk run side by side, at most this many.
 LOOKUPS: Final = 8
