@@ -13,7 +13,9 @@ How: the fold of the delivery-state journal (run by the follower's timer, which 
 ingestion journals events) hands its :class:`~shared.state.store.PartitionChange` objects to
 :meth:`Push.on_change`, which writes one outbox entity per outcome (a duplicate event changes nothing, and
 an outcome already in the outbox is not added twice) and submits an immediate attempt to a small thread
-pool, without waiting for it. An attempt POSTs with a short timeout; at most one attempt per subscription is
+pool, without waiting for it. A message's subscriptions are found by one point read of the message index
+(:meth:`~shared.push.subscriptions.SubscriptionStore.subscribers`), so every instance sees a new one at once,
+and their waiting entries are claimed by the fold for the attempt. An attempt POSTs with a short timeout; at most one attempt per subscription is
 in flight here, so a callback that hangs holds one worker for at most the timeout and never delays ingestion
 or another subscription. What fails stays in the outbox: the follower's timer (every minute) calls
 :meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at least once; receivers
