@@ -15,11 +15,11 @@ ingestion journals events) hands its :class:`~shared.state.store.PartitionChange
 an outcome already in the outbox is not added twice) and submits an immediate attempt to a small thread
 pool, without waiting for it. A message's subscriptions are found by one point read of the message index
 (:meth:`~shared.push.subscriptions.SubscriptionStore.subscribers`), so every instance sees a new one at once,
-and their waiting entries are claimed by the fold for the attempt. An attempt POSTs with a short timeout; at most one attempt per subscription is
-in flight here, so a callback that hangs holds one worker for at most the timeout and never delays ingestion
-or another subscription. What fails stays in the outbox: the follower's timer (every minute) calls
-:meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at least once; receivers
-dedup by ``X-Delivery-Id``).
+and their waiting entries are claimed by the fold for the attempt. An attempt POSTs with a short timeout; at
+most one attempt per subscription is in flight here, so a callback that hangs holds one worker for at most the
+timeout and never delays ingestion or another subscription. What fails stays in the outbox: the follower's
+timer (every minute) calls :meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at
+least once; receivers dedup by ``X-Delivery-Id``).
 
 Retries follow Event Grid's schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then 3 h, 6 h, 12 h
 and 24 h; 12 attempts over about two days, then the outcome is dropped with a warning (subscription and
