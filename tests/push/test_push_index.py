@@ -165,3 +165,27 @@ def test_a_subscription_made_on_another_instance_is_pushed_at_once(
     assert headers["x-subscription-id"] == sub["id"]
     for services in (folding, making):
         services.close()
+
+
+def test_a_message_subscription_without_its_waiting_entry_is_pushed_when_final(
+    semantic_insights: Insights, tables: dict[str, str], receivers: list[Receiver]
+) -> None:
+    """A subscription made before entries waited (or whose entry is being written) has none to claim: the fold
+    writes its push due now instead, once, and a deleted subscription whose id lingers in the index gets none."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    services = build(semantic_insights, tables, Clock(FIXTURE_NOW))
+    with serve(services) as host:
+        sub = subscribe(host.base_url, {"callbackUrl": receiver.url, "messageId": "msg-01-final"})
+        gone = subscribe(host.base_url, {"callbackUrl": receiver.url, "messageId": "msg-01-final"})
+        store = services.subscriptions
+        for entry in store.outbox():
+            store.drop(entry)
+        store.client.delete_entity(SUBSCRIPTION_PARTITION, gone["id"])  # its id stays in the index
+        assert set(store.subscribers("msg-01-final", FIXTURE_NOW)) == {sub["id"], gone["id"]}
+        run_timer(host.base_url)
+        receiver.wait_for(1)
+        run_timer(host.base_url)
+    assert [headers["x-subscription-id"] for headers, _ in receiver.received] == [sub["id"]]
+    assert [entry.subscription_id for entry in services.subscriptions.outbox()] == [sub["id"]]
+    services.close()
