@@ -13,11 +13,13 @@ How: the fold of the delivery-state journal (run by the follower's timer, which 
 ingestion journals events) hands its :class:`~shared.state.store.PartitionChange` objects to
 :meth:`Push.on_change`, which writes one outbox entity per outcome (a duplicate event changes nothing, and
 an outcome already in the outbox is not added twice) and submits an immediate attempt to a small thread
-pool, without waiting for it. An attempt POSTs with a short timeout; at most one attempt per subscription is
-in flight here, so a callback that hangs holds one worker for at most the timeout and never delays ingestion
-or another subscription. What fails stays in the outbox: the follower's timer (every minute) calls
-:meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at least once; receivers
-dedup by ``X-Delivery-Id``).
+pool, without waiting for it. A message's subscriptions are found by one point read of the message index
+(:meth:`~shared.push.subscriptions.SubscriptionStore.subscribers`), so every instance sees a new one at once,
+and their waiting entries are claimed by the fold for the attempt. An attempt POSTs with a short timeout; at
+most one attempt per subscription is in flight here, so a callback that hangs holds one worker for at most the
+timeout and never delays ingestion or another subscription. What fails stays in the outbox: the follower's
+timer (every minute) calls :meth:`Push.run_due`, which delivers whatever is due, so a restart loses nothing (at
+least once; receivers dedup by ``X-Delivery-Id``).
 
 Retries follow Event Grid's schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then 3 h, 6 h, 12 h
 and 24 h; 12 attempts over about two days, then the outcome is dropped with a warning (subscription and
@@ -85,7 +87,11 @@ FILTER_LIFETIME: Final = timedelta(days=7)
 MESSAGE_EXTRA_LIFETIME: Final = timedelta(days=1)
 #: How long a claimed entry is held for its attempt (far more than the callback timeout).
 LEASE: Final = timedelta(seconds=90)
+#: Attempts in flight at once. More does not go faster where the table service is the bottleneck: 32 made each
+#: attempt's state read four times slower and starved the folds sharing the process (benchmarks/realtime.py).
 WORKERS: Final = 8
+#: Message-index look-ups of one fold chunk run side by side, at most this many.
+LOOKUPS: Final = 8
 #: Entries held in memory behind a busy subscription; more wait for the timer in the outbox alone.
 MAX_WAITING: Final = 100
 #: Entries one timer run looks at, and how long it waits for their attempts before returning.
@@ -131,6 +137,12 @@ def _sender_matches(wanted: str, sender: str | None) -> bool:
     return sender == wanted if "@" in wanted else sender.partition("@")[0] == wanted
 
 
+def _send_learnt(change: PartitionChange) -> bool:
+    """Whether *change* told when the message was sent (a message subscription's deadline counts from it)."""
+    sent = change.after.send_time_bound()
+    return sent is not None and sent != change.before.send_time_bound()
+
+
 def filter_matches(subscription: SubscriptionRecord, partition: Partition, recipient: RecipientState) -> bool:
     final = recipient.final
     if final is None:
@@ -171,6 +183,9 @@ class Push:
         self.wall_clock = wall_clock
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
+        #: The fold's look-ups of a chunk's messages' subscribers, side by side (never the callbacks' pool: a
+        #: fold must not wait behind slow callbacks).
+        self._lookups = ThreadPoolExecutor(max_workers=LOOKUPS, thread_name_prefix="push-lookup")
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
         #: Entries that found their subscription busy, attempted in turn when it is free.
@@ -225,45 +240,67 @@ class Push:
         return self.on_change if self.store.any_active(self.clock()) else None
 
     def on_change(self, changes: Sequence[PartitionChange]) -> None:
-        """Outbox entries for what *changes* made final, then immediate attempts (not waited for). The
-        subscriptions are listed only when something changed: an idle run reads one entity (``hook``)."""
+        """Outbox entries for what *changes* made final, then immediate attempts (not waited for).
+
+        A message's subscribers are found by one point read of the message index, for the changes that can
+        concern them (made final, or a send time learnt): on every instance at once, and without listing every
+        subscription. The subscriptions are listed (cached) only for filters, when a recipient became final."""
         if not changes:
             return
         now = self.clock()
-        subscriptions = self.store.active(now)
-        if not subscriptions:
-            return
-        by_message: dict[str, list[SubscriptionRecord]] = {}
-        filters = [s for s in subscriptions if s.kind == "filter"]
-        for subscription in subscriptions:
-            if subscription.kind == "message" and subscription.message_id:
-                by_message.setdefault(subscription.message_id, []).append(subscription)
-        queued: list[str] = []
-        for change in changes:
-            for subscription in by_message.get(change.message_id, ()):
-                if change.became_final:
-                    queued += self._enqueue_message(subscription, now)
-                elif (sent := change.after.send_time_bound()) is not None and sent < subscription.created_at:
-                    # The send is known now: the deadline counts from it, not from the subscription.
-                    entry_id = delivery_id(subscription.id, "final")
-                    if self.store.advance(entry_id, now, sent + self.status_grace) and rules.expired(
-                        sent, now, self.status_grace
-                    ):
-                        queued.append(entry_id)
-            became = change.recipients_became_final() if filters else []
-            if became:
-                seen = self._as_read(change)
-                for changed in became:
-                    recipient = seen.recipients.get(recipient_row_key(changed.address), changed)
-                    if recipient.final is None:
-                        continue
-                    body: bytes | None = None
-                    for subscription in filters:
-                        if filter_matches(subscription, seen, recipient):
-                            body = body or outcome_body(seen, recipient)
-                            queued += self._enqueue_outcome(subscription, seen, recipient, body, now)
-        for entry_id in queued:
-            self.submit(entry_id)
+        watched = [change for change in changes if change.became_final or _send_learnt(change)]
+        queued: list[str | OutboxEntry] = []
+        if len(watched) == 1:
+            queued += self._message_pushes(watched[0], now)
+        elif watched:
+            for found in self._lookups.map(lambda change: self._message_pushes(change, now), watched):
+                queued += found
+        became = [(change, change.recipients_became_final()) for change in changes]
+        if any(recipients for _, recipients in became):
+            filters = [s for s in self.store.active(now) if s.kind == "filter"]
+            for change, recipients in became if filters else ():
+                if recipients:
+                    queued += self._filter_pushes(filters, change, recipients, now)
+        for entry in queued:
+            self.submit(entry)
+
+    def _message_pushes(self, change: PartitionChange, now: datetime) -> list[str | OutboxEntry]:
+        """What *change* does to its message's subscriptions: their pushes due now (taken for the attempt) when
+        it made the message final; else, a send time learnt, their deadlines brought forward to it."""
+        due: list[str | OutboxEntry] = []
+        for subscription_id in self.store.subscribers(change.message_id, now):
+            if change.became_final:
+                due += self._take_message_push(subscription_id, change.message_id, now)
+                continue
+            sent = change.after.send_time_bound()
+            entry_id = delivery_id(subscription_id, "final")
+            if (
+                sent is not None
+                and self.store.advance(entry_id, now, sent + self.status_grace)
+                and rules.expired(sent, now, self.status_grace)
+            ):
+                due.append(entry_id)
+        return due
+
+    def _filter_pushes(
+        self,
+        filters: list[SubscriptionRecord],
+        change: PartitionChange,
+        became: list[RecipientState],
+        now: datetime,
+    ) -> list[str | OutboxEntry]:
+        queued: list[str | OutboxEntry] = []
+        seen = self._as_read(change)
+        for changed in became:
+            recipient = seen.recipients.get(recipient_row_key(changed.address), changed)
+            if recipient.final is None:
+                continue
+            body: bytes | None = None
+            for subscription in filters:
+                if filter_matches(subscription, seen, recipient):
+                    body = body or outcome_body(seen, recipient)
+                    queued += self._enqueue_outcome(subscription, seen, recipient, body, now)
+        return queued
 
     def _as_read(self, change: PartitionChange) -> Partition:
         """The message as GET reads it: its partition with every journal shard's observations, not only those
@@ -285,19 +322,33 @@ class Push:
         assert subscription.message_id is not None
         entry_id = delivery_id(subscription.id, "final")
         added = self.store.enqueue(subscription.id, subscription.message_id, "final", None, now)
-        if added:
-            self.store.mark_queued(subscription.id)
         return [entry_id] if added or self.store.advance(entry_id, now) else []
+
+    def _take_message_push(self, subscription_id: str, message_id: str, now: datetime) -> list[str | OutboxEntry]:
+        """A message made final: its subscription's waiting entry claimed here for the attempt, which then reads
+        neither the entry nor claims it again (two requests fewer on the way to the callback). Claimed, the entry
+        is no longer waiting, so a second fold or a retried one finds nothing to do; should this process end
+        before the attempt, the entry is due again when the lease ends. An entry not there (a subscription made
+        before entries waited, or being made now) is written due now instead, once its subscription is read."""
+        entry = self.store.entry(delivery_id(subscription_id, "final"))
+        if entry is None:
+            subscription = self.store.get(subscription_id)
+            if subscription is None or not subscription.active(now) or subscription.message_id != message_id:
+                return []  # deleted (its id lingers in the index) or expired
+            return list(self._enqueue_message(subscription, now))
+        if not entry.waiting:
+            return []  # due, claimed or delivered already
+        claimed = self.store.claim(entry, now + LEASE)
+        return [claimed] if claimed is not None else []
 
     def message_final(self, message_id: str) -> None:
         """A trace's write-back made *message_id* final (no fold saw it): its subscribers' pushes become due.
         Never raises: the trace that calls it has answered already."""
         try:
             now = self.clock()
-            for subscription in self.store.active(now):
-                if subscription.kind == "message" and subscription.message_id == message_id:
-                    for entry_id in self._enqueue_message(subscription, now):
-                        self.submit(entry_id)
+            for subscription_id in self.store.subscribers(message_id, now):
+                for entry in self._take_message_push(subscription_id, message_id, now):
+                    self.submit(entry)
         except ServiceError as exc:
             logger.warning("push: cannot queue the pushes of a message a trace made final: %s", exc.title)
 
@@ -350,6 +401,7 @@ class Push:
         and the subscriptions long expired, never the idle ones (message deadlines wait in the outbox)."""
         now = self.clock()
         removed = self._clean_up(now)
+        self.store.build_index()  # once, after an upgrade (subscriptions older than the message index)
         futures = [f for entry in self.store.due(now, DUE_PER_RUN) if (f := self.submit(entry.id)) is not None]
         done, _ = wait(futures, timeout=RUN_WAIT_SECONDS)
         delivered = sum(1 for future in done if future.exception() is None and future.result())
@@ -368,20 +420,21 @@ class Push:
 
     # -- attempts ----------------------------------------------------------------------------------
 
-    def submit(self, entry_id: str, subscription_id: str | None = None) -> Future[bool] | None:
-        """Attempt *entry_id* on the pool, unless closed; never blocks the caller."""
+    def submit(self, entry: str | OutboxEntry) -> Future[bool] | None:
+        """Attempt *entry* (an id, or an entry claimed already) on the pool, unless closed; never blocks."""
         with self._lock:
             if self._closed:
                 return None
             try:
-                return self._pool.submit(self.attempt, entry_id)
+                return self._pool.submit(self.attempt, entry)
             except RuntimeError:  # shut down meanwhile
                 return None
 
-    def attempt(self, entry_id: str) -> bool:
+    def attempt(self, entry: str | OutboxEntry) -> bool:
         """One delivery attempt of one outbox entry; True when delivered. Errors are logged, never raised."""
+        entry_id = entry if isinstance(entry, str) else entry.id
         try:
-            return self._attempt(entry_id)
+            return self._attempt(entry) if isinstance(entry, str) else self._attempt_claimed(entry)
         except ServiceError as exc:
             logger.warning("push: delivery %s not attempted: %s", entry_id, exc.title)
         except Exception as exc:  # a bug must not kill the pool's thread; no message text (it may hold data)
@@ -401,42 +454,67 @@ class Push:
         if subscription is None:
             self.store.drop(entry)  # unsubscribed: its pending outcomes go with it
             return False
-        with self._lock:
-            if subscription.id in self._in_flight:
-                # One attempt per subscription at a time: this one follows when the current one ends (and it
-                # stays due in the outbox, for the timer, should this process end first).
-                waiting = self._waiting.setdefault(subscription.id, [])
-                if entry.id not in waiting and len(waiting) < MAX_WAITING:
-                    waiting.append(entry.id)
-                return False
-            self._in_flight.add(subscription.id)
+        if not self._take_turn(subscription.id, entry.id):
+            return False
         try:
             claimed = self.store.claim(entry, now + LEASE)
             if claimed is None:
                 return False  # another worker has it
-            try:
-                body = claimed.body if claimed.body is not None else self._build(claimed)
-            except ServiceError as exc:  # the trace's log source is down: retried on the schedule
-                return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
-            if body is None:  # not final yet: nothing is sent, and the attempt is retried
-                return self._record(subscription, claimed, None, Attempt(None, "the message is not final yet"))
-            attempt = post(
-                subscription.callback_url,
-                body,
-                {
-                    **push_headers(subscription.secret, claimed.id, int(self.wall_clock()), body),
-                    DELIVERY_ID_HEADER: claimed.id,
-                    SUBSCRIPTION_ID_HEADER: subscription.id,
-                    ATTEMPT_HEADER: str(claimed.attempts + 1),
-                },
-                timeout=self.timeout,
-                resolve=self.resolve,
-            )
-            return self._record(subscription, claimed, body, attempt)
+            return self._deliver(subscription, claimed)
         finally:
-            with self._lock:
-                self._in_flight.discard(subscription.id)
-            self._pass_turn(subscription.id)
+            self._end_turn(subscription.id)
+
+    def _attempt_claimed(self, claimed: OutboxEntry) -> bool:
+        """The attempt of an entry the fold claimed for it (``_take_message_push``)."""
+        subscription = self.store.get(claimed.subscription_id)
+        if subscription is None:
+            self.store.drop(claimed)
+            return False
+        if not self._take_turn(subscription.id, claimed.id):
+            return False  # claimed: due again for the timer when the lease ends
+        try:
+            return self._deliver(subscription, claimed)
+        finally:
+            self._end_turn(subscription.id)
+
+    def _take_turn(self, subscription_id: str, entry_id: str) -> bool:
+        """One attempt per subscription at a time: False (the entry queued behind the current one, and still due
+        in the outbox for the timer should this process end first) while another is in flight."""
+        with self._lock:
+            if subscription_id in self._in_flight:
+                waiting = self._waiting.setdefault(subscription_id, [])
+                if entry_id not in waiting and len(waiting) < MAX_WAITING:
+                    waiting.append(entry_id)
+                return False
+            self._in_flight.add(subscription_id)
+            return True
+
+    def _end_turn(self, subscription_id: str) -> None:
+        with self._lock:
+            self._in_flight.discard(subscription_id)
+        self._pass_turn(subscription_id)
+
+    def _deliver(self, subscription: SubscriptionRecord, claimed: OutboxEntry) -> bool:
+        """Build (a message push's trace, unless kept from an earlier attempt), sign, POST and record."""
+        try:
+            body = claimed.body if claimed.body is not None else self._build(claimed)
+        except ServiceError as exc:  # the trace's log source is down: retried on the schedule
+            return self._record(subscription, claimed, None, Attempt(None, f"no trace ({exc.title})"))
+        if body is None:  # not final yet: nothing is sent, and the attempt is retried
+            return self._record(subscription, claimed, None, Attempt(None, "the message is not final yet"))
+        attempt = post(
+            subscription.callback_url,
+            body,
+            {
+                **push_headers(subscription.secret, claimed.id, int(self.wall_clock()), body),
+                DELIVERY_ID_HEADER: claimed.id,
+                SUBSCRIPTION_ID_HEADER: subscription.id,
+                ATTEMPT_HEADER: str(claimed.attempts + 1),
+            },
+            timeout=self.timeout,
+            resolve=self.resolve,
+        )
+        return self._record(subscription, claimed, body, attempt)
 
     def _pass_turn(self, subscription_id: str) -> None:
         """Attempt the next outcome waiting for *subscription_id*, unless one is in flight."""
@@ -495,6 +573,7 @@ class Push:
         with self._lock:
             self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
 
 
 def describe(record: SubscriptionRecord, *, with_secret: bool = False) -> Subscription:

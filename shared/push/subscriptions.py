@@ -1,9 +1,18 @@
 """The subscriptions table (``SUBSCRIPTIONS_TABLE``, Azurite locally): subscriptions and their outbox.
 
-One table, two partitions. ``subscription`` holds one entity per subscription (row key: its id), with the
-callback URL and the signing secret (neither is ever logged). ``outbox`` holds one entity per outcome to
-push (row key: a digest of the subscription id and the outcome, so a duplicate event or a second writer
-finds the entity there and adds nothing): its due time, attempts so far and, once built, the exact body.
+One table, three partitions. ``subscription`` holds one entity per subscription (row key: its id), with the
+callback URL and the signing secret (neither is ever logged): the one source of truth. ``outbox`` holds one
+entity per outcome to push (row key: a digest of the subscription id and the outcome, so a duplicate event or a
+second writer finds the entity there and adds nothing): its due time, attempts so far and, once built, the exact
+body. ``message`` indexes the message subscriptions by message id (row key: a digest of the message id; one
+entity per message, holding its subscriptions' ids), so the fold finds a message's subscribers with one point
+read, on every instance at once, instead of listing every subscription (a list a cache keeps seconds behind
+the other instances, and which Azurite answers by scanning the whole table).
+
+The index only ever names too many: a subscription is written before its id is added, and its id is taken out
+after it is deleted, so an id in the index whose subscription is gone is skipped (and pruned) by its reader.
+Subscriptions made before the index existed are added to it once, by the first reader
+(:meth:`SubscriptionStore.subscribers`).
 
 An outbox entity is claimed before each attempt by moving its due time past the attempt (ETag-conditioned:
 of two workers only one wins), so an entry is POSTed by one worker at a time, and a worker that dies
@@ -20,7 +29,9 @@ The storage connection is the summaries' (``SUMMARY_STORAGE``, resolved by :mod:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -39,13 +50,20 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from shared.errors import NotFound, ServiceError, Unavailable, UpstreamFailure
+from shared.errors import Conflict, NotFound, ServiceError, Unavailable, UpstreamFailure
 from shared.push.callbacks import new_secret
 from shared.settings import Settings
 from shared.storage import TableStore, public_endpoint
 
+logger = logging.getLogger(__name__)
+
 SUBSCRIPTION_PARTITION: Final = "subscription"
 OUTBOX_PARTITION: Final = "outbox"
+MESSAGE_INDEX_PARTITION: Final = "message"
+#: The index entity that says every subscription made before the index existed is in it (not a digest).
+INDEX_BUILT_ROW: Final = "built"
+#: A message's subscriber ids are kept as 16 bytes each in one binary property (64 KiB at most).
+MAX_PER_MESSAGE: Final = 4000
 #: Table Storage binary properties hold at most 64 KiB; a body is split over properties of this size.
 BODY_CHUNK_BYTES: Final = 60_000
 MAX_BODY_CHUNKS: Final = 15
@@ -75,8 +93,6 @@ class SubscriptionRecord:
     message_id: str | None = None
     sender: str | None = None
     statuses: tuple[str, ...] | None = None
-    #: A message subscription whose outcome is in the outbox already.
-    queued: bool = False
 
     def active(self, now: datetime) -> bool:
         return now < self.expires_at
@@ -100,6 +116,16 @@ class OutboxEntry:
 def delivery_id(subscription_id: str, outcome: str) -> str:
     """The outbox row key and the ``X-Delivery-Id`` of one outcome for one subscription."""
     return hashlib.sha256(f"{subscription_id}\n{outcome}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def index_row(message_id: str) -> str:
+    """The index row key of *message_id* (a digest: any message id, whatever characters row keys refuse)."""
+    return hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _ids_of(entity: Mapping[str, Any]) -> list[str]:
+    packed = bytes(entity.get("Subscriptions") or b"")
+    return [packed[i : i + 16].hex() for i in range(0, len(packed) - 15, 16)]
 
 
 def _utc(value: Any) -> datetime | None:
@@ -126,6 +152,7 @@ def _body_of(entity: Mapping[str, Any]) -> bytes | None:
 class SubscriptionStore(TableStore):
     _cache: tuple[float, list[SubscriptionRecord]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _index_built: bool = False
 
     what: ClassVar[str] = "subscriptions"
     failed: ClassVar[type[ServiceError]] = SubscriptionStoreError
@@ -184,12 +211,18 @@ class SubscriptionStore(TableStore):
             "MessageId": message_id,
             "Sender": sender,
             "Statuses": ",".join(record.statuses) if record.statuses else None,
-            "Queued": False,
         }
         try:
             self.client.create_entity({k: v for k, v in entity.items() if v is not None})
         except AzureError as exc:
             raise self.error("creating a subscription", exc) from exc
+        if message_id is not None:
+            try:
+                self._index(message_id, add=record.id)
+            except ServiceError:  # not findable by the fold: not made
+                with contextlib.suppress(AzureError):
+                    self.client.delete_entity(SUBSCRIPTION_PARTITION, record.id)
+                raise
         with self._lock:  # seen at once by this instance, without reading every subscription again
             if self._cache is not None:
                 self._cache = (self._cache[0], [*self._cache[1], record])
@@ -206,23 +239,128 @@ class SubscriptionStore(TableStore):
 
     def delete(self, subscription_id: str) -> None:
         """Delete a subscription (NotFound when there is none); its pending pushes are dropped when next due."""
-        if self.get(subscription_id) is None:
+        record = self.get(subscription_id)
+        if record is None:
             raise NotFound(f"No subscription {subscription_id}.", title="Subscription not found")
         try:
             self.client.delete_entity(SUBSCRIPTION_PARTITION, subscription_id)
         except AzureError as exc:
             raise self.error("deleting a subscription", exc) from exc
         self.forget()
+        if record.message_id is not None:
+            try:
+                self._index(record.message_id, remove=subscription_id)
+            except ServiceError as exc:  # deleted all the same: its id stays in the index, where readers skip it
+                logger.warning("push: subscription %s left in the message index: %s", subscription_id, exc.title)
 
-    def mark_queued(self, subscription_id: str) -> None:
-        entity = {"PartitionKey": SUBSCRIPTION_PARTITION, "RowKey": subscription_id, "Queued": True}
+    # -- the message index ---------------------------------------------------------------------
+
+    def subscribers(self, message_id: str, now: datetime) -> list[str]:
+        """The ids of *message_id*'s subscriptions, by one point read (see the module's docstring): a superset,
+        since a deleted subscription's id may linger; never one missing, on this instance or any other. Until
+        the index holds the subscriptions made before it existed (:meth:`build_index`, the timer's), those are
+        found in the (cached) list too."""
         try:
-            self.client.update_entity(entity, mode=UpdateMode.MERGE)
+            ids = _ids_of(self.client.get_entity(MESSAGE_INDEX_PARTITION, index_row(message_id)))
         except ResourceNotFoundError:
-            pass  # deleted meanwhile
+            ids = []
         except AzureError as exc:
-            raise self.error("updating a subscription", exc) from exc
-        self.forget()
+            raise self.error("reading the message index", exc) from exc
+        if not self.index_built():
+            ids += [r.id for r in self.active(now) if r.message_id == message_id and r.id not in ids]
+        return ids
+
+    def index_built(self) -> bool:
+        """Whether every subscription made before the message index existed is in it (read until it is)."""
+        if not self._index_built:
+            try:
+                self.client.get_entity(MESSAGE_INDEX_PARTITION, INDEX_BUILT_ROW)
+                self._index_built = True
+            except ResourceNotFoundError:
+                pass
+            except AzureError as exc:
+                raise self.error("reading the message index", exc) from exc
+        return self._index_built
+
+    def build_index(self) -> int:
+        """Index the message subscriptions made before the index existed, once: then the ``built`` marker. The
+        timer's (an upgrade's one-off: a read and a write per such subscription); the number indexed."""
+        if self.index_built():
+            return 0
+        records = [record for record in self.all() if record.message_id is not None]
+        for record in records:
+            assert record.message_id is not None
+            self._index(record.message_id, add=record.id)
+        self._mark_index_built()
+        return len(records)
+
+    def _mark_index_built(self) -> None:
+        try:
+            self.client.create_entity({"PartitionKey": MESSAGE_INDEX_PARTITION, "RowKey": INDEX_BUILT_ROW})
+        except ResourceExistsError:
+            pass
+        except ResourceNotFoundError:  # no table, so no subscription: the one that makes it marks it (ensure_table)
+            self._table_ready = False
+        except AzureError as exc:
+            raise self.error("updating the message index", exc) from exc
+        self._index_built = True
+
+    def ensure_table(self) -> None:
+        """Create the table unless it exists; a table made here holds no subscription older than the message
+        index, which is therefore complete from the start."""
+        if self._table_ready:
+            return
+        try:
+            self.client.create_table()
+        except AzureError:
+            super().ensure_table()  # there already (or the error, described as for every store)
+            return
+        self._table_ready = True
+        self._mark_index_built()
+
+    def _index(self, message_id: str, *, add: str | None = None, remove: str | None = None) -> None:
+        """Add or remove one subscription id in *message_id*'s index entity (ETag-conditioned, again on a race;
+        the entity goes with its last id)."""
+        self.ensure_table()
+        row = index_row(message_id)
+        while True:
+            try:
+                entity = self.client.get_entity(MESSAGE_INDEX_PARTITION, row)
+            except ResourceNotFoundError:
+                entity = None
+            except AzureError as exc:
+                raise self.error("reading the message index", exc) from exc
+            ids = [i for i in (_ids_of(entity) if entity is not None else []) if i not in (add, remove)]
+            ids += [add] if add is not None else []
+            if len(ids) > MAX_PER_MESSAGE:
+                raise Conflict(
+                    f"{MAX_PER_MESSAGE} subscriptions to this message exist already", title="Too many subscriptions"
+                )
+            if self._write_index(row, entity, ids):
+                return
+
+    def _write_index(self, row: str, entity: Any, ids: list[str]) -> bool:
+        """Write *ids* over *entity* as read (None: none was); False when it changed meanwhile."""
+        values = {"PartitionKey": MESSAGE_INDEX_PARTITION, "RowKey": row, "Subscriptions": _packed(ids)}
+        try:
+            if entity is None:
+                if ids:
+                    self.client.create_entity(values)
+                return True
+            etag, condition = entity.metadata["etag"], MatchConditions.IfNotModified
+            if ids:
+                self.client.update_entity(values, mode=UpdateMode.REPLACE, etag=etag, match_condition=condition)
+            else:
+                self.client.delete_entity(MESSAGE_INDEX_PARTITION, row, etag=etag, match_condition=condition)
+            return True
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                return False
+            raise self.error("updating the message index", exc) from exc
+        except AzureError as exc:
+            raise self.error("updating the message index", exc) from exc
 
     def all(self) -> list[SubscriptionRecord]:
         entities = self._query("reading the subscriptions", "PartitionKey eq @pk", {"pk": SUBSCRIPTION_PARTITION})
@@ -239,10 +377,12 @@ class SubscriptionStore(TableStore):
         return [record for record in records if record.active(now)]
 
     def any_active(self, now: datetime) -> bool:
-        """Whether an unexpired subscription exists: the cached list when fresh, else one entity read."""
+        """Whether an unexpired subscription exists: yes when the fresh cached list has one, else one entity read
+        (a cached "none" is not trusted: another instance may have made one since, which the fold must see)."""
         with self._lock:
-            if self._cache is not None and time.monotonic() - self._cache[0] < CACHE_SECONDS:
-                return any(record.active(now) for record in self._cache[1])
+            fresh = self._cache is not None and time.monotonic() - self._cache[0] < CACHE_SECONDS
+            if fresh and self._cache is not None and any(record.active(now) for record in self._cache[1]):
+                return True
         try:
             pages = self.client.query_entities(
                 "PartitionKey eq @pk and ExpiresAt gt @now",
@@ -425,6 +565,10 @@ class SubscriptionStore(TableStore):
         return f"SubscriptionStore({public_endpoint(self.client.url)}, table={self.client.table_name})"
 
 
+def _packed(ids: Sequence[str]) -> bytes:
+    return b"".join(bytes.fromhex(i) for i in ids)
+
+
 def _record(entity: Mapping[str, Any]) -> SubscriptionRecord:
     statuses = str(entity.get("Statuses") or "")
     kind: Kind = "message" if entity.get("Kind") == "message" else "filter"
@@ -438,7 +582,6 @@ def _record(entity: Mapping[str, Any]) -> SubscriptionRecord:
         message_id=entity.get("MessageId"),
         sender=entity.get("Sender"),
         statuses=tuple(statuses.split(",")) if statuses else None,
-        queued=bool(entity.get("Queued")),
     )
 
 
