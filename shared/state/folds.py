@@ -131,6 +131,8 @@ class Lease:
     shard: str
     owner: str
     etag: str
+    #: The shard's previous fold failed or its holder vanished: this fold announces what it folds as new.
+    unclean: bool = False
 
 
 @dataclass
@@ -152,26 +154,32 @@ class ShardLeases:
             try:
                 entity = self.client.get_entity(LEASE_PREFIX + shard, LEASE_ROW)
             except ResourceNotFoundError:
-                values = {"PartitionKey": LEASE_PREFIX + shard, "RowKey": LEASE_ROW, **self._held(now)}
+                values = {"PartitionKey": LEASE_PREFIX + shard, "RowKey": LEASE_ROW, **self._held(now, False)}
                 try:
                     return Lease(shard, self.owner, self.client.create_entity(values)["etag"])
                 except ResourceExistsError:
                     continue
             etag = str(entity.metadata["etag"])
             until = entity.get("Until")
-            held = isinstance(until, datetime) and until > now and entity.get("Owner") not in ("", self.owner)
+            owner = entity.get("Owner")
+            held = isinstance(until, datetime) and until > now and owner not in ("", self.owner)
+            # A lease that lapsed in someone else's hands: that fold died somewhere between its writes and
+            # its deletes, as one that failed (and said so) did.
+            unclean = bool(entity.get("Unclean")) or (not held and owner not in ("", None, self.owner))
             try:
                 if held:
-                    self._update(shard, {"Owner": entity["Owner"], "Until": until, "Dirty": True}, etag)
+                    marked = {"Owner": owner, "Until": until, "Dirty": True, "Unclean": unclean}
+                    self._update(shard, marked, etag)
                     return None
-                return Lease(shard, self.owner, self._update(shard, self._held(now), etag))
+                return Lease(shard, self.owner, self._update(shard, self._held(now, unclean), etag), unclean)
             except ResourceModifiedError:
                 continue
 
-    def release(self, lease: Lease, *, whatever: bool = False) -> bool:
+    def release(self, lease: Lease, *, whatever: bool = False, failed: bool = False) -> bool:
         """Give the lease back: True, or False (still held, renewed) when a request came meanwhile: fold again.
-        ``whatever=True`` gives it back even then (a folder that stops: failed, or left a continuation)."""
-        released: dict[str, Any] = {"Owner": "", "Until": _EPOCH, "Dirty": False}
+        ``whatever=True`` gives it back even then (a folder that stops: failed, or left a continuation).
+        ``failed=True`` (or a lease taken unclean and left with a continuation) leaves the shard unclean."""
+        released: dict[str, Any] = {"Owner": "", "Until": _EPOCH, "Dirty": False, "Unclean": failed}
         while True:
             try:
                 self._update(lease.shard, released, lease.etag)
@@ -186,13 +194,13 @@ class ShardLeases:
                 lease.etag = etag
                 continue
             try:
-                lease.etag = self._update(lease.shard, self._held(datetime.now(UTC)), etag)
+                lease.etag = self._update(lease.shard, self._held(datetime.now(UTC), lease.unclean), etag)
                 return False
             except ResourceModifiedError:
                 continue  # marked again meanwhile
 
-    def _held(self, now: datetime) -> dict[str, Any]:
-        return {"Owner": self.owner, "Until": now + timedelta(seconds=self.seconds), "Dirty": False}
+    def _held(self, now: datetime, unclean: bool) -> dict[str, Any]:
+        return {"Owner": self.owner, "Until": now + timedelta(seconds=self.seconds), "Dirty": False, "Unclean": unclean}
 
     def _update(self, shard: str, values: dict[str, Any], etag: str) -> str:
         entity = {"PartitionKey": LEASE_PREFIX + shard, "RowKey": LEASE_ROW, **values}
@@ -243,11 +251,11 @@ def fold_shard(
         return result
     view = replace(store, journal=replace(store.journal, shard=shard, on_written=None))
     started = time.monotonic()
-    released = False
+    released, failed = False, True
     try:
         while True:
             left = budget_seconds - (time.monotonic() - started)
-            report = fold_journal(view, on_change=on_change, budget_seconds=left)
+            report = fold_journal(view, on_change=on_change, budget_seconds=left, replay=lease.unclean)
             _add(result, report)
             result.rounds += 1
             if report.left or time.monotonic() - started >= budget_seconds:
@@ -256,10 +264,12 @@ def fold_shard(
             if leases.release(lease):
                 released = True
                 break
+        failed = False
     finally:
         if not released:
             try:
-                leases.release(lease, whatever=True)
+                # A continuation of an unclean fold stays unclean: its older entries may be among those left.
+                leases.release(lease, whatever=True, failed=failed or lease.unclean)
             except AzureError as exc:  # it lapses by itself
                 logger.warning("the lease of shard %s was not given back: %s", shard, type(exc).__name__)
     return result

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,7 +27,7 @@ from shared.state import retention
 from shared.state.events import EventError, parse_events
 from shared.state.journal import JournalEntry
 from shared.state.observations import Observation, group_by_message, observation_of
-from shared.state.store import PartitionChange, StateStore, StateStoreError, UnreadableState
+from shared.state.store import PartitionChange, StateStore, StateStoreError, UnreadableState, empty_partition
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,13 @@ def apply_observations(
     report: WriteReport | None = None,
     on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
     seen_at: dict[str, datetime] | None = None,
+    replay: bool = False,
 ) -> WriteReport:
-    """Write *observations* into their partitions, one write per message (``seen_at``: first stored, by message)."""
+    """Write *observations* into their partitions, one write per message (``seen_at``: first stored, by message).
+
+    ``replay``: these observations may have been written before by a fold that failed before it handed its
+    changes on (so before anything was pushed): each message is handed on as if its state were new, final
+    recipients and all. Push's outbox keys each outcome, so what was pushed already is not pushed again."""
     report = report or WriteReport()
     groups = group_by_message(observations)
     report.messages += len(groups)
@@ -122,7 +127,9 @@ def apply_observations(
         if change.became_final:
             report.became_final.append(change.message_id)
     if on_change is not None:
-        on_change([change for change in changes if change.written])
+        if replay:
+            changes = [replace(change, before=empty_partition(change.message_id)) for change in changes]
+        on_change([change for change in changes if change.written or replay])
     return report
 
 
@@ -177,6 +184,7 @@ def fold_journal(
     *,
     on_change: Callable[[Sequence[PartitionChange]], None] | None = None,
     budget_seconds: float = math.inf,
+    replay: bool = False,
 ) -> FoldReport:
     """Journaled observations into their partitions, oldest first, until the journal is empty or the budget
     is spent (the follower's timer gives what its run has left); each chunk's entries are deleted once its
@@ -202,7 +210,7 @@ def fold_journal(
                     seen_at[observation.message_id] = entry.written_at
         observations = [observation for entry in chunk for observation in entry.observations]
         retention.index_messages(store, seen_at)  # in batches, before the partitions (shared.state.retention)
-        apply_observations(store, observations, report=report, on_change=on_change, seen_at=seen_at)
+        apply_observations(store, observations, report=report, on_change=on_change, seen_at=seen_at, replay=replay)
         store.journal.delete(chunk)
         report.entries += len(chunk)
         report.observations += count

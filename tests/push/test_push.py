@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -573,4 +574,65 @@ def test_a_recipient_outcome_is_pushed_as_get_reads_it_not_as_one_journal_shard_
     mine = [(h, json.loads(b)) for h, b in receiver.received if json.loads(b)["messageId"] == mid]
     assert [(h["x-subscription-id"], b["finalDeliveryStatus"]) for h, b in mine] == [(sub["id"], "Delivered")]
     assert bounced_only["id"] not in {h["x-subscription-id"] for h, _ in mine}
+    services.close()
+
+
+def test_a_fold_that_failed_after_some_writes_still_pushes_them_when_it_is_redone(
+    semantic_insights: Insights, tables: dict[str, str], receivers: list[Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold wrote message A's partition, then failed on message B (the store went away) before handing its
+    changes to push. Redone, it finds A written already: nothing new, so nothing used to be pushed for A, ever
+    for a filter subscription, and only at the status grace for A's own subscription. The lease remembers the
+    failure, and the redone fold hands on A as new; the outbox keeps every outcome to one push."""
+    from shared.state import journal as journal_module
+    from shared.state.folds import ShardLeases, fold_shard
+    from shared.state.store import StateStoreUnavailable
+
+    receiver = Receiver()
+    receivers.append(receiver)
+    services = build(semantic_insights, tables, Clock(FIXTURE_NOW))
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    real_apply, a_written = StateStore.apply, threading.Event()
+
+    def failing_on_b(store: StateStore, message_id: str, *args: Any, **kwargs: Any) -> Any:
+        if message_id == second:
+            a_written.wait(10)
+            raise StateStoreUnavailable("the store went away", retry_after=1)
+        change = real_apply(store, message_id, *args, **kwargs)
+        a_written.set()
+        return change
+
+    class FirstShard:
+        @staticmethod
+        def randrange(_: int) -> int:
+            return 0
+
+    with serve(services) as host:
+        watcher = subscribe(host.base_url, {"callbackUrl": receiver.url, "filter": {"sender": SENDER}})
+        own = subscribe(
+            host.base_url, {"callbackUrl": receiver.url, "messageId": first, "recipients": ["ann@contoso.com"]}
+        )
+        state, leases = services.state, ShardLeases.of(services.state)
+        assert state.journal is not None
+        for shard in state.journal.shards():  # the registration of A's recipients, folded as usual
+            fold_shard(state, shard, leases=leases, on_change=services.push.hook())
+        monkeypatch.setattr(journal_module, "random", FirstShard)
+        events = [
+            event(first, "ann@contoso.com", "Delivered", "2026-03-10T10:05:00Z"),
+            event(second, "bob@contoso.com", "Delivered", "2026-03-10T10:06:00Z"),
+        ]
+        assert send_events(host.base_url, events) == 202
+        monkeypatch.setattr(StateStore, "apply", failing_on_b)
+        with pytest.raises(StateStoreUnavailable):
+            fold_shard(state, "j0", leases=leases, on_change=services.push.hook())
+        assert receiver.received == []  # nothing was handed on
+        monkeypatch.undo()
+        fold_shard(state, "j0", leases=leases, on_change=services.push.hook())
+        receiver.wait_for(3)
+        assert send_events(host.base_url, [events[0]]) == 202  # A's outcome again, folded cleanly: no new push
+        fold_shard(state, "j0", leases=leases, on_change=services.push.hook())
+        services.push.run_due()
+        time.sleep(1)
+    pushed = sorted((h["x-subscription-id"], json.loads(b)["messageId"]) for h, b in receiver.received)
+    assert pushed == sorted([(watcher["id"], first), (watcher["id"], second), (own["id"], first)])
     services.close()

@@ -379,3 +379,22 @@ def test_folds_side_by_side_share_the_process_writers_within_the_connection_pool
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
     assert store.journal.entries() == []
     assert all((p := store.read(mid)) is not None and p.recipients for mid in ids[::40])
+
+
+def test_a_shard_whose_fold_failed_or_whose_holder_vanished_is_folded_unclean_until_a_fold_ends_well(
+    store: StateStore,
+) -> None:
+    """The next fold of such a shard hands on what it folds as new (``replay``): the failed or vanished fold may
+    have written partitions without handing their changes to push."""
+    clean = ShardLeases.of(store)
+    lease = clean.acquire("j4")
+    assert lease is not None and not lease.unclean
+    clean.release(lease, whatever=True, failed=True)
+    after_failure = ShardLeases.of(store).acquire("j4")
+    assert after_failure is not None and after_failure.unclean
+    ShardLeases.of(store).release(after_failure)  # a fold that ended well
+    vanishing = ShardLeases(store.client, seconds=0.3)
+    assert (held := vanishing.acquire("j4")) is not None and not held.unclean
+    time.sleep(0.5)  # its holder never comes back
+    taken_over = ShardLeases.of(store).acquire("j4")
+    assert taken_over is not None and taken_over.unclean
