@@ -203,6 +203,7 @@ def test_each_journal_write_asks_once_for_each_shard_it_wrote(
     services.close()
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_a_request_that_cannot_be_sent_is_left_to_the_timer() -> None:
     down = queue_with_string(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -214,6 +215,7 @@ def test_a_request_that_cannot_be_sent_is_left_to_the_timer() -> None:
     assert requests.request(["j1", "j2"]) == 0  # logged, never raised: the write is acknowledged
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_after_a_failed_request_none_is_tried_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unreachable queue costs one try (its retries), not one per journal write: writes meanwhile return at
     once, and requests are tried again once the pause is over."""
@@ -343,6 +345,7 @@ def test_concurrent_transactions_on_one_partition_lose_nothing(store: StateStore
     assert partition is not None and len(partition.recipients) == 24 and partition.final
 
 
+@pytest.mark.slow  # waits on purpose or runs the Kusto language service: CI, not test-fast
 def test_folds_side_by_side_share_the_process_writers_within_the_connection_pool(
     store: StateStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

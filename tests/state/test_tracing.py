@@ -129,8 +129,8 @@ def test_a_final_message_in_the_state_is_answered_with_no_log_query(
     assert body["send"]["sender"] == "DoNotReply@contoso.com" and body["send"]["messageSizeMb"] == 0.02
     ann = body["recipients"][0]
     assert (ann["recipientId"], ann["bounceType"], ann["durationMilliseconds"]) == ("ann@contoso.com", "none", 3000)
-    # 1,000 traces of final messages: not one log query, counted at the source.
-    for _ in range(1000):
+    # Traces of a final message: not one log query, counted at the source (1,000 in benchmarks/trace_state.py).
+    for _ in range(100):
         assert trace(services, mid)["outcome"] == "partiallyDelivered"
     assert source.queries == 0
 
