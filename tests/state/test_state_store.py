@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +23,7 @@ from shared.state.observations import (
     StatusObservation,
 )
 from shared.state.partition import MESSAGE_ROW_KEY, Partition, partition_entities, recipient_row_key
-from shared.state.store import StateStore, StateStoreUnavailable, empty_partition
+from shared.state.store import KnownEntities, StateStore, StateStoreUnavailable, empty_partition
 
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
@@ -120,6 +122,84 @@ def test_concurrent_writers_lose_nothing(store: StateStore) -> None:
     assert sorted(r.address for r in partition.recipients.values() if r.final is not None) == sorted(recipients)
 
 
+# --------------------------------------------------------------------------- what this process knows
+
+
+class _Calls:
+    """Counts the Table requests a store's client makes, by method."""
+
+    def __init__(self, store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.counts: dict[str, int] = {}
+        for name in ("get_entity", "query_entities", "create_entity", "update_entity", "submit_transaction"):
+            monkeypatch.setattr(store.client, name, self._counting(name, getattr(store.client, name)))
+
+    def _counting(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_a_message_this_process_wrote_is_written_again_without_reading_it(
+    azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = f"Known{uuid.uuid4().hex[:8]}"
+    with closing(StateStore.from_connection_string(azurite_connection_string, table)) as store:
+        mid = message_id()
+        store.apply(mid, [status(mid, "a@x.com", "Delivered", 1)], whole_partition=False)
+        calls = _Calls(store, monkeypatch)
+        view = EngagementObservation(mid, "a@x.com", "view", T0 + timedelta(hours=1), None, "UA")
+        change = store.apply(mid, [view], whole_partition=False)
+        # One request: the update, If-Match the ETag the first write got back (no failed create, no read).
+        assert calls.counts == {"update_entity": 1}
+        assert change.before.recipients[recipient_row_key("a@x.com")].views() == 0
+        assert change.after.recipients[recipient_row_key("a@x.com")].views() == 1
+    with closing(StateStore.from_connection_string(azurite_connection_string, table)) as other:
+        partition = other.read(mid)
+        assert partition is not None and partition.recipients[recipient_row_key("a@x.com")].views() == 1
+
+
+def test_what_a_process_knows_is_only_a_hint_another_writer_or_an_expiry_wins(azurite_connection_string: str) -> None:
+    table = f"Known{uuid.uuid4().hex[:8]}"
+    with (
+        closing(StateStore.from_connection_string(azurite_connection_string, table)) as one,
+        closing(StateStore.from_connection_string(azurite_connection_string, table)) as two,
+    ):
+        mid = message_id()
+        key = recipient_row_key("a@x.com")
+        one.apply(mid, [status(mid, "a@x.com", "Delivered", 1)], whole_partition=False)
+        two.apply(mid, [EngagementObservation(mid, "a@x.com", "view", T0 + timedelta(hours=1), None, "UA")])
+        # one's ETag is stale now: its write fails (412), it reads, merges and keeps the other's view.
+        click = EngagementObservation(mid, "a@x.com", "click", T0 + timedelta(hours=2), "https://c.com/1", "UA")
+        change = one.apply(mid, [click], whole_partition=False)
+        assert change.before.recipients[key].views() == 1  # judged against what the service held
+        stored = two.read(mid)
+        assert stored is not None
+        recipient = stored.recipients[key]
+        assert (recipient.views(), recipient.clicks(), recipient.final is not None) == (1, 1, True)
+        # Expired (deleted) since one wrote it: its update fails (404), it reads nothing and creates it again.
+        one.client.delete_entity(mid, key)
+        one.apply(mid, [status(mid, "a@x.com", "Bounced", 5)], whole_partition=False)
+        again = two.read(mid)
+        assert again is not None and again.recipients[key].clicks() == 0
+        final = again.recipients[key].final
+        assert final is not None and final.status == "Bounced"
+
+
+def test_known_entities_are_bounded_least_recently_used_first() -> None:
+    known = KnownEntities(limit=3)
+    for index in range(5):
+        known.remember({"PartitionKey": f"m{index}", "RowKey": "r", "Kind": "x"}, f"etag{index}")
+        if index == 2:
+            assert known.get("m0", ["r"])  # used: kept over m1
+    assert len(known) == 3
+    assert set(known.get("m0", ["r"])) == {"r"} and not known.get("m1", ["r"]) and not known.get("m2", ["r"])
+    assert known.get("m4", ["r"])["r"].metadata == {"etag": "etag4"}
+    known.remember({"PartitionKey": "m4", "RowKey": "r"}, None)  # no ETag: nothing to trust
+    assert not known.get("m4", ["r"])
+
+
 def test_table_storage_down_is_unavailable() -> None:
     down = StateStore.from_connection_string(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -207,6 +287,39 @@ def test_any_order_and_chunking_through_the_table_give_the_same_state(
     assert stored is not None
     want = {key: {**entity, "PartitionKey": mid} for key, entity in expected.items()}
     assert _comparable(partition_entities(stored)) == _comparable(want)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(observation_strategy, min_size=1, max_size=10), st.randoms(use_true_random=False))
+def test_what_two_processes_know_changes_nothing_that_is_stored(
+    azurite_connection_string: str, observations: list[Observation], rng: random.Random
+) -> None:
+    """The fold's writes (only the touched entities) through two stores that remember what they wrote, taking
+    turns at random, store what one store that remembers nothing stores from the same chunks."""
+    table = "KnownTwo"
+    with (
+        closing(StateStore.from_connection_string(azurite_connection_string, table)) as one,
+        closing(StateStore.from_connection_string(azurite_connection_string, table)) as two,
+        closing(StateStore.from_connection_string(azurite_connection_string, table)) as plain,
+    ):
+        plain.known = KnownEntities(limit=0)
+        mid, reference = message_id(), message_id()
+        shuffled = observations + rng.sample(observations, k=min(2, len(observations)))
+        rng.shuffle(shuffled)
+        position = 0
+        while position < len(shuffled):
+            chunk = shuffled[position : position + rng.randint(1, 4)]
+            rng.choice((one, two)).apply(mid, [_retarget(o, mid) for o in chunk], whole_partition=False)
+            plain.apply(reference, [_retarget(o, reference) for o in chunk], whole_partition=False)
+            position += len(chunk)
+        assert len(plain.known) == 0
+        got, want = plain.read(mid), plain.read(reference)
+        assert got is not None and want is not None
+        assert _comparable(_rekeyed(partition_entities(got))) == _comparable(_rekeyed(partition_entities(want)))
+
+
+def _rekeyed(entities: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {key: {k: v for k, v in entity.items() if k != "PartitionKey"} for key, entity in entities.items()}
 
 
 def _comparable(entities: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
