@@ -48,8 +48,9 @@ typecheck: setup
 chromium:
 	-@bash tools/install-chromium.sh
 
+# Four pytest-xdist workers, as test-fast: 917 tests in 3 min 33 s and 4 min 0 s (back to back), 8 min 2 s on one.
 unit: setup chromium
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 4
 
 # The day-to-day loop: everything but the tests marked `slow` (the Kusto parser over every query, fuzzing, a frozen
 # store waited out, timers on a schedule, CLIs in subprocesses, 10,000-file imports), no checkov, four pytest-xdist
