@@ -15,7 +15,8 @@ attempt completes it).
 A message folded again (its events spread over several journal entries, or several deliveries) is usually one
 this process wrote moments ago: :class:`KnownEntities` keeps the entities it last wrote or read, with their
 ETags, and the next write merges into those and goes out If-Match without reading first (no failed create, no
-point read: one request where there were three). Another writer meanwhile, or an entity expired since, fails
+point read: one request where there were three; a write that needs the whole partition reads it, and skips only
+the failed create). Another writer meanwhile, or an entity expired since, fails
 that write (412, 404) and the partition is read as above; nothing is trusted that the service did not confirm.
 
 Event Grid events and the follower's log rows reach the partitions through the journal
@@ -296,14 +297,12 @@ class StateStore(TableStore):
         self.ensure_table()
         baseline: Partition | None = None
         try:
-            # Only what *change* touches can come from KnownEntities: a whole partition is always read.
-            first = None if whole_partition else self._update_known(message_id, change)
-            if first is not None:
-                return first
-            fresh = self._create_fresh(message_id, change)
             if not whole_partition:
-                return fresh
-            return self._with_rest(fresh)
+                first = self._update_known(message_id, change)
+                return first if first is not None else self._create_fresh(message_id, change)
+            # A whole partition is always read; a message known to be stored skips the creates bound to fail.
+            if not self.known.get(message_id, _touched_keys(message_id, change)):
+                return self._with_rest(self._create_fresh(message_id, change))
         except _Conflict as conflict:
             if conflict.written:
                 baseline = conflict.before or empty_partition(message_id)

@@ -160,6 +160,19 @@ def test_a_message_this_process_wrote_is_written_again_without_reading_it(
         assert partition is not None and partition.recipients[recipient_row_key("a@x.com")].views() == 1
 
 
+def test_a_known_message_whose_whole_partition_is_needed_is_read_without_failed_creates_first(
+    azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with closing(StateStore.from_connection_string(azurite_connection_string, f"Known{uuid.uuid4().hex[:8]}")) as store:
+        mid = message_id()
+        store.apply(mid, [send(mid, 2), status(mid, "a@x.com", "Delivered", 1)])
+        calls = _Calls(store, monkeypatch)
+        change = store.apply(mid, [status(mid, "b@x.com", "Delivered", 2), status(mid, "a@x.com", "Delivered", 1)])
+        # b is new (its create is the write), a is known: the partition is read, never a create bound to fail.
+        assert calls.counts == {"query_entities": 1, "create_entity": 1}
+        assert change.became_final and not change.before.final
+
+
 def test_what_a_process_knows_is_only_a_hint_another_writer_or_an_expiry_wins(azurite_connection_string: str) -> None:
     table = f"Known{uuid.uuid4().hex[:8]}"
     with (
