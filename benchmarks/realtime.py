@@ -20,7 +20,10 @@ final. Latency: from the webhook's acknowledgement of the event to the callback'
 ``throughput``: synthetic events (``benchmarks/state.py``: shuffled, a tenth duplicated) ingested and folded
 by dev host processes (``python -m tools.devhost --no-timers``) sharing one Azurite: first one process, then
 two (batches alternate between them), each on fresh tables and a fresh queue. End to end: from the first POST
-until the journal is empty (every observation folded into its partition), observations a second.
+until the journal is empty (every observation folded into its partition), observations a second. A batch
+answered 5xx (the store too slow for the webhook's budget: the host answers 5xx rather than lose events) is
+delivered again after a pause, as Event Grid does (sooner: its first retry waits 10 s), and counted; the hosts'
+logs are kept in ``--logs`` (default: a temporary directory, named in the output).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -253,14 +257,17 @@ def bench_sendtrack(messages: int, rate: float) -> None:  # long: one scenario, 
         services.close()
 
 
-def _start_host(port: int, env: dict[str, str], *, new_group: bool = False) -> subprocess.Popen[bytes]:
+def _start_host(
+    port: int, env: dict[str, str], *, new_group: bool = False, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "tools.devhost", "--no-timers", "--port", str(port), "--settings", "/nonexistent"]
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         command,
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         start_new_session=new_group,  # its own process group, whose CPU time is measured
     )
     deadline = time.monotonic() + 60
@@ -295,7 +302,30 @@ def _azurite_groups(azurite: Any) -> list[int]:
     return [service.process.pid for service in (azurite, azurite.queue) if service and service.process]
 
 
-def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, work: str) -> float:
+class Redelivery:
+    """POSTs a batch until it is accepted, as Event Grid delivers again after a 5xx (or no answer); counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def post(self, url: str, events: list[dict[str, Any]]) -> None:
+        pause = 1.0
+        for _ in range(30):
+            try:
+                post(url, events)
+                return
+            except (urllib.error.HTTPError, urllib.error.URLError, TimeoutError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
+                    raise
+            with self._lock:
+                self.count += 1
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)
+        raise RuntimeError("a batch was refused 30 times")
+
+
+def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, work: str, logs: Path) -> float:
     """Seconds from the first POST until the journal is empty, with *hosts* dev host processes; prints the CPU
     time the hosts and Azurite used per observation, which says how many cores a target rate needs."""
     from shared.state.store import StateStore
@@ -314,7 +344,11 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         "PYTHONPATH": str(ROOT),
     }
     ports = [_free_port("127.0.0.1") for _ in range(hosts)]
-    processes = [_start_host(port, env, new_group=True) for port in ports]
+    processes = [
+        _start_host(port, env, new_group=True, log=logs / f"host-{hosts}-{index}.log")
+        for index, port in enumerate(ports)
+    ]
+    redelivery = Redelivery()
     store = StateStore.from_connection_string(azurite.connection_string, f"Tput{tag}")
     try:
         urls = [
@@ -325,7 +359,7 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         host_cpu, azurite_cpu = cpu_seconds(groups), cpu_seconds(_azurite_groups(azurite))
         started = time.monotonic()
         with ThreadPoolExecutor(2 * hosts) as pool:
-            list(pool.map(lambda item: post(urls[item[0] % hosts], item[1]), enumerate(batches)))
+            list(pool.map(lambda item: redelivery.post(urls[item[0] % hosts], item[1]), enumerate(batches)))
         ingested = time.monotonic() - started
         assert store.journal is not None
         while store.journal.shards():
@@ -334,7 +368,8 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         host_cpu, azurite_cpu = cpu_seconds(groups) - host_cpu, cpu_seconds(_azurite_groups(azurite)) - azurite_cpu
         print(
             f"  {hosts} host process(es): {len(events):,} events ingested in {ingested:.1f} s "
-            f"({len(events) / ingested:,.0f}/s), folded by {elapsed:.1f} s: "
+            f"({len(events) / ingested:,.0f}/s; {redelivery.count} deliveries answered 5xx and made again), "
+            f"folded by {elapsed:.1f} s: "
             f"{len(events) / elapsed:,.0f} observations/s end to end; CPU per observation: hosts "
             f"{1000 * host_cpu / len(events):.2f} ms, Azurite {1000 * azurite_cpu / len(events):.2f} ms "
             f"(1,500 observations/s would take {1500 * (host_cpu + azurite_cpu) / len(events):.1f} busy cores); "
@@ -348,17 +383,19 @@ def _run(hosts: int, events: list[dict[str, Any]], batch: int, azurite: Any, wor
         store.close()
 
 
-def bench_throughput(count: int, batch: int) -> None:
+def bench_throughput(count: int, batch: int, logs: Path) -> None:
     from local.store import open_store
 
     from azurite import running
 
     events = synthetic_events(count)
+    logs.mkdir(parents=True, exist_ok=True)
     with running() as azurite, tempfile.TemporaryDirectory() as work:
         open_store(str(Path(work) / "empty.duckdb")).close()
         print(f"throughput: {count:,} events (shuffled, 10 % duplicates), batches of {batch}, Azurite shared")
-        one = _run(1, events, batch, azurite, work)
-        two = _run(2, events, batch, azurite, work)
+        print(f"  host logs: {logs}")
+        one = _run(1, events, batch, azurite, work, logs)
+        two = _run(2, events, batch, azurite, work, logs)
         print(f"  two processes: {one / two:.2f}x the single-process figure")
 
 
@@ -370,13 +407,14 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--logs", type=Path, default=None, help="where the hosts' logs go (throughput)")
     args = parser.parse_args()
     if args.what == "push":
         bench_push(args.messages, args.rate, args.senders)
     elif args.what == "sendtrack":
         bench_sendtrack(args.messages, args.rate)
     else:
-        bench_throughput(args.events, args.batch)
+        bench_throughput(args.events, args.batch, args.logs or Path(tempfile.mkdtemp(prefix="throughput-")))
 
 
 if __name__ == "__main__":
