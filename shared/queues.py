@@ -35,9 +35,11 @@ def _pairs(value: str) -> dict[str, str]:
 
 def _options() -> dict[str, object]:
     """Fail fast, as table requests do: two retries a second apart (the storage SDK's default waits 15 s and
-    more between its retries, so an unreachable queue held a journal write for over a minute)."""
+    more between its retries, so an unreachable queue held a journal write for over a minute). The transport is
+    the tables' (a new one per call, so per client: a shared one would be closed by the first close): attempts
+    cut to the request's budget, and a connection pool as large as the threads that share the client (the SDK's
+    own keeps 10, and the folds' requests discarded connections beyond them: "Connection pool is full")."""
     options = dict(client_options())
-    options.pop("transport", None)  # one transport per client (a shared one would be closed by the first close)
     for name in ("retry_total", "retry_backoff_factor", "retry_backoff_max"):
         options.pop(name, None)
     options["retry_policy"] = LinearRetry(backoff=1, random_jitter_range=0, retry_total=2)
