@@ -261,7 +261,8 @@ def _start_host(
     port: int, env: dict[str, str], *, new_group: bool = False, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "tools.devhost", "--no-timers", "--port", str(port), "--settings", "/nonexistent"]
-    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    handle = log.open("ab") if log is not None else None
+    output = handle if handle is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -270,6 +271,8 @@ def _start_host(
         stderr=output,
         start_new_session=new_group,  # its own process group, whose CPU time is measured
     )
+    if handle is not None:
+        handle.close()  # the host has its own copy
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

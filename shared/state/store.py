@@ -296,18 +296,19 @@ class StateStore(TableStore):
         """Read the partition, let *change* merge into it, write what changed (ETag-conditioned)."""
         self.ensure_table()
         baseline: Partition | None = None
+        keys = _touched_keys(message_id, change)
         try:
             if not whole_partition:
-                first = self._update_known(message_id, change)
+                first = self._update_known(message_id, change, keys)
                 return first if first is not None else self._create_fresh(message_id, change)
             # A whole partition is always read; a message known to be stored skips the creates bound to fail.
-            if not self.known.get(message_id, _touched_keys(message_id, change)):
+            if not self.known.get(message_id, keys):
                 return self._with_rest(self._create_fresh(message_id, change))
         except _Conflict as conflict:
             if conflict.written:
                 baseline = conflict.before or empty_partition(message_id)
         for _ in range(MAX_CONFLICT_RETRIES):
-            entities = self._entities(message_id) if whole_partition else self._entities_touched(message_id, change)
+            entities = self._entities(message_id) if whole_partition else self._entities_touched(message_id, keys)
             for entity in entities:
                 row = {"PartitionKey": message_id, "RowKey": str(entity["RowKey"]), **_comparable(entity)}
                 self.known.remember(row, entity.metadata.get("etag"))
@@ -330,11 +331,12 @@ class StateStore(TableStore):
             retry_after=1,
         )
 
-    def _update_known(self, message_id: str, change: Callable[[Partition], None]) -> PartitionChange | None:
-        """*change* merged into the entities it touches as this process last saw them, written If-Match without
-        reading first; None when none of them is known. Raises :class:`_Conflict` when the service holds
+    def _update_known(
+        self, message_id: str, change: Callable[[Partition], None], keys: Sequence[str]
+    ) -> PartitionChange | None:
+        """*change* merged into the entities it touches (*keys*) as this process last saw them, written If-Match
+        without reading first; None when none of them is known. Raises :class:`_Conflict` when the service holds
         something else now (the caller then reads)."""
-        keys = _touched_keys(message_id, change)
         stored = self.known.get(message_id, keys)
         if not stored:
             return None
@@ -349,11 +351,12 @@ class StateStore(TableStore):
         self.set_aside(after.set_aside)
         return PartitionChange(message_id, written, before, after)
 
-    def _entities_touched(self, message_id: str, change: Callable[[Partition], None]) -> list[Any]:
-        """The stored entities *change* would write, by point reads: enough to merge into, and a point read stays
-        cheap where a partition query is a scan (Azurite scans the whole table for every query)."""
+    def _entities_touched(self, message_id: str, keys: Sequence[str]) -> list[Any]:
+        """The stored entities of *keys* (those a change would write: :func:`_touched_keys`), by point reads:
+        enough to merge into, and a point read stays cheap where a partition query is a scan (Azurite scans the
+        whole table for every query)."""
         found = []
-        for key in _touched_keys(message_id, change):
+        for key in keys:
             try:
                 found.append(self.client.get_entity(message_id, key))
             except ResourceNotFoundError:
